@@ -1,0 +1,158 @@
+"""The `xgen` command line. Each command's docstring is its help."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from models.errors import XGenError
+
+
+class XGenGroup(click.Group):
+    """Turns expected failures into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except XGenError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted; nothing half-written was kept", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=XGenGroup)
+@click.version_option(package_name="xgen-local")
+def main() -> None:
+    """xgen-local: private, offline XGen-7B models on your own machine."""
+
+
+def _sigterm_as_interrupt() -> None:
+    # `kill` gets the same clean-up as Ctrl+C: temporary files are removed.
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@main.command()
+@click.argument("src")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Output .gguf file "
+              "(default: the models folder, named after the model and type).")
+@click.option("-t", "--type", "file_type", default="q4_k_m", show_default=True,
+              help="f32, f16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Quantization threads (default: all cores).")
+@click.option("--variant", help="Registry name of the model, when SRC is a local copy of a published one.")
+@click.option("--revision", help="Hub revision (branch, tag or commit) to download.")
+@click.option("--verify", "then_verify", is_flag=True, help="Check the result against the source afterwards.")
+def convert(src: str, out: Path | None, file_type: str, force: bool, threads: int | None,
+            variant: str | None, revision: str | None, then_verify: bool) -> None:
+    """Convert an XGen checkpoint (a local folder or a Hub id) into a GGUF file.
+
+    A Hub id such as Salesforce/xgen-7b-8k-inst is downloaded first (only the files
+    needed; an interrupted download resumes). The conversion streams one tensor at a
+    time and quantizes with llama.cpp's own code, so a 7B model converts on a laptop.
+    """
+    from converter.convert import convert as run_convert
+    from converter.download import download, looks_like_hub_id
+    from converter.quant import get_file_type
+    from models.paths import models_dir
+    from models.registry import get_variant, variant_for_hub_id
+
+    ftype = get_file_type(file_type)
+    chosen = get_variant(variant) if variant else None
+    if looks_like_hub_id(src):
+        chosen = chosen or variant_for_hub_id(src)
+        name = chosen.name if chosen else src.split("/")[-1]
+    else:
+        name = chosen.name if chosen else Path(src).resolve().name
+    out = out or models_dir() / f"{name}-{ftype.name}.gguf"
+    if out.exists() and not force:
+        raise XGenError(f"{out} already exists; pass --force to overwrite it")
+    _sigterm_as_interrupt()
+    if looks_like_hub_id(src):
+        click.echo(f"downloading {src} from the Hugging Face Hub", err=True)
+        folder = download(src, revision=revision)
+    else:
+        folder = Path(src)
+    result = _convert_with_progress(run_convert, folder, out, ftype.name, force, threads, chosen, name)
+    _print_conversion(result)
+    if then_verify:
+        _print_verify(_verify(result.path, folder, threads))
+
+
+def _convert_with_progress(run_convert, folder, out, file_type, force, threads, variant, name):
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="tensor", desc="converting", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int, tensor) -> None:
+        bar.total = total
+        bar.set_postfix_str(f"{tensor.source.gguf_name} {tensor.qtype.name}", refresh=False)
+        bar.update(1)
+
+    try:
+        return run_convert(folder, out, file_type, force=force, threads=threads, variant=variant,
+                           name=name, progress=progress)
+    finally:
+        bar.close()
+
+
+def _print_conversion(result) -> None:
+    types = ", ".join(f"{n} {k}" for k, n in sorted(result.type_counts().items()))
+    click.echo(f"wrote {result.path} ({result.nbytes / 2**20:.1f} MiB, {result.file_type}) "
+               f"in {result.seconds:.1f} s; tensors: {types}")
+
+
+def _verify(path: Path, reference: Path | None, threads: int | None):
+    from converter.verify import verify as run_verify
+
+    return run_verify(path, reference, threads=threads)
+
+
+def _print_verify(report) -> None:
+    click.echo(f"tokenizer: {report.tokenizer_checked} tokens checked, "
+               f"{len(report.tokenizer_mismatches)} mismatches, "
+               f"{len(report.roundtrip_failures)} round-trip failures")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for agreement in report.logits:
+        click.echo(f"logits: NMSE {agreement.nmse:.2e}, top-1 agreement {agreement.top1:.0%} "
+                   f"over {agreement.n_tokens} tokens of {agreement.prompt[:40]!r}")
+    if not report.ok:
+        raise XGenError(f"{report.path}: the GGUF does not tokenize like XGen")
+
+
+@main.command()
+@click.argument("gguf_file", type=click.Path(path_type=Path))
+@click.option("--reference", help="The HF checkpoint folder it was converted from, to compare logits.")
+@click.option("--threads", type=click.IntRange(1, 256))
+def verify(gguf_file: Path, reference: str | None, threads: int | None) -> None:
+    """Check a GGUF: tokenizer round trips and, with --reference, logits against the source."""
+    from converter.download import looks_like_hub_id
+
+    if reference and looks_like_hub_id(reference):
+        raise XGenError("--reference takes a local checkpoint folder; verify never downloads")
+    _print_verify(_verify(gguf_file, Path(reference) if reference else None, threads))
+
+
+@main.command()
+@click.option("-t", "--type", "file_type", default="q4_k_m", show_default=True, help="GGUF type to build.")
+def demo(file_type: str) -> None:
+    """Build a tiny random XGen-shaped model, convert, verify and run it (seconds, no download).
+
+    It shows the whole pipeline (HF checkpoint -> GGUF -> llama.cpp) on this machine.
+    Its weights are random, so its text is nonsense; use `xgen convert` for a real model.
+    """
+    from converter.demo import build_demo
+
+    build_demo(file_type, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

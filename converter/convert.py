@@ -1,0 +1,157 @@
+"""HF XGen checkpoint -> GGUF, in one streaming pass.
+
+Plan every tensor from the shard headers (name, shape, target type, size), write the
+GGUF header, then read, transform, quantize and write one tensor at a time. Peak memory
+is about one f32 tensor plus its quantized copy, whatever the depth of the model.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as Q
+
+from converter.quant import FILE_TYPES, FileType, get_file_type, quantize, tensor_nbytes, tensor_type
+from converter.tensors import TensorSource, iter_gguf_arrays, match_tensors
+from converter.vocab import build_gguf_vocab, write_vocab
+from models.atomic import atomic_output
+from models.checkpoint import CheckpointReader, find_checkpoint
+from models.config import ModelArgs
+from models.errors import XGenError
+from models.registry import XGEN_CHAT_TEMPLATE, Variant
+from models.tokenizer import XGenTokenizer
+
+# Header, metadata and the vocabulary take a few MB; keep a margin on top of the tensors.
+METADATA_MARGIN = 64 << 20
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    source: TensorSource
+    qtype: Q
+    nbytes: int
+
+
+@dataclass
+class ConversionResult:
+    path: Path
+    file_type: str
+    seconds: float
+    nbytes: int
+    tensors: list[PlannedTensor] = field(default_factory=list)
+
+    def type_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.qtype.name] = counts.get(t.qtype.name, 0) + 1
+        return counts
+
+
+ProgressFn = Callable[[int, int, PlannedTensor], None]  # (done, total, tensor just written)
+
+
+def plan_tensors(sources: list[TensorSource], file_type: FileType, n_layers: int) -> list[PlannedTensor]:
+    planned = []
+    for s in sources:
+        qtype = tensor_type(s.gguf_name, s.shape, file_type, n_layers)
+        planned.append(PlannedTensor(s, qtype, tensor_nbytes(s.shape, qtype)))
+    return planned
+
+
+def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, force: bool = False,
+            threads: int | None = None, variant: Variant | None = None, name: str | None = None,
+            progress: ProgressFn | None = None) -> ConversionResult:
+    """Convert the checkpoint folder `src` into the GGUF file `out`."""
+    started = time.perf_counter()
+    ftype = get_file_type(file_type)
+    out = Path(out)
+    if out.exists() and not force:
+        raise XGenError(f"{out} already exists; pass --force to overwrite it")
+    args = ModelArgs.from_folder(src)
+    if args.vocab_size < 50313:
+        raise XGenError(f"{src}/config.json: vocab_size {args.vocab_size} is smaller than XGen's 50313 tokens")
+    reader = CheckpointReader(find_checkpoint(src))
+    sources = match_tensors({n: reader.shape(n) for n in reader.names()}, args)
+    planned = plan_tensors(sources, ftype, args.n_layers)
+    total = sum(p.nbytes for p in planned)
+    check_free_space(out.parent if str(out.parent) else Path("."), total + METADATA_MARGIN)
+    vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
+
+    with atomic_output(out, force=force) as tmp:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        try:
+            _write_metadata(writer, args, ftype, variant, name or Path(src).name)
+            write_vocab(writer, vocab)
+            for p in planned:
+                _add_tensor_info(writer, p)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            by_name = {p.source.gguf_name: p for p in planned}
+            for done, (source, data) in enumerate(iter_gguf_arrays(sources, reader.get, args), 1):
+                p = by_name[source.gguf_name]
+                writer.write_tensor_data(quantize(data, p.qtype, threads))
+                del data
+                if progress:
+                    progress(done, len(planned), p)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise XGenError(f"{out.parent}: disk full while writing the GGUF; nothing was kept") from None
+            raise
+        finally:
+            writer.close()
+    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned)
+
+
+def _add_tensor_info(writer: gguf.GGUFWriter, p: PlannedTensor) -> None:
+    shape = p.source.shape
+    if p.qtype == Q.F32:
+        writer.add_tensor_info(p.source.gguf_name, shape, np.dtype(np.float32), p.nbytes)
+    elif p.qtype == Q.F16:
+        writer.add_tensor_info(p.source.gguf_name, shape, np.dtype(np.float16), p.nbytes)
+    else:
+        # Quantized data is raw bytes: the writer takes the byte shape and the type.
+        byte_shape = (*shape[:-1], tensor_nbytes((1, shape[-1]), p.qtype))
+        writer.add_tensor_info(p.source.gguf_name, byte_shape, np.dtype(np.uint8), p.nbytes, raw_dtype=p.qtype)
+
+
+def _write_metadata(writer: gguf.GGUFWriter, args: ModelArgs, ftype: FileType,
+                    variant: Variant | None, name: str) -> None:
+    writer.add_name(variant.name if variant else name)
+    if variant:
+        writer.add_license(variant.licence)
+        writer.add_source_repo_url(f"https://huggingface.co/{variant.hub_id}")
+    writer.add_file_type(int(ftype.ftype))
+    if ftype.base not in (Q.F32, Q.F16):
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_context_length(args.max_seq_len)
+    writer.add_embedding_length(args.dim)
+    writer.add_block_count(args.n_layers)
+    writer.add_feed_forward_length(args.intermediate_size)
+    writer.add_rope_dimension_count(args.head_dim)
+    writer.add_head_count(args.n_heads)
+    writer.add_head_count_kv(args.n_kv_heads)
+    writer.add_layer_norm_rms_eps(args.norm_eps)
+    writer.add_rope_freq_base(args.rope_theta)
+    writer.add_vocab_size(args.vocab_size)
+    if variant is None or variant.prompt_style == "chat":
+        # Unknown local folders get the template too: it only formats chats, and
+        # base-model users drive the model with raw completions anyway.
+        writer.add_chat_template(XGEN_CHAT_TEMPLATE)
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder if folder.exists() else Path(".")).free
+    if free < needed:
+        raise XGenError(f"{folder}: {needed / 2**30:.1f} GiB needed for the output, only "
+                        f"{free / 2**30:.1f} GiB free")
+
+
+__all__ = ["FILE_TYPES", "ConversionResult", "PlannedTensor", "convert", "plan_tensors"]
