@@ -1,0 +1,170 @@
+"""Bad input to `xgen convert` gets one clear line and a non-zero exit, and no output file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli import main
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    return result
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def copy_checkpoint(tiny_checkpoint, tmp_path):
+    def make() -> Path:
+        dst = tmp_path / "ckpt"
+        shutil.copytree(tiny_checkpoint, dst)
+        return dst
+
+    return make
+
+
+def test_missing_folder(tmp_path):
+    result = run("convert", str(tmp_path / "nope"), "--out", str(tmp_path / "x.gguf"))
+    assert_clean_error(result, "no such folder")
+    assert leftovers(tmp_path) == []
+
+
+def test_folder_without_weights(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    shutil.copy(tiny_checkpoint / "config.json", folder)
+    result = run("convert", str(folder), "--out", str(tmp_path / "x.gguf"))
+    assert_clean_error(result, "no weights found")
+
+
+def test_non_xgen_config_names_the_field(copy_checkpoint, tmp_path):
+    folder = copy_checkpoint()
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["architectures"] = ["GPT2LMHeadModel"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "x.gguf"
+    result = run("convert", str(folder), "--out", str(out))
+    assert_clean_error(result, "architectures", "GPT2LMHeadModel")
+    assert not out.exists()
+
+
+def test_config_that_disagrees_with_the_weights(copy_checkpoint, tmp_path):
+    folder = copy_checkpoint()
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["intermediate_size"] = 1024
+    (folder / "config.json").write_text(json.dumps(cfg))
+    result = run("convert", str(folder), "--out", str(tmp_path / "x.gguf"))
+    assert_clean_error(result, "mlp", "shape")
+
+
+def test_truncated_shard(copy_checkpoint, tmp_path):
+    folder = copy_checkpoint()
+    shard = folder / "pytorch_model-00002-of-00002.bin"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "x.gguf"
+    result = run("convert", str(folder), "--out", str(out))
+    assert_clean_error(result, "pytorch_model-00002-of-00002.bin", "truncated or corrupt")
+    assert not out.exists()
+
+
+def test_missing_shard_listed_in_index(copy_checkpoint, tmp_path):
+    folder = copy_checkpoint()
+    (folder / "pytorch_model-00001-of-00002.bin").unlink()
+    result = run("convert", str(folder), "--out", str(tmp_path / "x.gguf"))
+    assert_clean_error(result, "pytorch_model-00001-of-00002.bin", "missing")
+
+
+def test_unknown_type(tiny_checkpoint, tmp_path):
+    result = run("convert", str(tiny_checkpoint), "--out", str(tmp_path / "x.gguf"), "--type", "q3_x")
+    assert_clean_error(result, "unknown type 'q3_x'", "q4_k_m")
+
+
+def test_existing_output_needs_force(tiny_checkpoint, tmp_path):
+    out = tmp_path / "x.gguf"
+    out.write_bytes(b"keep me")
+    result = run("convert", str(tiny_checkpoint), "--out", str(out), "--type", "q8_0")
+    assert_clean_error(result, "already exists", "--force")
+    assert out.read_bytes() == b"keep me"
+    result = run("convert", str(tiny_checkpoint), "--out", str(out), "--type", "q8_0", "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"GGUF"
+
+
+def test_interrupt_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    import converter.convert as convert_module
+
+    real = convert_module.quantize
+    calls = []
+
+    def interrupted(data, qtype, threads=None):
+        calls.append(qtype)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # what Ctrl+C raises mid-conversion
+        return real(data, qtype, threads)
+
+    monkeypatch.setattr(convert_module, "quantize", interrupted)
+    out = tmp_path / "out" / "x.gguf"
+    out.parent.mkdir()
+    result = run("convert", str(tiny_checkpoint), "--out", str(out))
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
+    assert len(calls) == 5
+    assert leftovers(out.parent) == []
+
+
+def test_disk_full_while_writing(tiny_checkpoint, tmp_path, monkeypatch):
+    import converter.convert as convert_module
+
+    real = convert_module.quantize
+    calls = []
+
+    def full_disk(data, qtype, threads=None):
+        calls.append(qtype)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(data, qtype, threads)
+
+    monkeypatch.setattr(convert_module, "quantize", full_disk)
+    out = tmp_path / "out" / "x.gguf"
+    out.parent.mkdir()
+    result = run("convert", str(tiny_checkpoint), "--out", str(out))
+    assert_clean_error(result, "disk full")
+    assert leftovers(out.parent) == []
+
+
+def test_not_enough_free_space_is_checked_first(tiny_checkpoint, tmp_path, monkeypatch):
+    import converter.convert as convert_module
+
+    monkeypatch.setattr(convert_module.shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
+    out = tmp_path / "x.gguf"
+    result = run("convert", str(tiny_checkpoint), "--out", str(out))
+    assert_clean_error(result, "GiB needed", "free")
+    assert not out.exists()
+
+
+def test_verify_rejects_a_file_that_is_not_gguf(tmp_path):
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a gguf at all" * 100)
+    result = run("verify", str(bogus))
+    assert_clean_error(result, "bogus.gguf")
