@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,47 @@ def torch_reference(tiny_checkpoint, tiny_args):
     model = build_model(tiny_args)
     load_hf_weights(model, CheckpointReader(find_checkpoint(tiny_checkpoint)))
     return model.eval()
+
+
+class NetworkAccess(AssertionError):
+    """Raised when code under test tries to reach a non-loopback address."""
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0]
+    return host in ("localhost", "::1") or str(host).startswith("127.")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Every test fails if run-time code opens a connection off this machine."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    attempts: list = []
+
+    def guarded(connect):
+        def wrapper(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+                attempts.append(address)
+                raise NetworkAccess(f"network access to {address!r} during a test")
+            return connect(self, address)
+
+        return wrapper
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo(socket.getaddrinfo, attempts))
+    yield attempts
+    assert not attempts, f"network access attempted: {attempts}"
+
+
+def _guarded_getaddrinfo(real, attempts):
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost", "::1") and not str(host).startswith("127."):
+            attempts.append(host)
+            raise NetworkAccess(f"DNS lookup of {host!r} during a test")
+        return real(host, *args, **kwargs)
+
+    return getaddrinfo

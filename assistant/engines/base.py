@@ -1,0 +1,153 @@
+"""The engine interface: what the assistant needs from a model, whoever runs it.
+
+Three engines implement it: llama.cpp on a GGUF (CPU/Metal/CUDA), the PyTorch model
+(bf16 on CUDA, fp32 on CPU) and an OpenAI-compatible HTTP server. Prompts are token
+ids, never strings, so document text can never inject control tokens, and each engine
+reuses the longest cached prefix of the previous prompt, so a follow-up question only
+pays for its new tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from models.errors import XGenError
+
+OnText = Callable[[str], None]
+
+
+class ContextOverflow(XGenError):
+    """A prompt that does not fit the model's context window."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """One set of knobs for every engine. temperature 0 means greedy."""
+
+    temperature: float = 0.7
+    top_k: int = 100  # the xgen-7b-8k-inst model card's value
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    max_tokens: int = 512
+    seed: int | None = None
+
+    @classmethod
+    def greedy(cls, max_tokens: int = 512) -> "SamplingSettings":
+        return cls(temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, max_tokens=max_tokens)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0  # length of the prompt
+    prompt_evaluated: int = 0  # prompt tokens actually computed (the rest came from the cache)
+    generated: int = 0
+    seconds_to_first_token: float = 0.0
+    seconds: float = 0.0
+    finish: str = ""  # "eos", "length", "context" or "stopped"
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode_time = self.seconds - self.seconds_to_first_token
+        return (self.generated - 1) / decode_time if self.generated > 1 and decode_time > 0 else 0.0
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class TextStream:
+    """Turns generated token bytes into text pieces without splitting UTF-8 characters."""
+
+    def __init__(self, on_text: OnText | None):
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._on_text = on_text
+        self.parts: list[str] = []
+
+    def push(self, data: bytes) -> None:
+        text = self._decoder.decode(data)
+        if text:
+            self.parts.append(text)
+            if self._on_text:
+                self._on_text(text)
+
+    def close(self) -> str:
+        self.push(b"")
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self.parts.append(tail)
+            if self._on_text:
+                self._on_text(tail)
+        return "".join(self.parts)
+
+
+class Engine(ABC):
+    """A loaded model. Not thread-safe: one generation at a time per engine."""
+
+    name: str = "engine"  # "llama", "torch", "remote", "fake"
+    model_name: str = ""
+    eos_id: int = 50256
+
+    @property
+    @abstractmethod
+    def n_ctx(self) -> int:
+        """Context window in tokens (prompt plus reply)."""
+
+    @abstractmethod
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Token ids of `text`; special-token text is plain text unless special=True."""
+
+    @abstractmethod
+    def token_bytes(self, ids: list[int]) -> bytes:
+        """The bytes that ids decode to (control tokens decode to nothing)."""
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.token_bytes(ids).decode("utf-8", errors="replace")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    @abstractmethod
+    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
+                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+        """Continue `prompt_ids`, calling `on_text` with each new piece of text.
+
+        Honours `stop` between prompt batches and between generated tokens, and returns
+        what was produced so far (finish "stopped"). Ends at the end-of-text token
+        ("eos"), after settings.max_tokens ("length") or when the context is full
+        ("context"). Raises ContextOverflow if the prompt itself does not fit.
+        """
+
+    def check_fits(self, prompt_ids: list[int]) -> None:
+        if len(prompt_ids) >= self.n_ctx:
+            raise ContextOverflow(f"the prompt has {len(prompt_ids)} tokens but the context holds "
+                                  f"{self.n_ctx}; shorten it or attach fewer files")
+
+    def close(self) -> None:
+        """Free the model's memory."""
+
+
+class Timer:
+    """Wall-clock marks for GenerationStats."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,82 @@
+"""A fake engine with queued replies, for tests of everything above the engine.
+
+It tokenizes like XGen (tiktoken, offline cache), records every prompt it is given, and
+replays the queued replies in order (or a default one), streaming them token by token.
+It counts prefix reuse like a real engine would, so budgeting and cache behaviour can
+be asserted without a model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
+                                    Timer, common_prefix_length)
+from models.tokenizer import XGenTokenizer
+
+
+class FakeEngine(Engine):
+    name = "fake"
+
+    def __init__(self, replies: list[str] | None = None, *, n_ctx: int = 2048, default_reply: str = "OK.",
+                 model_name: str = "fake-model", step_delay: float = 0.0):
+        self.replies: deque[str] = deque(replies or [])
+        self.default_reply = default_reply
+        self.prompts: list[list[int]] = []
+        self.settings: list[SamplingSettings] = []
+        self.model_name = model_name
+        self._n_ctx = n_ctx
+        self._tokenizer = XGenTokenizer(allow_download=False)
+        self._cached: list[int] = []
+        self.step_delay = step_delay  # lets UI tests stop a reply midway
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def queue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    def prompt_texts(self) -> list[str]:
+        return [self._tokenizer.decode(p) for p in self.prompts]
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self._tokenizer.encode(text, allow_special=special)
+
+    def token_bytes(self, ids: list[int]) -> bytes:
+        return self._tokenizer.decode_bytes([i for i in ids if i != self.eos_id])
+
+    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
+                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+        self.check_fits(prompt_ids)
+        timer = Timer()
+        self.prompts.append(list(prompt_ids))
+        self.settings.append(settings)
+        reused = min(common_prefix_length(self._cached, prompt_ids), len(prompt_ids) - 1)
+        reply = self.replies.popleft() if self.replies else self.default_reply
+        reply_ids = self.tokenize(reply)
+        stats = GenerationStats(prompt_tokens=len(prompt_ids), prompt_evaluated=len(prompt_ids) - reused)
+        stream = TextStream(on_text)
+        out: list[int] = []
+        stats.finish = "eos"
+        for token in reply_ids:
+            if stop is not None and stop.is_set():
+                stats.finish = "stopped"
+                break
+            if len(out) >= settings.max_tokens:
+                stats.finish = "length"
+                break
+            if len(prompt_ids) + len(out) >= self.n_ctx:
+                stats.finish = "context"
+                break
+            if stop is not None and self.step_delay:
+                stop.wait(self.step_delay)
+            out.append(token)
+            if len(out) == 1:
+                stats.seconds_to_first_token = timer.elapsed()
+            stream.push(self._tokenizer.decode_bytes([token]))
+        self._cached = list(prompt_ids) + out
+        stats.generated = len(out)
+        stats.seconds = timer.elapsed()
+        return Completion(stream.close(), out, stats)
