@@ -154,5 +154,16 @@ def demo(file_type: str) -> None:
     build_demo(file_type, echo=click.echo)
 
 
+def _register_commands() -> None:
+    from assistant.cli_assist import register
+
+    register(main)
+
+
+_register_commands()
+
+from assistant.cli_sessions import sessions as _sessions; main.add_command(_sessions)
+
+
 if __name__ == "__main__":
     main()
