@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable
 
 import tiktoken
+import tiktoken.load
 
 from models.errors import XGenError
 
