@@ -156,13 +156,13 @@ def demo(file_type: str) -> None:
 
 def _register_commands() -> None:
     from assistant.cli_assist import register
+    from assistant.cli_sessions import sessions
 
     register(main)
+    main.add_command(sessions)
 
 
 _register_commands()
-
-from assistant.cli_sessions import sessions as _sessions; main.add_command(_sessions)
 
 
 if __name__ == "__main__":

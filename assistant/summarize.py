@@ -1,0 +1,247 @@
+"""Summaries of documents of any length, without silent truncation.
+
+A document that fits the context is summarized in one pass. A longer one is split on
+paragraph and sentence boundaries into parts that fill the context (map), each part is
+summarized, and the partial summaries are combined, in groups that fit, until one
+final call writes the summary in the requested form (reduce). Every character is read
+by the model exactly once in the map step, so prompt tokens per document token stay
+close to 1.
+
+Partial summaries are cached by (model, part text, prompt, settings): a re-run, or the
+same document with another final form, skips the map step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from assistant.chunking import split_document
+from assistant.documents import Document
+from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
+from assistant.prompt import CHAT, PromptStyle, single_turn
+from models.errors import XGenError
+
+PROMPT_VERSION = 1  # bump when the wording below changes: it invalidates cached parts
+
+MAP_INSTRUCTION = ('Summarize part {part} of {parts} of the document "{name}". Keep the key facts, '
+                   "names, numbers, dates and conclusions, and add nothing that is not in the text.\n\n")
+GROUP_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
+                     "into one paragraph that keeps every key fact, and add nothing that is not in them.\n\n")
+FINAL_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
+                     "into {form}. Add nothing that is not in them.\n\n")
+SINGLE_INSTRUCTION = 'Summarize the document "{name}" as {form}. Add nothing that is not in the text.\n\n'
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class SummaryForm:
+    """The shape of the final summary: a paragraph, bullet points, or about N words."""
+
+    kind: str = "paragraph"
+    words: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("paragraph", "bullets", "words"):
+            raise XGenError(f"unknown summary form {self.kind!r}; use paragraph, bullets or words")
+        if self.kind == "words" and not (self.words and self.words > 0):
+            raise XGenError("a summary of N words needs a positive number of words")
+
+    def describe(self) -> str:
+        if self.kind == "bullets":
+            return "a list of concise bullet points, each on its own line starting with '- '"
+        if self.kind == "words":
+            return f"a summary of about {self.words} words"
+        return "one concise paragraph"
+
+    def answer_tokens(self, default: int) -> int:
+        # ~1.4 tokens per English word, with room to finish the sentence.
+        return max(64, int(self.words * 1.6) + 32) if self.kind == "words" else default
+
+
+class SummaryCache(Protocol):
+    def cache_get(self, key: str) -> str | None: ...
+
+    def cache_put(self, key: str, value: str) -> None: ...
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def cache_get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def cache_put(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+
+@dataclass
+class SummaryStats:
+    document_tokens: int = 0
+    parts: int = 1
+    levels: int = 0  # reduce levels above the map step (0: single pass or one final call)
+    model_calls: int = 0
+    cached_parts: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    tokens_generated: int = 0
+    seconds: float = 0.0
+
+    @property
+    def evaluated_per_document_token(self) -> float:
+        return self.prompt_tokens_evaluated / self.document_tokens if self.document_tokens else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"evaluated_per_document_token": round(self.evaluated_per_document_token, 4)}
+
+
+@dataclass
+class SummaryResult:
+    text: str
+    stats: SummaryStats
+    stopped: bool = False
+    partials: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Summarizer:
+    def __init__(self, engine: Engine, *, style: PromptStyle = CHAT, cache: SummaryCache | None = None,
+                 settings: SamplingSettings | None = None, part_tokens: int | None = None,
+                 final_tokens: int | None = None):
+        self.engine = engine
+        self.style = style
+        self.cache = cache or MemoryCache()
+        self.settings = settings or SamplingSettings(temperature=0.3, top_k=40, top_p=0.9, repeat_penalty=1.1)
+        # Lengths of each partial summary and of the final one; small contexts get less.
+        self.part_tokens = part_tokens or min(400, engine.n_ctx // 8)
+        self.final_tokens = final_tokens or min(700, engine.n_ctx // 4)
+
+    # -- prompts -------------------------------------------------------------------
+
+    def _prompt(self, instruction: str, body: str) -> list[int]:
+        return single_turn(self.engine.tokenize, self.style, instruction, body)
+
+    def _overhead(self, instruction: str) -> int:
+        return len(self._prompt(instruction, ""))
+
+    # -- the algorithm -----------------------------------------------------------
+
+    def summarize(self, doc: Document, form: SummaryForm = SummaryForm(), *, stop: threading.Event | None = None,
+                  on_text: OnText | None = None, on_progress: ProgressFn | None = None) -> SummaryResult:
+        started = time.perf_counter()
+        stop = stop or threading.Event()
+        progress = on_progress or (lambda stage, done, total: None)
+        stats = SummaryStats(document_tokens=self.engine.count_tokens(doc.text))
+        final_budget = form.answer_tokens(self.final_tokens)
+        n_ctx = self.engine.n_ctx
+
+        single = SINGLE_INSTRUCTION.format(name=doc.name, form=form.describe())
+        if stats.document_tokens + self._overhead(single) + final_budget <= n_ctx:
+            progress("final", 0, 1)
+            done = self._call(self._prompt(single, doc.text), final_budget, stats, stop, on_text)
+            progress("final", 1, 1)
+            return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped")
+
+        # Map: parts as large as the context allows, so the fixed prompt cost is paid rarely.
+        map_overhead = self._overhead(MAP_INSTRUCTION.format(part=999, parts=999, name=doc.name))
+        part_budget = n_ctx - map_overhead - self.part_tokens
+        if part_budget < 64:
+            raise XGenError(f"the context ({n_ctx} tokens) is too small to summarize in parts")
+        chunks = split_document(doc, part_budget, self.engine.count_tokens)
+        stats.parts = len(chunks)
+        partials: list[str] = []
+        for i, chunk in enumerate(chunks, 1):
+            progress("map", i - 1, len(chunks))
+            instruction = MAP_INSTRUCTION.format(part=i, parts=len(chunks), name=doc.name)
+            text = self._cached_call(instruction, chunk.text, self.part_tokens, stats, stop)
+            if text is None:
+                return self._finish("", stats, started, stopped=True, partials=partials,
+                                    note=f"stopped after {len(partials)} of {len(chunks)} parts; "
+                                         "their summaries are cached, so a re-run continues from there")
+            partials.append(text.strip())
+        progress("map", len(chunks), len(chunks))
+
+        # Reduce: combine partials in groups that fit until one final call can take them all.
+        texts = partials
+        final = FINAL_INSTRUCTION.format(name=doc.name, form=form.describe())
+        while self._joined_tokens(texts) + self._overhead(final) + final_budget > n_ctx:
+            stats.levels += 1
+            group_instruction = GROUP_INSTRUCTION.format(name=doc.name)
+            groups = self._groups(texts, n_ctx - self._overhead(group_instruction) - self.part_tokens)
+            if len(groups) >= len(texts):
+                raise XGenError("partial summaries are too long to combine in this context")
+            merged = []
+            for g, group in enumerate(groups, 1):
+                progress(f"combine level {stats.levels}", g - 1, len(groups))
+                text = self._cached_call(group_instruction, _join(group), self.part_tokens, stats, stop)
+                if text is None:
+                    return self._finish("", stats, started, stopped=True, partials=partials,
+                                        note="stopped while combining partial summaries")
+                merged.append(text.strip())
+            texts = merged
+        progress("final", 0, 1)
+        done = self._call(self._prompt(final, _join(texts)), final_budget, stats, stop, on_text)
+        progress("final", 1, 1)
+        return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped", partials=partials)
+
+    def _joined_tokens(self, texts: list[str]) -> int:
+        return self.engine.count_tokens(_join(texts))
+
+    def _groups(self, texts: list[str], budget: int) -> list[list[str]]:
+        groups: list[list[str]] = [[]]
+        for text in texts:
+            if groups[-1] and self._joined_tokens(groups[-1] + [text]) > budget:
+                groups.append([])
+            groups[-1].append(text)
+        return groups
+
+    def _call(self, prompt: list[int], max_tokens: int, stats: SummaryStats, stop: threading.Event,
+              on_text: OnText | None = None) -> Completion:
+        settings = SamplingSettings(**{**asdict(self.settings), "max_tokens": max_tokens})
+        done = self.engine.generate(prompt, settings, stop=stop, on_text=on_text)
+        stats.model_calls += 1
+        stats.prompt_tokens += done.stats.prompt_tokens
+        stats.prompt_tokens_evaluated += done.stats.prompt_evaluated
+        stats.tokens_generated += done.stats.generated
+        return done
+
+    def _cached_call(self, instruction: str, body: str, max_tokens: int, stats: SummaryStats,
+                     stop: threading.Event) -> str | None:
+        """A partial summary from the cache or the model; None if stopped midway."""
+        key = self._cache_key(instruction, body, max_tokens)
+        cached = self.cache.cache_get(key)
+        if cached is not None:
+            stats.cached_parts += 1
+            return cached
+        if stop.is_set():
+            return None
+        done = self._call(self._prompt(instruction, body), max_tokens, stats, stop)
+        if done.stats.finish == "stopped":
+            return None
+        self.cache.cache_put(key, done.text)
+        return done.text
+
+    def _cache_key(self, instruction: str, body: str, max_tokens: int) -> str:
+        material = json.dumps({
+            "v": PROMPT_VERSION, "model": self.engine.model_name, "style": self.style.name,
+            "instruction": instruction, "body": hashlib.sha256(body.encode()).hexdigest(),
+            "max_tokens": max_tokens, "settings": asdict(self.settings),
+        }, sort_keys=True)
+        return "summary-part:" + hashlib.sha256(material.encode()).hexdigest()
+
+    @staticmethod
+    def _finish(text: str, stats: SummaryStats, started: float, *, stopped: bool,
+                partials: list[str] | None = None, note: str | None = None) -> SummaryResult:
+        stats.seconds = time.perf_counter() - started
+        return SummaryResult(text.strip(), stats, stopped, partials or [], [note] if note else [])
+
+
+def _join(texts: list[str]) -> str:
+    return "\n\n".join(f"[Part {i}]\n{t}" for i, t in enumerate(texts, 1))

@@ -1,0 +1,118 @@
+"""Chat with files on a fake engine: passages, citations, budgeting and prefix reuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.chat import ChatSession, cited_numbers
+from assistant.documents import load_document
+from assistant.engines.base import ContextOverflow
+from assistant.engines.fake import FakeEngine
+
+
+@pytest.fixture
+def notes(tmp_path):
+    path = tmp_path / "notes.md"
+    lines = []
+    for i in range(1, 41):
+        lines.append(f"Line {i}: the shipment of widgets number {i} left the warehouse on day {i}.")
+        if i % 5 == 0:
+            lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+    return load_document(path)
+
+
+@pytest.fixture
+def manual(tmp_path):
+    topics = ["battery", "antenna", "display", "keyboard", "speaker", "camera", "charger", "sensor"]
+    paragraphs = []
+    for i in range(60):
+        topic = topics[i % len(topics)]
+        paragraphs.append(f"Section {i} about the {topic}. " + f"The {topic} needs care and regular checks. " * 6)
+    path = tmp_path / "manual.txt"
+    path.write_text("\n\n".join(paragraphs) + "\n")
+    return load_document(path)
+
+
+def test_cited_numbers():
+    assert cited_numbers("It left on day 3 [2]. Also [4, 2] and [7;8].") == [2, 4, 7, 8]
+    assert cited_numbers("no citations [a] [] here") == []
+
+
+def test_small_file_goes_in_whole_and_citations_resolve_to_lines(notes):
+    engine = FakeEngine(n_ctx=4096)
+    engine.queue("Widget 12 left on day 12 [2].")
+    chat = ChatSession(engine, [notes], passage_tokens=120)
+    answer = chat.ask("When did widget 12 leave?")
+    prompt = engine.prompt_texts()[0]
+    assert all(f"Line {i}:" in prompt for i in range(1, 41))  # the whole file
+    assert answer.notes == []
+    (cited,) = answer.citations
+    assert cited.number == 2
+    first, last = cited.chunk.first_line, cited.chunk.last_line
+    assert cited.label == f"notes.md:{first}-{last}"
+    text_lines = notes.text.splitlines()[first - 1:last]
+    assert "\n".join(text_lines).strip() == cited.chunk.text.strip()
+    assert f"[2] {cited.label}" in prompt
+
+
+def test_follow_up_reuses_the_prefix(notes):
+    engine = FakeEngine(n_ctx=4096)
+    engine.queue("Day 12 [2].", "Day 13 [2].")
+    chat = ChatSession(engine, [notes], passage_tokens=120)
+    first = chat.ask("When did widget 12 leave?")
+    second = chat.ask("And widget 13?")
+    p1, p2 = engine.prompts
+    assert p2[: len(p1)] == p1  # append-only
+    new_tokens = len(p2) - len(p1) - first.stats.generated  # the reply is cached too
+    assert second.stats.prompt_evaluated == new_tokens
+    assert second.stats.prompt_evaluated < 0.1 * first.stats.prompt_evaluated
+
+
+def test_long_file_uses_retrieval_and_says_what_was_left_out(manual):
+    engine = FakeEngine(n_ctx=1024)
+    engine.queue("Check the camera regularly [6].")
+    chat = ChatSession(engine, [manual], passage_tokens=100, answer_tokens=200)
+    answer = chat.ask("How should I look after the camera?")
+    prompt = engine.prompt_texts()[0]
+    assert len(engine.prompts[0]) + 200 <= engine.n_ctx
+    assert answer.notes and "did not fit the context" in answer.notes[0]
+    shown = answer.passages_added
+    assert 0 < len(shown) < len(chat.passages)
+    camera = [p.number for p in chat.passages if "camera" in p.chunk.text]
+    assert set(shown) <= set(camera) or sum(n in camera for n in shown) >= len(shown) // 2
+    assert "camera" in prompt
+
+
+def test_follow_up_retrieval_adds_only_new_passages(manual):
+    engine = FakeEngine(n_ctx=2048)
+    chat = ChatSession(engine, [manual], passage_tokens=100, answer_tokens=200)
+    first = chat.ask("battery care?")
+    second = chat.ask("antenna care?")
+    assert not set(first.passages_added) & set(second.passages_added)
+    assert engine.prompts[1][: len(engine.prompts[0])] == engine.prompts[0]
+    assert "More passages:" in engine.prompt_texts()[1]
+
+
+def test_citations_only_to_passages_the_model_saw(manual):
+    engine = FakeEngine(n_ctx=1024)
+    chat = ChatSession(engine, [manual], passage_tokens=100, answer_tokens=200)
+    engine.queue(" ".join(f"[{n}]" for n in range(1, len(chat.passages) + 6)))
+    answer = chat.ask("camera?")
+    assert answer.citations
+    assert {p.number for p in answer.citations} == set(answer.passages_added)
+
+
+def test_question_too_long_for_the_context(notes):
+    engine = FakeEngine(n_ctx=300)
+    chat = ChatSession(engine, [notes], passage_tokens=60, answer_tokens=64)
+    with pytest.raises(ContextOverflow):
+        chat.ask("why? " * 400)
+
+
+def test_full_context_drops_old_turns_and_says_so(notes):
+    engine = FakeEngine(n_ctx=1400, default_reply="A long answer. " * 30)
+    chat = ChatSession(engine, [notes], passage_tokens=120, answer_tokens=128)
+    answers = [chat.ask(f"Question {i} about widgets?") for i in range(6)]
+    assert any("earlier turns were dropped" in n for a in answers for n in a.notes)
+    assert all(len(p) < engine.n_ctx for p in engine.prompts)
