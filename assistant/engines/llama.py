@@ -1,0 +1,205 @@
+"""The llama.cpp engine: a GGUF through llama-cpp-python (CPU, Metal or CUDA).
+
+Only llama-cpp-python's low-level pieces are used: `Llama.eval` (which keeps
+`input_ids[:n_tokens]` equal to what is in the KV cache), the KV-cache removal of the
+memory API, and a sampler chain of llama.cpp's own samplers. Its high-level
+`create_completion` is avoided: it cannot be interrupted during the prompt, it decodes
+text with a 32-byte buffer that mangles long GPT-2 tokens, and it parses special-token
+text in string prompts.
+
+Sampler chain, in the order of assistant/engines/sampling.py (the torch engine):
+logit bias (-inf on the padding ids 50313..51199), repetition penalty over the last
+`repeat_last_n` ids (the prompt's tail is fed to it first), then greedy, or temperature,
+top-k, top-p and a seeded draw.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
+                                    Timer, common_prefix_length)
+from models.errors import XGenError
+from models.gguf_file import read_gguf
+from models.llama_cpp_utils import detokenize
+from models.tokenizer import N_VOCAB
+
+KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class LlamaEngine(Engine):
+    name = "llama"
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 0, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None, n_batch: int = 256, flash_attn: bool = False,
+                 kv_type: str | None = None):
+        """Open `model_path` (a GGUF).
+
+        n_ctx 0 uses the model's trained context. n_gpu_layers None offloads every layer
+        when this llama.cpp build can (Metal/CUDA), else none. kv_type "f16" (default) or
+        "q8_0": a q8_0 KV cache halves its memory; llama.cpp needs flash attention for a
+        quantized V cache, so q8_0 turns flash_attn on.
+        """
+        import llama_cpp
+
+        path = Path(model_path)
+        summary = read_gguf(path)  # clear errors for a missing, damaged or non-XGen file
+        if n_ctx < 0:
+            raise XGenError(f"n_ctx must be 0 (the model's context) or positive, not {n_ctx}")
+        if summary.context_length and n_ctx > summary.context_length:
+            raise XGenError(f"n_ctx {n_ctx} exceeds the model's context of {summary.context_length} tokens")
+        if n_batch < 1:
+            raise XGenError(f"n_batch must be positive, not {n_batch}")
+        if kv_type is not None and kv_type.lower() not in KV_TYPES:
+            raise XGenError(f"unknown KV cache type {kv_type!r}; use f16 or q8_0")
+        kv = KV_TYPES[(kv_type or "f16").lower()]
+        if kv != KV_TYPES["f16"]:
+            flash_attn = True
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        threads = n_threads or os.cpu_count() or 1
+        self.model_name = summary.name
+        self.path = path
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                n_threads=threads, n_threads_batch=threads, n_gpu_layers=n_gpu_layers,
+                flash_attn=flash_attn, type_k=kv, type_v=kv, logits_all=False, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise XGenError(f"{path}: llama.cpp cannot load it ({_first_line(exc)})") from None
+        # llama.cpp may round the context up (to a multiple of 256); keep to what was asked.
+        self._n_ctx = min(int(self._llm.n_ctx()), n_ctx or summary.context_length or int(self._llm.n_ctx()))
+        self._n_batch = int(self._llm.n_batch)
+        self._n_vocab = int(self._llm.n_vocab())
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        if not text:
+            return []
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def token_bytes(self, ids: list[int]) -> bytes:
+        return detokenize(self._llm, [i for i in ids if 0 <= i < N_VOCAB])
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()
+            self._llm = None
+
+    # -- internals -----------------------------------------------------------------
+
+    @property
+    def cached_ids(self) -> list[int]:
+        """The ids whose K/V are in llama.cpp's cache, in position order."""
+        return self._llm.input_ids[: self._llm.n_tokens].tolist()
+
+    def _truncate_cache(self, keep: int) -> int:
+        """Drop the KV cache from position `keep` on; returns how many positions remain."""
+        llm = self._llm
+        if keep < llm.n_tokens:
+            if not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+                llm._ctx.kv_cache_clear()
+                keep = 0
+            llm.n_tokens = keep
+        return llm.n_tokens
+
+    def _eval(self, ids: list[int]) -> None:
+        """Evaluate ids (at most n_batch of them) after the cached ones: one llama_decode."""
+        try:
+            self._llm.eval(ids)
+        except RuntimeError as exc:  # llama_decode failed (out of KV slots, memory...)
+            raise XGenError(f"llama.cpp failed to evaluate the prompt ({_first_line(exc)})") from None
+
+    def _sampler(self, settings: SamplingSettings, prompt_ids: list[int]):
+        import random
+
+        from llama_cpp._internals import LlamaSampler
+
+        sampler = LlamaSampler()
+        if self._n_vocab > N_VOCAB:  # padding rows of the embedding: never sampled
+            sampler.add_logit_bias(self._n_vocab, {i: float("-inf") for i in range(N_VOCAB, self._n_vocab)})
+        if settings.repeat_penalty != 1.0 and settings.repeat_last_n != 0:
+            last_n = settings.repeat_last_n if settings.repeat_last_n > 0 else self._n_ctx  # -1: everything
+            sampler.add_penalties(self._n_vocab, last_n, settings.repeat_penalty, 0.0, 0.0)
+            for token in prompt_ids[-last_n:]:
+                sampler.accept(token)  # the penalty looks at the prompt's tail too
+        if settings.temperature <= 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_temp(settings.temperature)
+            if settings.top_k > 0:
+                sampler.add_top_k(settings.top_k)
+            if settings.top_p < 1.0:
+                sampler.add_top_p(settings.top_p, 1)
+            seed = settings.seed if settings.seed is not None else random.getrandbits(32)
+            sampler.add_dist(seed & 0xFFFFFFFF)
+        return sampler
+
+    # -- generation ----------------------------------------------------------------
+
+    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
+                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+        if self._llm is None:
+            raise XGenError("this engine has been closed")
+        if not prompt_ids:
+            raise XGenError("cannot generate from an empty prompt")
+        self.check_fits(prompt_ids)
+        timer = Timer()
+        prompt_ids = [int(i) for i in prompt_ids]
+        n_prompt = len(prompt_ids)
+        stats = GenerationStats(prompt_tokens=n_prompt)
+        stream = TextStream(on_text)
+        out: list[int] = []
+
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
+        def finish(reason: str) -> Completion:
+            stats.finish = reason
+            stats.generated = len(out)
+            stats.seconds = timer.elapsed()
+            return Completion(stream.close(), out, stats)
+
+        # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
+        # sampler needs the logits of the last prompt token).
+        prefix = min(common_prefix_length(self.cached_ids, prompt_ids), n_prompt - 1)
+        pos = self._truncate_cache(prefix)
+        while pos < n_prompt:
+            if stopped():  # the cache holds exactly the batches evaluated so far
+                return finish("stopped")
+            batch = prompt_ids[pos:pos + self._n_batch]
+            self._eval(batch)
+            pos += len(batch)
+            stats.prompt_evaluated += len(batch)
+
+        sampler = self._sampler(settings, prompt_ids)
+        try:
+            while True:
+                if stopped():
+                    return finish("stopped")
+                if len(out) >= settings.max_tokens:
+                    return finish("length")
+                if n_prompt + len(out) >= self._n_ctx:
+                    return finish("context")
+                token = int(sampler.sample(self._llm._ctx, -1))
+                if token == self.eos_id:
+                    return finish("eos")
+                out.append(token)
+                if len(out) == 1:
+                    stats.seconds_to_first_token = timer.elapsed()
+                stream.push(self.token_bytes([token]))
+                if len(out) < settings.max_tokens and n_prompt + len(out) < self._n_ctx and not stopped():
+                    self._eval([token])  # skipped when no further token will be sampled
+        finally:
+            sampler.close()

@@ -1,0 +1,178 @@
+"""The PyTorch engine: XGen from a Hugging Face checkpoint folder (bf16 on CUDA, fp32 on CPU).
+
+One static KV cache of n_ctx positions (models/xgen.py). The engine remembers which ids
+have their keys/values in it (`_cached`, position i holds _cached[i]); a new prompt only
+recomputes the positions after its longest common prefix with them. Entries past the
+current position may be stale: the causal mask never lets a token see them, and they
+are overwritten before any later token could.
+
+Host/device traffic per generated token. Everything up to the token id stays on the
+device: the position counter, the history used by the repetition penalty, sampling.
+The host needs the id only to test for end-of-text and to stream its text. The loop
+therefore copies token t to pinned host memory with non_blocking=True, records an
+event, *queues the forward pass for token t+1*, and only then waits for the event and
+reads token t. On CUDA the wait ends as soon as token t is sampled, so detokenizing,
+streaming and the stop/EOS checks for t run while the GPU computes t+1. On CPU every
+op runs synchronously and the same code simply reads the value (one sync per token,
+which is the cost of streaming). The forward pass queued for a token that turns out to
+be the last one is wasted work but harmless: it only writes that token's K/V, and
+`_cached` records it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
+                                    Timer, common_prefix_length)
+from assistant.engines.sampling import sample_next
+from models.checkpoint import CheckpointReader, find_checkpoint
+from models.config import ModelArgs
+from models.errors import XGenError
+from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
+from models.xgen import build_model, decode_one_token, load_hf_weights, pick_device_dtype, prefill
+
+PREFILL_CHUNK = 256
+_CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, folder: str | Path, *, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, n_ctx: int | None = None, compile: bool = False):
+        folder = Path(folder)
+        args = ModelArgs.from_folder(folder)
+        checkpoint = find_checkpoint(folder)
+        self.device, self.dtype = pick_device_dtype(device, dtype)
+        n_ctx = args.max_seq_len if n_ctx is None else int(n_ctx)
+        if not 1 < n_ctx <= args.max_seq_len:
+            raise XGenError(f"n_ctx {n_ctx} is out of range: this model's context is 2..{args.max_seq_len} tokens")
+        self.args = args
+        self.model_name = folder.resolve().name
+        self._tokenizer = XGenTokenizer(allow_download=False)
+        self.model = build_model(args, self.device, self.dtype)
+        load_hf_weights(self.model, CheckpointReader(checkpoint))  # one tensor at a time
+        self.model.setup_caches(1, n_ctx)
+        self._n_ctx = n_ctx
+        self._cached: list[int] = []  # ids whose K/V sit at cache positions 0..len-1
+        self._decode = decode_one_token
+        if compile:
+            # Static shapes and no host reads in a decode step: fit for CUDA graphs.
+            self._decode = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=True)
+        self._pinned = self.device.type == "cuda"
+        self.prefill_chunk = PREFILL_CHUNK  # prompt tokens per forward pass; `stop` is checked between
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self._tokenizer.encode(text, allow_special=special)
+
+    def token_bytes(self, ids: list[int]) -> bytes:
+        return self._tokenizer.decode_bytes([i for i in ids if i not in _CONTROL_IDS])
+
+    def close(self) -> None:
+        if getattr(self, "model", None) is not None:
+            self.model.clear_caches()
+            self.model = None
+            self._cached = []
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _prefill_chunk(self, ids: list[int], start: int) -> torch.Tensor:
+        """Run ids at positions start.. through the model; fp32 logits of the last [1, V]."""
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
+        input_pos = torch.arange(start, start + len(ids), device=self.device)  # [T]
+        return prefill(self.model, idx, input_pos)
+
+    # -- generation ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
+                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+        if self.model is None:
+            raise XGenError("this engine has been closed")
+        if not prompt_ids:
+            raise XGenError("cannot generate from an empty prompt")
+        self.check_fits(prompt_ids)
+        timer = Timer()
+        n_prompt = len(prompt_ids)
+        stats = GenerationStats(prompt_tokens=n_prompt)
+        stream = TextStream(on_text)
+        out: list[int] = []
+
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
+        def finish(reason: str) -> Completion:
+            stats.finish = reason
+            stats.generated = len(out)
+            stats.seconds = timer.elapsed()
+            return Completion(stream.close(), out, stats)
+
+        # Prompt: keep the common prefix (at least one token is evaluated, for its logits).
+        pos = min(common_prefix_length(self._cached, prompt_ids), n_prompt - 1)
+        self._cached = self._cached[:pos]
+        logits = None
+        while pos < n_prompt:
+            if stopped():
+                return finish("stopped")
+            chunk = prompt_ids[pos:pos + self.prefill_chunk]
+            logits = self._prefill_chunk(chunk, pos)
+            pos += len(chunk)
+            self._cached = list(prompt_ids[:pos])  # only fully evaluated chunks count
+            stats.prompt_evaluated += len(chunk)
+        assert logits is not None
+
+        # Reply. history[i] = id at position i (prompt then reply), for the penalty.
+        max_new = max(0, min(settings.max_tokens, self._n_ctx - n_prompt))
+        history = torch.empty(n_prompt + max_new, dtype=torch.long, device=self.device)
+        history[:n_prompt] = torch.tensor(prompt_ids, dtype=torch.long)
+        input_pos = torch.tensor([n_prompt - 1], dtype=torch.long, device=self.device)  # [1]
+        generator = None
+        if settings.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        host = torch.empty(2, dtype=torch.long, pin_memory=self._pinned)  # double buffer
+        n_recent = settings.repeat_last_n if settings.repeat_last_n >= 0 else self._n_ctx  # -1: everything
+        while True:
+            if stopped():
+                return finish("stopped")
+            if len(out) >= settings.max_tokens:
+                return finish("length")
+            at = n_prompt + len(out)  # position of the token about to be sampled
+            if at >= self._n_ctx:
+                return finish("context")
+            recent = history[max(0, at - n_recent):at]
+            token = sample_next(logits[0], settings, recent, generator)  # 0-d, on device
+            history[at] = token
+            slot = host[len(out) % 2]
+            slot.copy_(token, non_blocking=self._pinned)
+            ready = None
+            if self._pinned:
+                ready = torch.cuda.Event()
+                ready.record()
+            # Queue token t+1's forward pass before reading token t (see the module doc).
+            if len(out) + 1 < settings.max_tokens and at + 1 < self._n_ctx:
+                input_pos += 1
+                logits = self._decode(self.model, token.view(1, 1), input_pos)
+                computed = True
+            else:
+                computed = False
+            if ready is not None:
+                ready.synchronize()
+            value = int(slot)
+            if computed:
+                self._cached.append(value)
+            if value == self.eos_id:
+                return finish("eos")
+            out.append(value)
+            if len(out) == 1:
+                stats.seconds_to_first_token = timer.elapsed()
+            stream.push(self.token_bytes([value]))

@@ -1,0 +1,117 @@
+"""The assistant end to end from the command line, on the tiny converted model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli import main
+from assistant.store import Store
+
+PARAGRAPH = ("Paragraph {n}: the auditors visited site {n} and counted {n} pallets of spare parts. "
+             "They noted that the cooling unit in hall {n} was serviced in spring.\n\n")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("XGEN_HOME", str(home))
+    monkeypatch.delenv("XGEN_MODEL", raising=False)
+    return home
+
+
+@pytest.fixture
+def model(converted):
+    return str(converted("q8_0"))
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_summarize_a_document_longer_than_the_context(home, model, tmp_path):
+    doc = tmp_path / "audit.txt"
+    doc.write_text("".join(PARAGRAPH.format(n=i) for i in range(60)))  # ~2,400 tokens, ctx 512
+    result = run("summarize", str(doc), "--model", model, "--json", "--temperature", "0")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    stats = out["stats"]
+    assert stats["document_tokens"] > 4 * 512
+    assert stats["parts"] >= 5
+    # One call per part, one final call, and combine calls only if there were levels.
+    if stats["levels"] == 0:
+        assert stats["model_calls"] == stats["parts"] + 1
+    else:
+        assert stats["model_calls"] > stats["parts"] + 1
+    assert out["summary"] and not out["stopped"]
+    assert stats["prompt_tokens_evaluated"] <= stats["prompt_tokens"]
+    assert stats["tokens_generated"] > 0
+    # Stored locally, and the map step is cached for a re-run in another form.
+    with Store() as store:
+        (summary,) = store.summaries()
+        assert summary.text == out["summary"]
+    again = json.loads(run("summarize", str(doc), "--model", model, "--json", "--form", "bullets",
+                           "--temperature", "0").output)
+    assert again["stats"]["cached_parts"] >= stats["parts"]
+    assert again["stats"]["model_calls"] == 1
+
+
+def test_ask_with_citations_and_a_saved_session(home, model, tmp_path):
+    doc = tmp_path / "notes.txt"
+    doc.write_text("".join(PARAGRAPH.format(n=i) for i in range(4)))
+    result = run("ask", str(doc), "-q", "What was counted?", "-q", "Which hall?", "--model", model,
+                 "--temperature", "0")
+    assert result.exit_code == 0, result.output
+    assert "> What was counted?" in result.output and "> Which hall?" in result.output
+    with Store() as store:
+        (session,) = store.list_sessions()
+        messages = store.messages(session.id)
+        assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+        first, second = messages[1].meta["stats"], messages[3].meta["stats"]
+        # The follow-up only evaluates its own new tokens: the document is in the cache.
+        assert second["prompt_evaluated"] < first["prompt_evaluated"] / 4
+        (attached,) = store.files(session.id)
+        assert attached.name == "notes.txt"
+    # The session survives a restart: a new process lists and shows it.
+    shown = run("sessions", "show", session.id[:8])
+    assert "What was counted?" in shown.output
+
+
+def test_no_model_explains_how_to_get_one(home, tmp_path):
+    doc = tmp_path / "a.txt"
+    doc.write_text("hello")
+    result = CliRunner().invoke(main, ["summarize", str(doc)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: no model found: run `xgen pull")
+
+
+def test_unknown_model_name_is_one_line(home, tmp_path):
+    doc = tmp_path / "a.txt"
+    doc.write_text("hello")
+    result = CliRunner().invoke(main, ["ask", str(doc), "-q", "hi", "--model", "xgen-7b-8k-inst"])
+    assert result.exit_code == 1
+    assert "xgen pull xgen-7b-8k-inst" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_document_is_one_line(home, model, tmp_path):
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 100)
+    result = CliRunner().invoke(main, ["summarize", str(binary), "--model", model])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error: ")
+    assert "Traceback" not in result.output
+
+
+def test_models_lists_registry_and_local_files(home, model):
+    import shutil
+
+    from models.paths import models_dir
+
+    shutil.copy(model, models_dir() / "xgen-demo-q8_0.gguf")
+    result = run("models")
+    assert "Salesforce/xgen-7b-8k-inst" in result.output
+    assert "xgen-demo-q8_0.gguf" in result.output
+    assert "Default: demo" in result.output
