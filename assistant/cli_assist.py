@@ -194,6 +194,7 @@ def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx
     """
     from assistant.chat import ChatSession
     from assistant.engines.base import SamplingSettings
+    from assistant.persist import StreamingReply
     from assistant.store import Store
 
     store = Store()
@@ -210,19 +211,19 @@ def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx
     for question in questions:
         store.add_message(session.id, "user", question)
         click.echo(f"\n> {question}\n")
-        answer = run_interruptible(lambda stop: chat.ask(question, stop=stop,
-                                                         on_text=lambda t: click.echo(t, nl=False)))
+        reply = StreamingReply(store, session.id)
+
+        def on_text(text: str, reply: StreamingReply = reply) -> None:
+            click.echo(text, nl=False)
+            reply.on_text(text)
+
+        answer = run_interruptible(lambda stop: chat.ask(question, stop=stop, on_text=on_text))
+        reply.finish(answer)
         click.echo("")
         for note in answer.notes:
             click.echo(f"note: {note}", err=True)
         for p in answer.citations:
             click.echo(f"\n[{p.number}] {p.label}\n{_indent(p.chunk.text.strip())}")
-        store.add_message(session.id, "assistant", answer.text, meta={
-            "citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
-            "stats": {"prompt_tokens": answer.stats.prompt_tokens, "prompt_evaluated": answer.stats.prompt_evaluated,
-                      "generated": answer.stats.generated, "seconds": round(answer.stats.seconds, 3),
-                      "seconds_to_first_token": round(answer.stats.seconds_to_first_token, 3)},
-            "finish": answer.stats.finish, "notes": answer.notes})
         if answer.stopped:
             break
     click.echo(f"\n(session {session.id[:8]}: `xgen sessions show {session.id[:8]}`)", err=True)

@@ -115,3 +115,33 @@ def test_models_lists_registry_and_local_files(home, model):
     assert "Salesforce/xgen-7b-8k-inst" in result.output
     assert "xgen-demo-q8_0.gguf" in result.output
     assert "Default: demo" in result.output
+
+
+def test_pull_without_network_is_one_line(home, monkeypatch):
+    """`pull` is the one command that downloads; offline it fails cleanly, touching no socket."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = CliRunner().invoke(main, ["pull", "xgen-7b-8k-base"])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: Salesforce/xgen-7b-8k-base")
+    assert "Traceback" not in result.output
+
+
+def test_pull_unknown_name(home):
+    result = CliRunner().invoke(main, ["pull", "gpt-5"])
+    assert result.exit_code == 1
+    assert "unknown model 'gpt-5'" in result.output and "xgen-7b-8k-inst" in result.output
+
+
+def test_torch_engine_from_the_cli(home, tiny_checkpoint, tmp_path):
+    doc = tmp_path / "notes.txt"
+    doc.write_text(PARAGRAPH.format(n=1))
+    result = run("ask", str(doc), "-q", "What was counted?", "--model", str(tiny_checkpoint), "--temperature", "0")
+    assert result.exit_code == 0, result.output
+    with Store() as store:
+        (session,) = store.list_sessions()
+        assert session.engine == "torch"
+        assert store.messages(session.id)[1].meta["stats"]["generated"] > 0

@@ -1,0 +1,30 @@
+"""Synthetic XGen-shaped models for the benchmarks, built once into bench/.cache."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from converter.convert import convert
+from models.config import TRANSFORMER_CONFIGS
+from models.synthetic import write_checkpoint
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def checkpoint(shapes: str, n_layers: int | None = None) -> Path:
+    args = TRANSFORMER_CONFIGS[shapes]
+    if n_layers is not None:
+        args = replace(args, n_layers=n_layers)
+    folder = CACHE / f"{shapes}-{args.n_layers}L-hf"
+    if not (folder / "pytorch_model.bin.index.json").is_file():
+        write_checkpoint(folder, args, n_shards=2, seed=0)
+    return folder
+
+
+def gguf(shapes: str, file_type: str = "q4_k_m", n_layers: int | None = None) -> Path:
+    src = checkpoint(shapes, n_layers)
+    out = CACHE / f"{src.name[:-3]}-{file_type}.gguf"
+    if not out.is_file():
+        convert(src, out, file_type)
+    return out
