@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.errors import XGenError
+from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
+
+CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
 
 OnText = Callable[[str], None]
 
@@ -151,3 +154,48 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+class GenerationRun:
+    """The bookkeeping every engine's generate() shares: checks, stop, stats, streaming."""
+
+    def __init__(self, engine: Engine, prompt_ids: list[int], stop: threading.Event | None,
+                 on_text: OnText | None):
+        if not prompt_ids:
+            raise XGenError("cannot generate from an empty prompt")
+        engine.check_fits(prompt_ids)
+        self.engine = engine
+        self.timer = Timer()
+        self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
+        self.stream = TextStream(on_text)
+        self.out: list[int] = []
+        self._stop = stop
+
+    def stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def emit(self, token: int, data: bytes | None = None) -> None:
+        """Record a generated token and stream its text (its bytes, if the caller has them)."""
+        self.out.append(token)
+        if len(self.out) == 1:
+            self.stats.seconds_to_first_token = self.timer.elapsed()
+        self.stream.push(self.engine.token_bytes([token]) if data is None else data)
+
+    def finish(self, reason: str) -> Completion:
+        self.stats.finish = reason
+        self.stats.generated = self.stats.generated or len(self.out)
+        self.stats.seconds = self.timer.elapsed()
+        return Completion(self.stream.close(), self.out, self.stats)
+
+
+class TiktokenVocab:
+    """tokenize/token_bytes for engines that tokenize with the XGen tiktoken tokenizer."""
+
+    _tokenizer: "XGenTokenizer"
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self._tokenizer.encode(text, allow_special=special)
+
+    def token_bytes(self, ids: list[int]) -> bytes:
+        # Control tokens (end-of-text, FIM markers) have no text in a reply.
+        return self._tokenizer.decode_bytes([i for i in ids if i not in CONTROL_IDS])

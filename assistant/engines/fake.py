@@ -11,12 +11,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
-                                    Timer, common_prefix_length)
+from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, SamplingSettings, TiktokenVocab,
+                                    common_prefix_length)
 from models.tokenizer import XGenTokenizer
 
 
-class FakeEngine(Engine):
+class FakeEngine(TiktokenVocab, Engine):
     name = "fake"
 
     def __init__(self, replies: list[str] | None = None, *, n_ctx: int = 2048, default_reply: str = "OK.",
@@ -41,42 +41,27 @@ class FakeEngine(Engine):
     def prompt_texts(self) -> list[str]:
         return [self._tokenizer.decode(p) for p in self.prompts]
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        return self._tokenizer.encode(text, allow_special=special)
-
-    def token_bytes(self, ids: list[int]) -> bytes:
-        return self._tokenizer.decode_bytes([i for i in ids if i != self.eos_id])
-
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
-        self.check_fits(prompt_ids)
-        timer = Timer()
+        run = GenerationRun(self, prompt_ids, stop, on_text)
         self.prompts.append(list(prompt_ids))
         self.settings.append(settings)
         reused = min(common_prefix_length(self._cached, prompt_ids), len(prompt_ids) - 1)
+        run.stats.prompt_evaluated = len(prompt_ids) - reused
         reply = self.replies.popleft() if self.replies else self.default_reply
-        reply_ids = self.tokenize(reply)
-        stats = GenerationStats(prompt_tokens=len(prompt_ids), prompt_evaluated=len(prompt_ids) - reused)
-        stream = TextStream(on_text)
-        out: list[int] = []
-        stats.finish = "eos"
-        for token in reply_ids:
-            if stop is not None and stop.is_set():
-                stats.finish = "stopped"
+        finish = "eos"
+        for token in self.tokenize(reply):
+            if run.stopped():
+                finish = "stopped"
                 break
-            if len(out) >= settings.max_tokens:
-                stats.finish = "length"
+            if len(run.out) >= settings.max_tokens:
+                finish = "length"
                 break
-            if len(prompt_ids) + len(out) >= self.n_ctx:
-                stats.finish = "context"
+            if len(prompt_ids) + len(run.out) >= self.n_ctx:
+                finish = "context"
                 break
             if stop is not None and self.step_delay:
                 stop.wait(self.step_delay)
-            out.append(token)
-            if len(out) == 1:
-                stats.seconds_to_first_token = timer.elapsed()
-            stream.push(self._tokenizer.decode_bytes([token]))
-        self._cached = list(prompt_ids) + out
-        stats.generated = len(out)
-        stats.seconds = timer.elapsed()
-        return Completion(stream.close(), out, stats)
+            run.emit(token)
+        self._cached = list(prompt_ids) + run.out
+        return run.finish(finish)

@@ -19,8 +19,7 @@ import os
 import threading
 from pathlib import Path
 
-from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
-                                    Timer, common_prefix_length)
+from assistant.engines.base import Completion, Engine, GenerationRun, OnText, SamplingSettings, common_prefix_length
 from models.errors import XGenError
 from models.gguf_file import read_gguf
 from models.llama_cpp_utils import detokenize
@@ -152,54 +151,36 @@ class LlamaEngine(Engine):
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
         if self._llm is None:
             raise XGenError("this engine has been closed")
-        if not prompt_ids:
-            raise XGenError("cannot generate from an empty prompt")
-        self.check_fits(prompt_ids)
-        timer = Timer()
         prompt_ids = [int(i) for i in prompt_ids]
+        run = GenerationRun(self, prompt_ids, stop, on_text)
         n_prompt = len(prompt_ids)
-        stats = GenerationStats(prompt_tokens=n_prompt)
-        stream = TextStream(on_text)
-        out: list[int] = []
-
-        def stopped() -> bool:
-            return stop is not None and stop.is_set()
-
-        def finish(reason: str) -> Completion:
-            stats.finish = reason
-            stats.generated = len(out)
-            stats.seconds = timer.elapsed()
-            return Completion(stream.close(), out, stats)
 
         # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
         # sampler needs the logits of the last prompt token).
         prefix = min(common_prefix_length(self.cached_ids, prompt_ids), n_prompt - 1)
         pos = self._truncate_cache(prefix)
         while pos < n_prompt:
-            if stopped():  # the cache holds exactly the batches evaluated so far
-                return finish("stopped")
+            if run.stopped():  # the cache holds exactly the batches evaluated so far
+                return run.finish("stopped")
             batch = prompt_ids[pos:pos + self._n_batch]
             self._eval(batch)
             pos += len(batch)
-            stats.prompt_evaluated += len(batch)
+            run.stats.prompt_evaluated += len(batch)
 
         sampler = self._sampler(settings, prompt_ids)
         try:
             while True:
-                if stopped():
-                    return finish("stopped")
-                if len(out) >= settings.max_tokens:
-                    return finish("length")
-                if n_prompt + len(out) >= self._n_ctx:
-                    return finish("context")
+                if run.stopped():
+                    return run.finish("stopped")
+                if len(run.out) >= settings.max_tokens:
+                    return run.finish("length")
+                if n_prompt + len(run.out) >= self._n_ctx:
+                    return run.finish("context")
                 token = int(sampler.sample(self._llm._ctx, -1))
                 if token == self.eos_id:
-                    return finish("eos")
-                out.append(token)
-                if len(out) == 1:
-                    stats.seconds_to_first_token = timer.elapsed()
-                stream.push(self.token_bytes([token]))
-                if len(out) < settings.max_tokens and n_prompt + len(out) < self._n_ctx and not stopped():
+                    return run.finish("eos")
+                run.emit(token)
+                if len(run.out) < settings.max_tokens and n_prompt + len(run.out) < self._n_ctx and not run.stopped():
                     self._eval([token])  # skipped when no further token will be sampled
         finally:
             sampler.close()

@@ -39,12 +39,11 @@ import threading
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from assistant.engines.base import (Completion, ContextOverflow, Engine, GenerationStats, OnText, SamplingSettings,
-                                    TextStream, Timer)
+from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnText,
+                                    SamplingSettings, TextStream, TiktokenVocab, Timer)
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, SPECIAL_TOKENS, XGenTokenizer
 
-_CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
 _PADDING_BIAS = {str(i): -100.0 for i in range(N_VOCAB, 51200)}  # OpenAI's bias range is [-100, 100]
 _POLL_SECONDS = 0.05
 
@@ -63,7 +62,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class RemoteEngine(Engine):
+class RemoteEngine(TiktokenVocab, Engine):
     name = "remote"
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
@@ -120,12 +119,6 @@ class RemoteEngine(Engine):
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
-
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        return self._tokenizer.encode(text, allow_special=special)
-
-    def token_bytes(self, ids: list[int]) -> bytes:
-        return self._tokenizer.decode_bytes([i for i in ids if i not in _CONTROL_IDS])
 
     def close(self) -> None:
         self._client.close()
@@ -202,7 +195,7 @@ class RemoteEngine(Engine):
     def _text_prompt(self, prompt_ids: list[int]) -> str:
         text = self._tokenizer.decode(prompt_ids)
         reparsed = self._tokenizer.encode(text, allow_special=True)  # what the server will see
-        if sum(i in _CONTROL_IDS for i in reparsed) != sum(i in _CONTROL_IDS for i in prompt_ids):
+        if sum(i in CONTROL_IDS for i in reparsed) != sum(i in CONTROL_IDS for i in prompt_ids):
             raise XGenError(f"{self.base_url} only takes text prompts, and this prompt contains special-token "
                             f"text (such as '<|endoftext|>') that it would read as a control token; use "
                             f"llama-server or the local llama engine for it")

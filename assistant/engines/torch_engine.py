@@ -26,20 +26,19 @@ from pathlib import Path
 
 import torch
 
-from assistant.engines.base import (Completion, Engine, GenerationStats, OnText, SamplingSettings, TextStream,
-                                    Timer, common_prefix_length)
+from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, SamplingSettings, TiktokenVocab,
+                                    common_prefix_length)
 from assistant.engines.sampling import sample_next
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.config import ModelArgs
 from models.errors import XGenError
-from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
+from models.tokenizer import XGenTokenizer
 from models.xgen import build_model, decode_one_token, load_hf_weights, pick_device_dtype, prefill
 
 PREFILL_CHUNK = 256
-_CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
 
 
-class TorchEngine(Engine):
+class TorchEngine(TiktokenVocab, Engine):
     name = "torch"
 
     def __init__(self, folder: str | Path, *, device: str | torch.device | None = None,
@@ -70,12 +69,6 @@ class TorchEngine(Engine):
     def n_ctx(self) -> int:
         return self._n_ctx
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        return self._tokenizer.encode(text, allow_special=special)
-
-    def token_bytes(self, ids: list[int]) -> bytes:
-        return self._tokenizer.decode_bytes([i for i in ids if i not in _CONTROL_IDS])
-
     def close(self) -> None:
         if getattr(self, "model", None) is not None:
             self.model.clear_caches()
@@ -99,36 +92,21 @@ class TorchEngine(Engine):
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
         if self.model is None:
             raise XGenError("this engine has been closed")
-        if not prompt_ids:
-            raise XGenError("cannot generate from an empty prompt")
-        self.check_fits(prompt_ids)
-        timer = Timer()
+        run = GenerationRun(self, prompt_ids, stop, on_text)
         n_prompt = len(prompt_ids)
-        stats = GenerationStats(prompt_tokens=n_prompt)
-        stream = TextStream(on_text)
-        out: list[int] = []
-
-        def stopped() -> bool:
-            return stop is not None and stop.is_set()
-
-        def finish(reason: str) -> Completion:
-            stats.finish = reason
-            stats.generated = len(out)
-            stats.seconds = timer.elapsed()
-            return Completion(stream.close(), out, stats)
 
         # Prompt: keep the common prefix (at least one token is evaluated, for its logits).
         pos = min(common_prefix_length(self._cached, prompt_ids), n_prompt - 1)
         self._cached = self._cached[:pos]
         logits = None
         while pos < n_prompt:
-            if stopped():
-                return finish("stopped")
+            if run.stopped():
+                return run.finish("stopped")
             chunk = prompt_ids[pos:pos + self.prefill_chunk]
             logits = self._prefill_chunk(chunk, pos)
             pos += len(chunk)
             self._cached = list(prompt_ids[:pos])  # only fully evaluated chunks count
-            stats.prompt_evaluated += len(chunk)
+            run.stats.prompt_evaluated += len(chunk)
         assert logits is not None
 
         # Reply. history[i] = id at position i (prompt then reply), for the penalty.
@@ -142,24 +120,24 @@ class TorchEngine(Engine):
         host = torch.empty(2, dtype=torch.long, pin_memory=self._pinned)  # double buffer
         n_recent = settings.repeat_last_n if settings.repeat_last_n >= 0 else self._n_ctx  # -1: everything
         while True:
-            if stopped():
-                return finish("stopped")
-            if len(out) >= settings.max_tokens:
-                return finish("length")
-            at = n_prompt + len(out)  # position of the token about to be sampled
+            if run.stopped():
+                return run.finish("stopped")
+            if len(run.out) >= settings.max_tokens:
+                return run.finish("length")
+            at = n_prompt + len(run.out)  # position of the token about to be sampled
             if at >= self._n_ctx:
-                return finish("context")
+                return run.finish("context")
             recent = history[max(0, at - n_recent):at]
             token = sample_next(logits[0], settings, recent, generator)  # 0-d, on device
             history[at] = token
-            slot = host[len(out) % 2]
+            slot = host[len(run.out) % 2]
             slot.copy_(token, non_blocking=self._pinned)
             ready = None
             if self._pinned:
                 ready = torch.cuda.Event()
                 ready.record()
             # Queue token t+1's forward pass before reading token t (see the module doc).
-            if len(out) + 1 < settings.max_tokens and at + 1 < self._n_ctx:
+            if len(run.out) + 1 < settings.max_tokens and at + 1 < self._n_ctx:
                 input_pos += 1
                 logits = self._decode(self.model, token.view(1, 1), input_pos)
                 computed = True
@@ -171,8 +149,5 @@ class TorchEngine(Engine):
             if computed:
                 self._cached.append(value)
             if value == self.eos_id:
-                return finish("eos")
-            out.append(value)
-            if len(out) == 1:
-                stats.seconds_to_first_token = timer.elapsed()
-            stream.push(self.token_bytes([value]))
+                return run.finish("eos")
+            run.emit(value)
