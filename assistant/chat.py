@@ -110,7 +110,7 @@ class ChatSession:
         room -= self._builder.cost(*self._turn_parts(question, []))
         unseen = [p for p in self.passages if p.number not in self._shown]
         total = sum(p.chunk.n_tokens + 8 for p in unseen)  # + the "[n] label" line
-        if total <= room:
+        if not unseen or total <= room:
             return unseen
         room //= 2  # retrieving: keep half of what is left for follow-up questions
         chosen, used = [], 0

@@ -25,10 +25,13 @@ class XGenGroup(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=XGenGroup)
+@click.group(cls=XGenGroup, invoke_without_command=True)
 @click.version_option(package_name="xgen-local")
-def main() -> None:
-    """xgen-local: private, offline XGen-7B models on your own machine."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """xgen-local: private, offline XGen-7B models on your own machine (alone: the terminal app)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(main.get_command(ctx, "chat"))
 
 
 def _sigterm_as_interrupt() -> None:
@@ -160,6 +163,9 @@ def _register_commands() -> None:
 
     register(main)
     main.add_command(sessions)
+    from assistant.tui.cli import chat
+
+    main.add_command(chat)
 
 
 _register_commands()

@@ -67,6 +67,10 @@ def default_model_name() -> str | None:
     return None
 
 
+class NoModel(XGenError):
+    """No model at all on this machine: the user needs `xgen pull` or `xgen demo`."""
+
+
 NO_MODEL = ("no model found: run `xgen pull xgen-7b-8k-inst` to download and convert XGen-7B "
             "(about 27 GB download, 4.2 GB result), or `xgen demo` for a tiny offline demo model")
 
@@ -74,7 +78,7 @@ NO_MODEL = ("no model found: run `xgen pull xgen-7b-8k-inst` to download and con
 def resolve_model(ref: str | None) -> ModelRef:
     ref = ref or default_model_name()
     if ref is None:
-        raise XGenError(NO_MODEL)
+        raise NoModel(NO_MODEL)
     if ref.startswith(("http://", "https://")):
         return ModelRef(ref, "url", ref.rstrip("/"), CHAT)
     path = Path(ref).expanduser()

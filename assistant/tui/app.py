@@ -1,0 +1,170 @@
+"""The xgen-local terminal app and its factory, shared by `xgen`/`xgen chat` and the tests."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from collections.abc import Iterable, Sequence
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from assistant.store import Store
+from assistant.tui.conversation import Conversation
+from assistant.tui.events import ModelFailed, ModelLoaded
+from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
+from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.screens.picker import PickerScreen
+from assistant.tui.screens.welcome import NoModelScreen
+from models.errors import XGenError
+
+
+class XGenApp(App[None]):
+    CSS_PATH = "xgen.tcss"
+    TITLE = "xgen-local"
+    SUB_TITLE = "private, offline XGen-7B"
+    # Keep Ctrl+P for the command palette; the footer shows it on the right.
+
+    def __init__(self, engine_factory: EngineFactory, store: Store, *, files: Sequence[str] = (),
+                 model: str | None = None, session_id: str | None = None):
+        super().__init__()
+        self.engine_factory = engine_factory
+        self.store = store
+        self.conversation = Conversation(store)
+        self.initial_files = [str(f) for f in files]
+        self.initial_session = session_id
+        self.model_ref = model
+        self.loaded: LoadedModel | None = None
+        self.model_loading = False
+        self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
+        self.chat = ChatScreen()
+
+    def get_default_screen(self) -> Screen:
+        return self.chat
+
+    async def screen_ready(self) -> None:
+        """Called by the chat screen once its widgets exist."""
+        self.load_model(self.model_ref)
+        await self.chat.start(self.initial_files, self.initial_session)
+
+    # -- the model -----------------------------------------------------------------------
+
+    def load_model(self, ref: str | None) -> None:
+        self.model_loading = True
+        status = self.chat.status
+        status.model_loading = True
+        status.model = f"loading {Path(ref).name if ref else 'the default model'}…"
+        status.engine = ""
+        status.n_ctx = 0
+        self._load_worker(ref)
+
+    @work(thread=True, exclusive=True, group="model")
+    def _load_worker(self, ref: str | None) -> None:
+        old, self.loaded = self.loaded, None
+        if old is not None:
+            with self.engine_lock:  # never free a model that is generating
+                old.engine.close()
+        try:
+            loaded = as_loaded(self.engine_factory(ref), ref)
+        except XGenError as exc:
+            self.post_message(ModelFailed(ref, str(exc), is_no_model(exc)))
+            return
+        except (OSError, RuntimeError, ValueError) as exc:  # a broken backend is reported, not raised
+            self.post_message(ModelFailed(ref, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(ModelLoaded(loaded))
+
+    async def on_model_loaded(self, event: ModelLoaded) -> None:
+        self.loaded = event.model
+        self.model_loading = False
+        self.model_ref = event.model.ref
+        self.conversation.forget_context()
+        status = self.chat.status
+        status.model_loading = False
+        status.model = event.model.name
+        status.engine = event.model.engine_name
+        status.n_ctx = event.model.engine.n_ctx
+        status.context_used = 0
+        await self.chat.send_pending()
+
+    def on_model_failed(self, event: ModelFailed) -> None:
+        self.model_loading = False
+        self.chat.pending_dropped()
+        status = self.chat.status
+        status.model_loading = False
+        status.model = "no model"
+        if event.no_model:
+            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
+        else:
+            self.notify(f"{event.error}. Ctrl+P → Switch model to pick another one.",
+                        title="Cannot load the model", severity="error", timeout=15)
+
+    def _no_model_choice(self, choice: str | None) -> None:
+        if choice == "retry":
+            self.load_model(self.model_ref)
+        elif choice == "quit":
+            self.exit()
+
+    def action_switch_model(self) -> None:
+        if self.chat.busy:
+            self.notify("XGen is still writing. Esc stops it first.", severity="warning")
+            return
+        options = local_models()
+        current = self.loaded.ref if self.loaded else None
+        if current and current not in [ref for ref, _ in options]:
+            options.insert(0, (current, f"{current}  (current)"))
+        if not options:
+            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
+            return
+        self.push_screen(PickerScreen("Switch model", options, highlighted=current,
+                                      hint="Enter loads it · Esc cancels · `xgen models` lists more"),
+                         callback=self._model_chosen)
+
+    def _model_chosen(self, ref: str | None) -> None:
+        if ref:
+            self.load_model(ref)
+
+    def close_model(self) -> None:
+        """Free the model once no worker uses it (the command line calls this after run())."""
+        self.chat._stop.set()
+        loaded, self.loaded = self.loaded, None
+        if loaded is not None:
+            with self.engine_lock:
+                loaded.engine.close()
+
+    # -- the command palette ---------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        if screen is self.chat:
+            chat = self.chat
+            if chat.busy:
+                yield SystemCommand("Stop", "Stop the reply being written (Esc)", chat.action_stop)
+            yield SystemCommand("New session", "Start an empty conversation (Ctrl+N)", chat.action_new_session)
+            yield SystemCommand("Switch session", "Open a saved conversation", chat.action_switch_session)
+            yield SystemCommand("Attach file", "Add a file to this session (Ctrl+O)", chat.action_attach)
+            yield SystemCommand("Summarize file", "Summarize an attached file in a paragraph (Ctrl+S)",
+                                chat.action_summarize)
+            yield SystemCommand("Summarize file as bullet points", "Summarize an attached file as a list",
+                                lambda: chat.action_summarize("bullets"))
+            yield SystemCommand("Switch model", "Load another model from this machine", self.action_switch_model)
+            yield SystemCommand("Export session to Markdown", "Write this conversation to a .md file (Ctrl+T)",
+                                chat.action_export)
+            yield SystemCommand("Copy last answer", "Copy it to the clipboard, over SSH too (Ctrl+G)",
+                                chat.action_copy_answer)
+            yield SystemCommand("Clear", "Start afresh with the same files; this conversation stays saved",
+                                chat.action_clear)
+            yield SystemCommand("Toggle sidebar", "Show or hide sessions and files (F2)",
+                                chat.action_toggle_sidebar)
+        yield from super().get_system_commands(screen)
+
+
+def create_app(engine_factory: EngineFactory | None = None, store: Store | None = None, *,
+               files: Sequence[str] = (), model: str | None = None, engine_kind: str | None = None,
+               n_ctx: int | None = None, threads: int | None = None, session_id: str | None = None) -> XGenApp:
+    """The app. `engine_factory(model_ref)` is called in a worker to load the model (by
+    default the command line's resolve_model + open_engine); `store` defaults to the
+    user's sessions database."""
+    factory = engine_factory or ModelLoader(model, engine_kind, n_ctx, threads)
+    return XGenApp(factory, store if store is not None else Store(), files=files, model=model,
+                   session_id=session_id)

@@ -1,0 +1,55 @@
+"""Messages from worker threads to the UI (posting a message is thread-safe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from assistant.documents import Document
+from assistant.tui.model import LoadedModel
+
+
+@dataclass
+class ReplyText(Message):
+    message_id: int
+    text: str
+
+
+@dataclass
+class ReplyDone(Message):
+    message_id: int
+    text: str
+    meta: dict[str, Any]
+    error: str | None = None
+    save_error: str | None = None  # the reply is on screen but could not be saved
+
+
+@dataclass
+class SummaryProgress(Message):
+    message_id: int
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass
+class FilesLoaded(Message):
+    """Files read by a worker: new attachments, or the files of a reopened session."""
+
+    documents: list[tuple[Document, int]]  # (document, token count)
+    problems: list[str] = field(default_factory=list)
+    session_id: str | None = None  # set when re-reading a session's files
+
+
+@dataclass
+class ModelLoaded(Message):
+    model: LoadedModel
+
+
+@dataclass
+class ModelFailed(Message):
+    ref: str | None
+    error: str
+    no_model: bool = False

@@ -1,0 +1,1 @@
+"""The app's screens: the chat, and the modal dialogs over it."""

@@ -1,0 +1,188 @@
+"""The chat screen's sessions and files: open, switch, clear; attach and re-read files.
+
+A mixin of ChatScreen (screens/chat.py), kept apart to keep each module short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on, work
+
+from assistant.tui import tasks
+from assistant.tui.conversation import resolve_path
+from assistant.tui.events import FilesLoaded
+from assistant.tui.screens.attach import AttachScreen
+from assistant.tui.screens.picker import PickerScreen
+from assistant.tui.widgets.composer import Composer
+from assistant.tui.widgets.sidebar import Sidebar
+from models.errors import XGenError
+
+if TYPE_CHECKING:
+    from assistant.tui.app import XGenApp
+    from assistant.tui.widgets.conversation import ConversationView
+    from assistant.tui.widgets.status import StatusBar
+
+
+class SessionsAndFiles:
+    """Needs from the screen: xgen, view, status, busy, notify, query_one, app."""
+
+    xgen: "XGenApp"
+    view: "ConversationView"
+    status: "StatusBar"
+    busy: str
+    _reading_files: bool
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def start(self, files: list[str], session_id: str | None) -> None:
+        store = self.xgen.store
+        if files:
+            await self.new_session()
+            self.attach_paths(files)
+        elif session_id or (recent := store.list_sessions(1)):
+            await self.open_session(session_id or recent[0].id)
+        else:
+            await self.new_session()
+
+    def refresh_sidebar(self) -> None:
+        conversation = self.xgen.conversation
+        store = self.xgen.store
+        conversation.refresh()
+        sessions = store.list_sessions()
+        for i, s in enumerate(sessions):
+            if not s.title:
+                names = [f.name for f in store.files(s.id)]
+                if names:
+                    more = f" +{len(names) - 1}" if len(names) > 1 else ""
+                    sessions[i] = replace(s, title=names[0] + more)
+        found = self.query(Sidebar)
+        if not found:
+            return  # the app is closing
+        sidebar = found.first()
+        sidebar.show_sessions(sessions, conversation.session_id)
+        sidebar.show_files(conversation.files())
+
+    def _refuse_while_busy(self) -> bool:
+        if self.busy:
+            self.notify("XGen is still writing. Esc stops it.", severity="warning")
+        return bool(self.busy)
+
+    async def open_session(self, session_id: str) -> None:
+        if self._refuse_while_busy():
+            return
+        try:
+            session, messages, files = self.xgen.conversation.open(session_id)
+        except XGenError as exc:
+            self.notify(str(exc), title="Cannot open the session", severity="error")
+            return
+        await self.view.show(messages)
+        self.refresh_sidebar()
+        self.status.context_used = 0
+        if files:
+            self._reading_files = True
+            self.read_session_files(session.id, files)
+
+    async def new_session(self) -> None:
+        if self._refuse_while_busy():
+            return
+        self.xgen.conversation.new()
+        await self.view.show([])
+        self.refresh_sidebar()
+        self.status.context_used = 0
+
+    async def action_new_session(self) -> None:
+        await self.new_session()
+        self.query_one(Composer).focus()
+
+    def action_switch_session(self) -> None:
+        sessions = self.xgen.store.list_sessions()
+        if not sessions:
+            self.notify("No saved sessions yet.")
+            return
+        options = [(s.id, f"{s.title or '(untitled)'}  · {s.message_count} messages") for s in sessions]
+        self.app.push_screen(PickerScreen("Switch session", options, highlighted=self.xgen.conversation.session_id),
+                             callback=self._switch_chosen)
+
+    async def _switch_chosen(self, session_id: str | None) -> None:
+        if session_id:
+            await self.open_session(session_id)
+
+    @on(Sidebar.SessionChosen)
+    async def session_chosen(self, event: Sidebar.SessionChosen) -> None:
+        if event.session_id != self.xgen.conversation.session_id:
+            await self.open_session(event.session_id)
+
+    async def action_clear(self) -> None:
+        """Start afresh with the same files; the conversation so far stays saved."""
+        if self._refuse_while_busy():
+            return
+        conversation = self.xgen.conversation
+        keep = [(doc, next((f.n_tokens for f in conversation.files() if f.path == doc.source), 0))
+                for doc in conversation.documents]
+        await self.new_session()
+        self._add_documents(keep)
+        self.notify("Cleared: the model starts afresh" + (" with the same files." if keep else "."))
+
+    # -- files ---------------------------------------------------------------------------
+
+    def action_attach(self) -> None:
+        self.app.push_screen(AttachScreen(), callback=self._attach_chosen)
+
+    def _attach_chosen(self, path: str | None) -> None:
+        if path:
+            self.attach_paths([path])
+
+    def attach_paths(self, paths: list[str]) -> None:
+        self._reading_files = True
+        self.status.activity = "reading files…"
+        self.read_new_files([resolve_path(p) for p in paths])
+
+    @work(thread=True, group="files")
+    def read_new_files(self, paths: list[Path]) -> None:
+        tasks.read_new_files(paths, self.post_message)
+
+    @work(thread=True, exclusive=True, group="session-files")
+    def read_session_files(self, session_id: str, files) -> None:
+        tasks.read_session_files(session_id, files, self.post_message)
+
+    def _add_documents(self, documents) -> list:
+        """Attach loaded documents to the session; returns those that were recorded."""
+        model = self.xgen.loaded
+        had_context = self.xgen.conversation.has_context
+        added = []
+        for doc, n_tokens in documents:
+            try:
+                self.xgen.conversation.attach(doc, n_tokens, model.name if model else "",
+                                              model.engine_name if model else "")
+            except XGenError as exc:
+                self.notify(f"{exc}. Start a new session (Ctrl+N) and attach it again.",
+                            title=f"Could not attach {doc.name}", severity="error", timeout=15)
+                continue
+            added.append((doc, n_tokens))
+        if added and had_context:
+            self.notify("The model starts a fresh context with the new file; the conversation stays saved.")
+        self.status.context_used = self.xgen.conversation.context_used
+        return added
+
+    async def on_files_loaded(self, event: FilesLoaded) -> None:
+        self._reading_files = False
+        if not self.busy:
+            self.status.activity = ""
+        conversation = self.xgen.conversation
+        if event.session_id is not None:
+            if event.session_id != conversation.session_id:
+                return  # the user moved on to another session meanwhile
+            conversation.set_documents([doc for doc, _ in event.documents])
+            for problem in event.problems:
+                self.notify(problem, title="A file of this session", severity="warning", timeout=8)
+            await self.send_pending()
+            return
+        for doc, n_tokens in self._add_documents(event.documents):
+            self.notify(f"{doc.name}: {n_tokens:,} tokens", title="Attached")
+        for problem in event.problems:
+            self.notify(problem, title="Cannot attach the file", severity="error", timeout=10)
+        self.refresh_sidebar()
+        await self.send_pending()

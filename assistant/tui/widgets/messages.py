@@ -1,0 +1,197 @@
+"""One widget per message: the user's text, and replies or summaries rendered as
+Markdown, streamed as they are written, with their sources and a line of details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Button, Label, Markdown, ProgressBar, Static
+from textual.widgets._markdown import MarkdownStream
+
+ROLE_TITLES = {"user": "You", "assistant": "XGen", "summary": "Summary", "system": "System"}
+
+FINISH_NOTES = {
+    "stopped": "stopped",
+    "length": "cut at the reply length limit",
+    "context": "the context is full: start a new session (Ctrl+N) or clear this one (Ctrl+P → Clear)",
+    "streaming": "interrupted: the app closed while this was being written",
+}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
+    """The details line under a reply, and whether it reports a problem."""
+    parts: list[str] = []
+    finish = str(meta.get("finish") or "")
+    problem = finish in ("context", "streaming", "error") or bool(meta.get("notes"))
+    if finish == "error":
+        parts.append(f"error: {meta.get('error', 'unknown')}")
+    elif finish in FINISH_NOTES:
+        parts.append(FINISH_NOTES[finish])
+    stats = meta.get("stats") or {}
+    if role == "summary" and stats.get("parts"):
+        calls, cached = stats.get("model_calls", 0), stats.get("cached_parts", 0)
+        parts.append(f"{_plural(stats['parts'], 'part')} · {_plural(calls, 'model call')}"
+                     + (f" · {cached} cached" if cached else "") + f" · {stats.get('seconds', 0):.1f} s")
+    elif stats.get("generated"):
+        speed = stats.get("tokens_per_second") or 0
+        parts.append(f"{stats['generated']} tokens" + (f" · {speed:.1f} tok/s" if speed else ""))
+    parts += [str(note) for note in meta.get("notes") or []]
+    return " · ".join(parts), problem
+
+
+def citation_title(citation: dict[str, Any], position: int = 1) -> str:
+    from assistant.store import citation_label
+
+    return f"[{citation.get('number') or position}] {citation_label(citation)}"
+
+
+class CitationButton(Button):
+    def __init__(self, citation: dict[str, Any], position: int):
+        super().__init__(Content(citation_title(citation, position)), compact=True, classes="citation")
+        self.citation = citation
+        self.tooltip = "Open the passage"
+
+
+class UserMessage(Vertical):
+    def __init__(self, text: str, message_id: int | None = None):
+        super().__init__(classes="message user", id=f"msg-{message_id}" if message_id else None)
+        self.text = text
+
+    def compose(self):
+        yield Label(ROLE_TITLES["user"], classes="role")
+        yield Static(Content(self.text), classes="body")
+
+
+class ReplyMessage(Vertical):
+    """A reply or a summary: Markdown that can grow while it is streamed."""
+
+    WAITING = "…"
+
+    def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
+                 role: str = "assistant", title: str | None = None, streaming: bool = False):
+        super().__init__(classes=f"message {role}", id=f"msg-{message_id}")
+        self.message_id = message_id
+        self.role = role
+        self.title = title or ROLE_TITLES.get(role, role)
+        self.text = text
+        self.meta = dict(meta or {})
+        self.streaming = streaming
+        self._stream: MarkdownStream | None = None
+        self._streamed: list[str] = []
+
+    def compose(self):
+        yield Label(Content(self.title), classes="role")
+        yield from self.compose_progress()
+        yield Markdown(self.text or (self.WAITING if self.streaming else ""), open_links=False)
+        yield Static("", classes="meta")
+        yield Vertical(classes="citations")
+
+    def compose_progress(self):
+        return ()
+
+    def on_mount(self) -> None:
+        if self.streaming:
+            self._set_meta("writing…  Esc stops", False)
+        else:
+            self.show_meta(self.meta)
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    @property
+    def streamed_text(self) -> str:
+        return "".join(self._streamed)
+
+    async def append(self, piece: str) -> None:
+        if self._stream is None:
+            await self.markdown.update("")
+            self._stream = Markdown.get_stream(self.markdown)
+        self._streamed.append(piece)
+        await self._stream.write(piece)
+
+    async def finish(self, text: str, meta: dict[str, Any]) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.streaming = False
+        self.text = text
+        self.meta = dict(meta)
+        await self.markdown.update(text or "*(no text)*")
+        self.show_meta(self.meta)
+
+    def _set_meta(self, text: str, problem: bool) -> None:
+        line = self.query_one(".meta", Static)
+        line.update(Content(text))
+        line.display = bool(text)
+        line.set_class(problem, "-problem")
+
+    def show_meta(self, meta: dict[str, Any]) -> None:
+        self._set_meta(*describe(meta, self.role))
+        box = self.query_one(".citations", Vertical)
+        box.remove_children()
+        citations = list(meta.get("citations") or [])
+        box.display = bool(citations)
+        if citations:
+            box.mount_all([CitationButton(c, i) for i, c in enumerate(citations, 1)])
+
+    @on(Button.Pressed, ".citation")
+    def open_citation(self, event: Button.Pressed) -> None:
+        from assistant.tui.screens.passage import PassageScreen
+
+        event.stop()
+        assert isinstance(event.button, CitationButton)
+        self.app.push_screen(PassageScreen(event.button.citation))
+
+
+class SummaryMessage(ReplyMessage):
+    """A summary in progress shows which part is being read, with a progress bar."""
+
+    def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
+                 title: str | None = None, streaming: bool = False):
+        name = (meta or {}).get("file")
+        super().__init__(message_id, text, meta, role="summary", streaming=streaming,
+                         title=title or (f"Summary of {name}" if name else None))
+
+    def compose_progress(self):
+        yield Label("", classes="stage")
+        yield ProgressBar(show_eta=False, classes="parts")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(".stage").display = self.streaming
+        self.query_one(ProgressBar).display = self.streaming
+        if self.streaming:
+            self.query_one(".stage", Label).update("Preparing…")
+
+    def set_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "map":
+            label = f"Reading part {min(done + 1, total)} of {total}" if done < total else f"Read all {total} parts"
+        elif stage.startswith("combine"):
+            label = f"Combining summaries ({stage.removeprefix('combine ')}): {min(done + 1, total)} of {total}"
+        else:
+            label = "Writing the summary"
+        self.query_one(".stage", Label).update(label)
+        bar = self.query_one(ProgressBar)
+        bar.display = stage != "final"  # one call: the text streaming below shows the progress
+        bar.update(total=total, progress=done)
+
+    async def finish(self, text: str, meta: dict[str, Any]) -> None:
+        self.query_one(".stage").display = False
+        self.query_one(ProgressBar).display = False
+        await super().finish(text, meta)
+
+
+def message_widget(role: str, message_id: int, content: str, meta: dict[str, Any]) -> Vertical:
+    if role == "user":
+        return UserMessage(content, message_id)
+    if role == "summary":
+        return SummaryMessage(message_id, content, meta)
+    return ReplyMessage(message_id, content, meta, role=role)

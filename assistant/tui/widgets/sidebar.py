@@ -1,0 +1,77 @@
+"""The sidebar: saved sessions (most recent first) and the files of the open one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Label, OptionList
+from textual.widgets.option_list import Option
+
+from assistant.store import AttachedFile, Session
+
+NEW_SESSION = "(new session)"
+
+
+def short_count(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+class Sidebar(Vertical):
+    @dataclass
+    class SessionChosen(Message):
+        session_id: str
+
+    @dataclass
+    class FileChosen(Message):
+        path: str
+
+    def compose(self):
+        yield Label("Sessions", classes="section")
+        yield OptionList(id="sessions", compact=True)
+        yield Label("Files", classes="section", id="files-title")
+        yield OptionList(id="files", compact=True)
+        yield Label("", id="files-hint")
+
+    def show_sessions(self, sessions: list[Session], current: str | None) -> None:
+        options = self.query_one("#sessions", OptionList)
+        options.clear_options()
+        if current is None:
+            options.add_option(Option(Content(NEW_SESSION), id="new"))
+        for s in sessions:
+            title = s.title or "(untitled)"
+            options.add_option(Option(Content(title), id=s.id))
+        ids = [s.id for s in sessions]
+        options.highlighted = 0 if current is None else (ids.index(current) if current in ids else None)
+
+    def show_files(self, files: list[AttachedFile]) -> None:
+        options = self.query_one("#files", OptionList)
+        options.clear_options()
+        for f in files:
+            options.add_option(Option(Content.assemble(f.name, (f"  {short_count(f.n_tokens)} tok", "dim")),
+                                      id=f.path))
+        options.display = bool(files)
+        self.query_one("#files-hint", Label).update("Enter or ^S summarizes" if files
+                                                    else "None yet (^O attaches)")
+
+    @property
+    def highlighted_file(self) -> str | None:
+        options = self.query_one("#files", OptionList)
+        if options.highlighted is None or not options.option_count:
+            return None
+        return options.get_option_at_index(options.highlighted).id
+
+    @on(OptionList.OptionSelected, "#sessions")
+    def _session_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id and event.option.id != "new":
+            self.post_message(self.SessionChosen(event.option.id))
+
+    @on(OptionList.OptionSelected, "#files")
+    def _file_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.post_message(self.FileChosen(event.option.id))

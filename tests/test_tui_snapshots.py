@@ -1,0 +1,69 @@
+"""SVG snapshots of the app at 100x32 (pytest-textual-snapshot; update with --snapshot-update)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.engines.fake import FakeEngine
+from assistant.store import Store
+from assistant.tui.app import create_app
+from assistant.tui.widgets.composer import Composer
+from assistant.tui.widgets.messages import SummaryMessage
+from tests.test_tui_support import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngine, wait_for, wait_idle, write
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XGEN_HOME", str(tmp_path / "home"))
+    with Store(tmp_path / "sessions.db") as store:
+        yield store
+
+
+async def settle(pilot) -> None:
+    pilot.app.chat.query_one(Composer).cursor_blink = False
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_empty_app(snap_compare, store):
+    app = create_app(engine_factory=lambda ref: FakeEngine(), store=store)
+
+    async def run_before(pilot):
+        await wait_idle(pilot, app)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_conversation_with_a_cited_answer(snap_compare, store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    engine = SteadyEngine(["Widget 2 left the warehouse on **day 2** [1].\n\n- It was the second shipment [1]."])
+    app = create_app(engine_factory=lambda ref: engine, store=store, files=[str(notes)])
+
+    async def run_before(pilot):
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        composer = app.chat.query_one(Composer)
+        composer.text = "When did widget 2 leave?"
+        composer.focus()
+        composer.move_cursor(composer.document.end)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.chat.query(".citation") and not app.chat.busy)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_summarizing_in_progress(snap_compare, store, tmp_path):
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    engine = SummaryEngine(n_ctx=512, hold_from_part=3)  # part 3 waits until the app stops it
+    app = create_app(engine_factory=lambda ref: engine, store=store, files=[str(audit)])
+
+    async def run_before(pilot):
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "part 3" in str(app.chat.query_one(SummaryMessage).query_one(".stage").render()))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
