@@ -17,6 +17,8 @@ import torch
 from models.checkpoint import is_weight
 from models.config import ModelArgs
 
+MAX_SHARD_BYTES = 2 << 30
+
 TOKENIZER_CONFIG = {
     "tokenizer_class": "XgenTokenizer",
     "auto_map": {"AutoTokenizer": ["tokenization_xgen.XgenTokenizer", None]},
@@ -70,7 +72,10 @@ def write_checkpoint(folder: str | Path, args: ModelArgs, *, n_shards: int = 2, 
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2))
 
-    # Spread tensors over shards by layer, the way HF's save_pretrained splits them.
+    # Spread tensors over shards by layer, the way HF's save_pretrained splits them; a
+    # shard is built in memory before it is saved, so big models get more of them.
+    layer_bytes = 4 * (4 * args.dim * args.dim + 3 * args.dim * args.intermediate_size)
+    n_shards = min(args.n_layers, max(n_shards, -(-args.n_layers * layer_bytes // MAX_SHARD_BYTES)))
     per_shard = max(1, -(-args.n_layers // n_shards))
     shard_of = lambda name: min(n_shards - 1, _layer_index(name, args.n_layers) // per_shard)  # noqa: E731
     suffix = "safetensors" if fmt == "safetensors" else "bin"
