@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from assistant.chunking import Chunk, split_for_retrieval
 from assistant.documents import Document
@@ -55,6 +55,11 @@ class Answer:
         return self.stats.finish == "stopped"
 
 
+def default_answer_tokens(n_ctx: int) -> int:
+    """Room kept for a reply: 512 tokens, less in small contexts so passages still fit."""
+    return max(64, min(512, n_ctx // 4))
+
+
 def cited_numbers(text: str) -> list[int]:
     """Passage numbers cited in `text`, in order of first mention."""
     seen: list[int] = []
@@ -68,11 +73,14 @@ def cited_numbers(text: str) -> list[int]:
 
 class ChatSession:
     def __init__(self, engine: Engine, documents: list[Document], *, style: PromptStyle = CHAT,
-                 settings: SamplingSettings | None = None, answer_tokens: int = 512, passage_tokens: int = 200):
+                 settings: SamplingSettings | None = None, answer_tokens: int | None = None,
+                 passage_tokens: int = 200):
         self.engine = engine
         self.documents = documents
         self.style = style
-        self.settings = settings or SamplingSettings(max_tokens=answer_tokens)
+        answer_tokens = answer_tokens or default_answer_tokens(engine.n_ctx)
+        settings = settings or SamplingSettings()
+        self.settings = replace(settings, max_tokens=min(settings.max_tokens, answer_tokens))
         self.answer_tokens = answer_tokens
         chunks = [c for doc in documents for c in split_for_retrieval(doc, passage_tokens, engine.count_tokens)]
         self.passages = [Passage(i, c) for i, c in enumerate(chunks, 1)]

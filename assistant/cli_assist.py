@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -194,7 +193,7 @@ def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx
     """
     from assistant.chat import ChatSession
     from assistant.engines.base import SamplingSettings
-    from assistant.persist import StreamingReply
+    from assistant.persist import ProgressiveSave, answer_meta
     from assistant.store import Store
 
     store = Store()
@@ -205,20 +204,21 @@ def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx
     if session is None:
         session = store.create_session(model=ref.name, engine=engine.name)
     chat = ChatSession(engine, docs, style=ref.style,
-                       settings=SamplingSettings(temperature=temperature, max_tokens=512))
+                       settings=SamplingSettings(temperature=temperature))
     for doc in docs:
         store.attach_file(session.id, doc.source, doc.name, doc.sha256, engine.count_tokens(doc.text))
     for question in questions:
         store.add_message(session.id, "user", question)
         click.echo(f"\n> {question}\n")
-        reply = StreamingReply(store, session.id)
+        message = store.add_message(session.id, "assistant", "", meta={"finish": "streaming"})
+        saver = ProgressiveSave(store, message.id)
 
-        def on_text(text: str, reply: StreamingReply = reply) -> None:
+        def on_text(text: str, saver: ProgressiveSave = saver) -> None:
             click.echo(text, nl=False)
-            reply.on_text(text)
+            saver.add(text)
 
         answer = run_interruptible(lambda stop: chat.ask(question, stop=stop, on_text=on_text))
-        reply.finish(answer)
+        saver.finish(answer.text, answer_meta(answer, chat.context_used, engine.n_ctx))
         click.echo("")
         for note in answer.notes:
             click.echo(f"note: {note}", err=True)

@@ -1,42 +1,71 @@
-"""Saving replies as they stream, so a killed process loses at most half a second of text."""
+"""Saving replies as they stream, so a killed process loses at most half a second of text.
+
+Shared by the command line and the terminal app.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from assistant.chat import Answer
-from assistant.store import Store
+from assistant.engines.base import GenerationStats
+from assistant.store import Message, Store
+from models.errors import XGenError
+
+SAVE_INTERVAL = 0.5  # seconds between saves of a reply being written
 
 
-def answer_meta(answer: Answer) -> dict:
-    """What a stored answer keeps besides its text: citations with their passages, stats."""
-    s = answer.stats
-    return {
-        "citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
-        "stats": {"prompt_tokens": s.prompt_tokens, "prompt_evaluated": s.prompt_evaluated,
-                  "generated": s.generated, "seconds": round(s.seconds, 3),
-                  "seconds_to_first_token": round(s.seconds_to_first_token, 3),
-                  "tokens_per_second": round(s.tokens_per_second, 2)},
-        "finish": s.finish,
-        "notes": answer.notes,
-    }
+def stats_meta(stats: GenerationStats) -> dict[str, Any]:
+    return {"prompt_tokens": stats.prompt_tokens, "prompt_evaluated": stats.prompt_evaluated,
+            "generated": stats.generated, "seconds": round(stats.seconds, 3),
+            "seconds_to_first_token": round(stats.seconds_to_first_token, 3),
+            "tokens_per_second": round(stats.tokens_per_second, 2)}
 
 
-class StreamingReply:
-    """An assistant message created before generation and updated while it grows."""
+def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
+    return {"citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
+            "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
+            "context_used": context_used, "n_ctx": n_ctx}
 
-    def __init__(self, store: Store, session_id: str, every: float = 0.5):
+
+class ProgressiveSave:
+    """Saves a message as its text streams in: at most every `interval` seconds, so a
+    killed app loses at most that much of a reply."""
+
+    def __init__(self, store: Store, message_id: int, *, interval: float = SAVE_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic):
         self.store = store
-        self.message = store.add_message(session_id, "assistant", "", meta={"finish": "streaming"})
-        self.every = every
+        self.message_id = message_id
+        self.interval = interval
+        self.clock = clock
         self.parts: list[str] = []
-        self._saved_at = time.monotonic()
+        self._last = clock()
+        self.saves = 0
+        self.error: str | None = None  # why saving failed (the reply goes on regardless)
 
-    def on_text(self, text: str) -> None:
-        self.parts.append(text)
-        if time.monotonic() - self._saved_at >= self.every:
-            self.store.update_message(self.message.id, "".join(self.parts), {"finish": "streaming"})
-            self._saved_at = time.monotonic()
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
-    def finish(self, answer: Answer) -> None:
-        self.store.update_message(self.message.id, answer.text, answer_meta(answer))
+    def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        if self.clock() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last = self.clock()
+        try:
+            self.store.update_message(self.message_id, self.text)
+        except XGenError as exc:  # a full disk or a deleted session must not stop the reply
+            self.error = str(exc)
+            return
+        self.saves += 1
+
+    def finish(self, content: str, meta: dict[str, Any]) -> Message | None:
+        try:
+            return self.store.update_message(self.message_id, content, meta)
+        except XGenError as exc:
+            self.error = str(exc)
+            return None

@@ -29,6 +29,8 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     if not path.parent.is_dir():
         raise XGenError(f"{path.parent}: no such folder for the output")
     tmp = partial_path(path)
+    # A run killed with SIGKILL leaves its .partial behind: remove it (never write through it).
+    tmp.unlink(missing_ok=True)
     try:
         yield tmp
         with open(tmp, "rb+") as f:

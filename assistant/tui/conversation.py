@@ -7,78 +7,13 @@ serializes its own calls).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from assistant.chat import Answer, ChatSession
+from assistant.chat import ChatSession, default_answer_tokens
 from assistant.documents import Document, load_document
-from assistant.engines.base import Engine, GenerationStats, SamplingSettings
+from assistant.engines.base import Engine, SamplingSettings
 from assistant.store import AttachedFile, Message, Session, Store
 from models.errors import XGenError
-
-SAVE_INTERVAL = 0.5  # seconds between saves of a reply being written
-
-
-def answer_tokens_for(engine: Engine) -> int:
-    """Room kept for a reply: 512 tokens, less in small contexts."""
-    return max(64, min(512, engine.n_ctx // 4))
-
-
-def stats_meta(stats: GenerationStats) -> dict[str, Any]:
-    return {"prompt_tokens": stats.prompt_tokens, "prompt_evaluated": stats.prompt_evaluated,
-            "generated": stats.generated, "seconds": round(stats.seconds, 3),
-            "seconds_to_first_token": round(stats.seconds_to_first_token, 3),
-            "tokens_per_second": round(stats.tokens_per_second, 2)}
-
-
-def answer_meta(answer: Answer, context_used: int, n_ctx: int) -> dict[str, Any]:
-    return {"citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
-            "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
-            "context_used": context_used, "n_ctx": n_ctx}
-
-
-class ProgressiveSave:
-    """Saves a message as its text streams in: at most every `interval` seconds, so a
-    killed app loses at most that much of a reply."""
-
-    def __init__(self, store: Store, message_id: int, *, interval: float = SAVE_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic):
-        self.store = store
-        self.message_id = message_id
-        self.interval = interval
-        self.clock = clock
-        self.parts: list[str] = []
-        self._last = clock()
-        self.saves = 0
-        self.error: str | None = None  # why saving failed (the reply goes on regardless)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def add(self, piece: str) -> None:
-        self.parts.append(piece)
-        if self.clock() - self._last >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last = self.clock()
-        try:
-            self.store.update_message(self.message_id, self.text)
-        except XGenError as exc:  # a full disk or a deleted session must not stop the reply
-            self.error = str(exc)
-            return
-        self.saves += 1
-
-    def finish(self, content: str, meta: dict[str, Any]) -> Message | None:
-        try:
-            return self.store.update_message(self.message_id, content, meta)
-        except XGenError as exc:
-            self.error = str(exc)
-            return None
-
 
 def load_attached(files: list[AttachedFile]) -> tuple[list[Document], list[str]]:
     """Re-read a session's files: the documents that load and one message per problem."""
@@ -175,7 +110,7 @@ class Conversation:
 
     def chat(self, engine: Engine, style) -> ChatSession:
         if self._chat is None or self._chat_engine is not engine:
-            tokens = answer_tokens_for(engine)
+            tokens = default_answer_tokens(engine.n_ctx)
             self._chat = ChatSession(engine, self.documents, style=style, answer_tokens=tokens,
                                      settings=SamplingSettings(temperature=0.2, max_tokens=tokens))
             self._chat_engine = engine

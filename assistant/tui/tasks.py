@@ -20,7 +20,8 @@ from assistant.documents import Document, load_document
 from assistant.engines.base import ContextOverflow
 from assistant.store import AttachedFile, Store
 from assistant.summarize import Summarizer, SummaryForm
-from assistant.tui.conversation import ProgressiveSave, answer_meta, load_attached
+from assistant.persist import ProgressiveSave, answer_meta
+from assistant.tui.conversation import load_attached
 from assistant.tui.events import FilesLoaded, ReplyDone, ReplyText, SummaryProgress
 from assistant.tui.model import LoadedModel
 from models.errors import XGenError
