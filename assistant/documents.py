@@ -473,6 +473,30 @@ def _best_guess(data: bytes) -> str | None:
     return encoding
 
 
+_STRAY_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
+def _cp1252_byte(m: re.Match) -> str:
+    try:
+        return bytes([ord(m.group()) - 0xDC00]).decode("cp1252")
+    except UnicodeDecodeError:  # the 5 bytes cp1252 leaves undefined
+        return "\ufffd"
+
+
+def _utf8_with_cp1252_strays(data: bytes) -> str | None:
+    """UTF-8 text with some bytes from a legacy editor (a pasted cp1252 paragraph, an
+    appended log): each part decoded as what it is. None unless UTF-8 clearly dominates:
+    more well-formed non-ASCII UTF-8 characters than stray bytes."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    strays = len(text) - len(data.decode("utf-8", errors="ignore"))
+    ascii_chars = len(data.translate(None, _HIGH_BYTES))
+    utf8_chars = len(text) - strays - ascii_chars
+    if not strays or utf8_chars < strays:
+        return None
+    return _STRAY_BYTE.sub(_cp1252_byte, text)
+
+
 def _normalize_text(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -508,6 +532,9 @@ def _decode_text(data: bytes, name: str, *, html: bool = False) -> str:
                 except (LookupError, UnicodeDecodeError):
                     pass
         if encoding is None:
+            mixed = _utf8_with_cp1252_strays(data)
+            if mixed is not None:
+                return _clean_controls(_normalize_text(mixed), name, data)
             encoding = _best_guess(data)
             if encoding is None:
                 raise _binary_error(name, data, "it is not in any text encoding")
@@ -663,8 +690,9 @@ def html_to_text(html: str) -> str:
     """The readable text of an HTML page: no script/style/head, blocks on their own lines."""
     parser = _HTMLText()
     try:
-        for i in range(0, len(html), 1 << 16):  # in pieces: a little faster than one feed
-            parser.feed(html[i:i + (1 << 16)])
+        # One feed: fed in pieces, a tag or comment left open re-scans everything buffered
+        # since it opened at every piece (quadratic: minutes for a 50 MB page).
+        parser.feed(html)
         parser.close()
         return parser.text()
     except Exception:  # noqa: BLE001 - html.parser can choke on odd markup: strip tags crudely

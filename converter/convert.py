@@ -84,30 +84,45 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
     check_free_space(out.parent if str(out.parent) else Path("."), total + METADATA_MARGIN)
     vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
 
-    with atomic_output(out, force=force) as tmp:
-        writer = gguf.GGUFWriter(tmp, "llama")
-        try:
-            _write_metadata(writer, args, ftype, variant, name or Path(src).name)
-            write_vocab(writer, vocab)
-            for p in planned:
-                _add_tensor_info(writer, p)
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            by_name = {p.source.gguf_name: p for p in planned}
-            for done, (source, data) in enumerate(iter_gguf_arrays(sources, reader.get, args), 1):
-                p = by_name[source.gguf_name]
-                writer.write_tensor_data(quantize(data, p.qtype, threads))
-                del data
-                if progress:
-                    progress(done, len(planned), p)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise XGenError(f"{out.parent}: disk full while writing the GGUF; nothing was kept") from None
-            raise
-        finally:
-            writer.close()
+    try:
+        with atomic_output(out, force=force) as tmp:
+            writer = gguf.GGUFWriter(tmp, "llama")
+            try:
+                _write_metadata(writer, args, ftype, variant, name or Path(src).name)
+                write_vocab(writer, vocab)
+                for p in planned:
+                    _add_tensor_info(writer, p)
+                writer.write_header_to_file()
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+                by_name = {p.source.gguf_name: p for p in planned}
+                for done, (source, data) in enumerate(iter_gguf_arrays(sources, reader.get, args), 1):
+                    p = by_name[source.gguf_name]
+                    writer.write_tensor_data(quantize(data, p.qtype, threads))
+                    del data
+                    if progress:
+                        progress(done, len(planned), p)
+                writer.close()  # flushes the last buffered bytes: a full disk can show only here
+            finally:
+                try:
+                    writer.close()
+                except OSError:
+                    pass  # already failing: closing flushes into the same full disk; report the first error
+    except OSError as exc:
+        if _out_of_space(exc):
+            raise XGenError(f"{out.parent}: file too large for this file system or disk full while writing "
+                            "the GGUF; nothing was kept") from None
+        raise
     return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned)
+
+
+def _out_of_space(exc: OSError) -> bool:
+    """ENOSPC (disk full), EDQUOT (quota) or EFBIG (file size limit, FAT32's 4 GiB)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    # numpy's tofile (how gguf writes tensors) reports a short write without an errno:
+    # "<n> requested and <m> written".
+    return exc.errno is None and "requested and" in str(exc) and "written" in str(exc)
 
 
 def _add_tensor_info(writer: gguf.GGUFWriter, p: PlannedTensor) -> None:

@@ -33,6 +33,7 @@ class GGUFSummary:
 # GGUF value types -> struct format of a scalar (8 = string, 9 = array).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _KEEP_ARRAYS = {"tokenizer.ggml.tokens"}  # other arrays (merges, scores) are skipped, not decoded
+_MAX_NESTING = 8  # arrays of arrays: GGUF allows them, real files hardly nest at all
 
 
 class _Cursor:
@@ -57,24 +58,32 @@ class _Cursor:
         self.pos += n
         return text
 
-    def value(self, vtype: int, keep: bool = True):
+    def value(self, vtype: int, keep: bool = True, depth: int = 0):
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == 8:
             return self.string()
         if vtype == 9:
             item_type, count = self.take("I"), self.take("Q")
+            # Damaged or crafted counts must fail fast, not recurse or loop for minutes.
+            if item_type == 9 and depth >= _MAX_NESTING:
+                raise ValueError("arrays nested too deeply")
+            item_size = struct.calcsize("<" + _SCALARS[item_type]) if item_type in _SCALARS else 8
+            if count > (len(self.buf) - self.pos) // item_size:
+                raise IndexError(f"an array of {count} items is longer than the file")
             if keep:
-                return [self.value(item_type) for _ in range(count)]
+                if item_type != 8:
+                    raise ValueError(f"the token list holds values of type {item_type}, not strings")
+                return [self.string() for _ in range(count)]
             if item_type in _SCALARS:
-                self.pos += count * struct.calcsize("<" + _SCALARS[item_type])
+                self.pos += count * item_size
             elif item_type == 8:
                 for _ in range(count):
                     length = self.take("Q")  # read first: `pos += take()` would use the old pos
                     self.pos += length
             else:
                 for _ in range(count):
-                    self.value(item_type, keep=False)
+                    self.value(item_type, keep=False, depth=depth + 1)
             return count
         raise ValueError(f"unknown GGUF value type {vtype}")
 
