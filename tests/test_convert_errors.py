@@ -110,19 +110,25 @@ def test_existing_output_needs_force(tiny_checkpoint, tmp_path):
     assert out.read_bytes()[:4] == b"GGUF"
 
 
-def test_interrupt_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+def fail_quantize_at(monkeypatch, call: int, error: BaseException) -> list:
+    """Make the converter's n-th quantize call raise `error`; returns the calls seen."""
     import converter.convert as convert_module
 
     real = convert_module.quantize
     calls = []
 
-    def interrupted(data, qtype, threads=None):
+    def failing(data, qtype, threads=None):
         calls.append(qtype)
-        if len(calls) == 5:
-            raise KeyboardInterrupt  # what Ctrl+C raises mid-conversion
+        if len(calls) == call:
+            raise error
         return real(data, qtype, threads)
 
-    monkeypatch.setattr(convert_module, "quantize", interrupted)
+    monkeypatch.setattr(convert_module, "quantize", failing)
+    return calls
+
+
+def test_interrupt_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    calls = fail_quantize_at(monkeypatch, 5, KeyboardInterrupt())  # what Ctrl+C raises mid-conversion
     out = tmp_path / "out" / "x.gguf"
     out.parent.mkdir()
     result = run("convert", str(tiny_checkpoint), "--out", str(out))
@@ -133,18 +139,7 @@ def test_interrupt_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing(tiny_checkpoint, tmp_path, monkeypatch):
-    import converter.convert as convert_module
-
-    real = convert_module.quantize
-    calls = []
-
-    def full_disk(data, qtype, threads=None):
-        calls.append(qtype)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(data, qtype, threads)
-
-    monkeypatch.setattr(convert_module, "quantize", full_disk)
+    fail_quantize_at(monkeypatch, 3, OSError(errno.ENOSPC, "No space left on device"))
     out = tmp_path / "out" / "x.gguf"
     out.parent.mkdir()
     result = run("convert", str(tiny_checkpoint), "--out", str(out))

@@ -183,16 +183,22 @@ def test_prefix_reuse_evaluates_only_new_tokens(engine, reference, tok):
 # --------------------------------------------------------------------------------------
 
 
-def test_stop_from_on_text_keeps_text(engine, reference, tok):
-    prompt = ids_of(tok, TEXT + "Count to ten.\n###")
+def stop_after_pieces(n: int):
+    """A stop event set by on_text once n pieces of text have streamed."""
     stop = threading.Event()
     pieces: list[str] = []
 
     def on_text(piece: str) -> None:
         pieces.append(piece)
-        if len(pieces) == 3:
+        if len(pieces) == n:
             stop.set()
 
+    return stop, pieces, on_text
+
+
+def test_stop_from_on_text_keeps_text(engine, reference, tok):
+    prompt = ids_of(tok, TEXT + "Count to ten.\n###")
+    stop, pieces, on_text = stop_after_pieces(3)
     result = engine.generate(prompt, SamplingSettings.greedy(20), stop=stop, on_text=on_text)
     assert result.stats.finish == "stopped"
     assert result.stats.generated == 3 == len(result.token_ids)
@@ -544,14 +550,7 @@ def test_remote_greedy_matches_llama_engine(remote, llama_q8, server, tok):
 
 def test_remote_stop_and_recovery(remote, llama_q8, tok):
     prompt = ids_of(tok, TEXT + "Count to ten.\n###")
-    stop = threading.Event()
-    pieces: list[str] = []
-
-    def on_text(piece: str) -> None:
-        pieces.append(piece)
-        if len(pieces) == 3:
-            stop.set()
-
+    stop, pieces, on_text = stop_after_pieces(3)
     result = remote.generate(prompt, SamplingSettings.greedy(40), stop=stop, on_text=on_text)
     assert result.stats.finish == "stopped"
     assert len(pieces) == 3 and result.text == "".join(pieces)
