@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnText,
                                     SamplingSettings, TextStream, TiktokenVocab, Timer)
 from models.errors import XGenError
-from models.tokenizer import N_VOCAB, SPECIAL_TOKENS, XGenTokenizer
+from models.tokenizer import N_VOCAB, XGenTokenizer
 
 _PADDING_BIAS = {str(i): -100.0 for i in range(N_VOCAB, 51200)}  # OpenAI's bias range is [-100, 100]
 _POLL_SECONDS = 0.05
