@@ -5,7 +5,7 @@ the first turn; the follow-up should only evaluate its own few tokens. Target: t
 follow-up's time to first token at most 0.1 of the first question's.
 
     .venv/bin/python bench/bench_followup.py            # ~3,000-token document, 8K context
-    .venv/bin/python bench/bench_followup.py --quick    # ~1,000 tokens
+    .venv/bin/python bench/bench_followup.py --quick    # ~1,000 tokens; checks evaluated tokens
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ def main() -> int:
     print(f"| first | {r['evaluated_first']} | {statistics.median(x['ttft_first'] for x in runs):.3f} |")
     print(f"| follow-up | {r['evaluated_second']} | {statistics.median(x['ttft_second'] for x in runs):.3f} |")
     print(f"follow-up / first time to first token: {ratio:.3f} (target <= {TARGET})")
+    if opts.quick:
+        # One short run on a shared machine times noise; the smoke test checks the cause of
+        # the speed-up instead: the follow-up evaluates a tenth of the tokens or fewer.
+        evaluated = r["evaluated_second"] / r["evaluated_first"]
+        print(f"follow-up / first prompt tokens evaluated: {evaluated:.3f} (quick target <= {TARGET})")
+        if evaluated > TARGET:
+            print(f"FAILED: the follow-up evaluated {evaluated:.3f} of the first prompt", file=sys.stderr)
+            return 1
+        return 0
     if ratio > TARGET:
         print(f"FAILED: follow-up latency ratio {ratio:.3f} > {TARGET}", file=sys.stderr)
         return 1

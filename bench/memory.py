@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,25 @@ def _folder_bytes(folder: Path | None) -> int:
 
 
 def measure(cmd: list[str], watch: Path | None = None, interval: float = 0.02, env=None) -> RunStats:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    anon = rss = disk = 0
-    while proc.poll() is None:
-        s = _status(proc.pid)
-        anon = max(anon, s.get("RssAnon", 0))
-        rss = max(rss, s.get("VmRSS", 0))
+    """Run cmd to completion, sampling its memory and the size of `watch`.
+
+    stderr goes to a temporary file, not a pipe: a chatty child (llama.cpp's per-tensor
+    log, progress bars) would otherwise block on a full pipe while we only poll.
+    """
+    with tempfile.TemporaryFile() as err_file:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=env)
+        anon = rss = disk = 0
+        while proc.poll() is None:
+            s = _status(proc.pid)
+            anon = max(anon, s.get("RssAnon", 0))
+            rss = max(rss, s.get("VmRSS", 0))
+            disk = max(disk, _folder_bytes(watch))
+            time.sleep(interval)
+        seconds = time.perf_counter() - started
         disk = max(disk, _folder_bytes(watch))
-        time.sleep(interval)
-    seconds = time.perf_counter() - started
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
+        if proc.returncode != 0:
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace")
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
     return RunStats(seconds, anon, rss, disk, proc.returncode)

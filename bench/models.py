@@ -28,3 +28,26 @@ def gguf(shapes: str, file_type: str = "q4_k_m", n_layers: int | None = None) ->
     if not out.is_file():
         convert(src, out, file_type)
     return out
+
+
+def big_gguf(shapes: str, file_type: str = "q4_k_m", n_layers: int | None = None) -> Path:
+    """Like `gguf`, but deletes the (multi-GB) HF checkpoint once the GGUF exists."""
+    import shutil
+
+    args = TRANSFORMER_CONFIGS[shapes]
+    if n_layers is not None:
+        args = replace(args, n_layers=n_layers)
+    folder = CACHE / f"{shapes}-{args.n_layers}L-hf"
+    out = CACHE / f"{folder.name[:-3]}-{file_type}.gguf"
+    if not out.is_file():
+        out = gguf(shapes, file_type, n_layers)
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    return out
+
+
+def gguf_tensor_bytes(path: Path) -> dict[str, int]:
+    """Bytes of every tensor in a GGUF (name -> n_bytes)."""
+    from gguf import GGUFReader
+
+    return {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
