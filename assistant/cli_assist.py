@@ -180,11 +180,13 @@ def _progress_printer(quiet: bool):
               help="The question; repeat for follow-ups in the same session.")
 @click.option("-s", "--session", "session_id", help="Continue a saved session (its files are re-attached).")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.2, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(16, 4096),
+              help="Longest answer in tokens (default: 512, less in small contexts).")
 @model_option
 @engine_option
 @ctx_option
 @threads_option
-def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx, threads) -> None:
+def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads) -> None:
     """Ask questions about FILES; answers cite passages as [n] = file and lines.
 
     A file that fits the context goes in whole; otherwise the passages that best match
@@ -203,7 +205,7 @@ def ask(files, questions, session_id, temperature, model_ref, engine_kind, n_ctx
     ref, engine = open_model(model_ref, engine_kind, n_ctx, threads)
     if session is None:
         session = store.create_session(model=ref.name, engine=engine.name)
-    chat = ChatSession(engine, docs, style=ref.style,
+    chat = ChatSession(engine, docs, style=ref.style, answer_tokens=max_tokens,
                        settings=SamplingSettings(temperature=temperature))
     for doc in docs:
         store.attach_file(session.id, doc.source, doc.name, doc.sha256, engine.count_tokens(doc.text))

@@ -299,7 +299,7 @@ async def test_no_model_shows_how_to_get_one(store, home):
     app = create_app(store=store)  # the command line's loader, on an empty XGEN_HOME
     async with app.run_test(size=SIZE) as pilot:
         screen = await wait_for(pilot, lambda: isinstance(app.screen, NoModelScreen) and app.screen)
-        text = await wait_for(pilot, lambda: screen.query_one("#welcome-text").source)
+        text = await wait_for(pilot, lambda: screen.query("#welcome-text") and screen.query_one("#welcome-text").source)
         assert "xgen pull xgen-7b-8k-inst" in text and "xgen demo" in text
         await pilot.press("escape")  # browse sessions without a model
         await wait_for(pilot, lambda: app.screen is app.chat)
