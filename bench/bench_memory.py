@@ -47,6 +47,7 @@ CONFIGS = {  # name -> (kv_type, flash_attn)
     "q8_0 KV (+ flash attention)": ("q8_0", True),
 }
 REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(__file__).resolve().parent / ".cache" / "memory-runs"  # per-run results, for --resume
 
 
 def _proc_status() -> dict[str, int]:
@@ -90,18 +91,24 @@ def child(model: str, kv: str, flash: bool, n_fill: int, side: str, result: str)
                                         "evaluated": evaluated, "load_seconds": t - loaded_at}))
 
 
-def measure_config(model: Path, name: str, side: str, n_fill: int, work: Path) -> dict:
+def measure_config(model: Path, name: str, side: str, n_fill: int, work: Path, resume: bool = False) -> dict:
     kv, flash = CONFIGS[name]
+    saved = RUNS / f"{model.stem}-{side}-{kv}-{'fa' if flash else 'nofa'}-{n_fill}.json"
+    if resume and saved.is_file():
+        return json.loads(saved.read_text())
     result = work / f"{side}-{kv}-{flash}.json"
     cmd = [sys.executable, __file__, "--child", str(model), kv, str(int(flash)), str(n_fill), side, str(result)]
     stats = measure(cmd)
     info = json.loads(result.read_text())
-    return {"config": name, "side": side, "seconds": stats.seconds,
-            "anon_gib": kib_to_gib(stats.peak_anon_kib), "rss_gib": kib_to_gib(stats.peak_rss_kib),
-            "hwm_gib": kib_to_gib(info["end"]["VmHWM"]), "hwm_bytes": info["end"]["VmHWM"] * 1024,
-            "load_rss_gib": kib_to_gib(info["after_load"]["VmRSS"]),
-            "load_anon_gib": kib_to_gib(info["after_load"]["RssAnon"]),
-            "evaluated": info["evaluated"], "prompt_tps": info["evaluated"] / info["prompt_seconds"]}
+    row = {"config": name, "side": side, "seconds": stats.seconds,
+           "anon_gib": kib_to_gib(stats.peak_anon_kib), "rss_gib": kib_to_gib(stats.peak_rss_kib),
+           "hwm_gib": kib_to_gib(info["end"]["VmHWM"]), "hwm_bytes": info["end"]["VmHWM"] * 1024,
+           "load_rss_gib": kib_to_gib(info["after_load"]["VmRSS"]),
+           "load_anon_gib": kib_to_gib(info["after_load"]["RssAnon"]),
+           "evaluated": info["evaluated"], "prompt_tps": info["evaluated"] / info["prompt_seconds"]}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(row))
+    return row
 
 
 def corpus_ids(llm, n: int) -> list[int]:
@@ -151,6 +158,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes only")
     parser.add_argument("--fill", type=int, default=8000, help="prompt tokens put in the 8K context")
     parser.add_argument("--no-peer", action="store_true", help="skip raw llama-cpp-python")
+    parser.add_argument("--resume", action="store_true", help="reuse runs saved in bench/.cache/memory-runs")
     parser.add_argument("--all-configs", action="store_true", help="also f16 KV with flash attention")
     parser.add_argument("--model", type=Path, help="a GGUF to use instead of the synthetic 7B one")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
@@ -170,7 +178,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(configs):
             for side in (sides if i % 2 == 0 else sides[::-1]):  # interleaved, order alternating
-                rows.append(measure_config(model, name, side, fill, Path(tmp)))
+                rows.append(measure_config(model, name, side, fill, Path(tmp), opts.resume))
                 r = rows[-1]
                 print(f"  {side} {name}: VmHWM {r['hwm_gib']:.2f} GiB, RssAnon {r['anon_gib']:.2f} GiB, "
                       f"prompt {r['prompt_tps']:.1f} tok/s", flush=True)
