@@ -65,12 +65,16 @@ def open_model(model_ref: str | None, engine_kind: str | None, n_ctx: int | None
     return ref, open_engine(kind, ref.location, **options)
 
 
-def load_inputs(files: tuple[str, ...]):
+def load_inputs(files: tuple[str, ...], *, stream_large: bool = False):
+    """Documents for FILES ("-" is stdin); with stream_large, text files over the loader's
+    size limit come back as TextStreams (summarize reads them window by window)."""
     from assistant.documents import load_document, load_stdin
+    from assistant.textstream import open_for_summary
 
     if not files:
         raise XGenError("give at least one file (or - for standard input)")
-    return [load_stdin() if f == "-" else load_document(f) for f in files]
+    load = open_for_summary if stream_large else load_document
+    return [load_stdin() if f == "-" else load(f) for f in files]
 
 
 @click.command()
@@ -127,9 +131,10 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     from assistant.engines.base import SamplingSettings
     from assistant.store import Store
     from assistant.summarize import Summarizer, SummaryForm
+    from assistant.textstream import TextStream
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
-    docs = load_inputs(files)
+    docs = load_inputs(files, stream_large=True)
     ref, engine = open_model(model_ref, engine_kind, n_ctx, threads)
     store = Store()
     summarizer = Summarizer(engine, style=ref.style, cache=store,
@@ -139,9 +144,10 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
         if not as_json and len(docs) > 1:
             click.echo(f"\n## {doc.name}\n")
         on_text = None if as_json else (lambda t: click.echo(t, nl=False))
-        result = run_interruptible(lambda stop: summarizer.summarize(
+        method = summarizer.summarize_stream if isinstance(doc, TextStream) else summarizer.summarize
+        result = run_interruptible(lambda stop: method(
             doc, summary_form, stop=stop, on_text=on_text, on_progress=_progress_printer(as_json)))
-        if result.text:
+        if result.text and doc.sha256:
             store.add_summary(None, doc.source, doc.sha256, summary_form.kind, result.text)
         results.append((doc, result))
         if not as_json:
@@ -166,9 +172,16 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 
 def _progress_printer(quiet: bool):
     def progress(stage: str, done: int, total: int) -> None:
-        if not quiet and stage != "final" and done < total:
+        if quiet or stage == "final":
+            return
+        if stage == "read":  # a streamed file: bytes, not parts
+            click.echo(f"\rread {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB ({done / max(total, 1):.0%})…",
+                       err=True, nl=False)
+            if done >= total:
+                click.echo("", err=True)
+        elif done < total:
             click.echo(f"\r{stage}: part {done + 1} of {total}…", err=True, nl=False)
-        elif not quiet and stage != "final":
+        else:
             click.echo(f"\r{stage}: {total} parts done.      ", err=True)
 
     return progress

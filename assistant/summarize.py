@@ -25,6 +25,7 @@ from assistant.chunking import split_document
 from assistant.documents import Document
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptStyle, single_turn
+from assistant.textstream import TextStream
 from models.errors import XGenError
 
 PROMPT_VERSION = 1  # bump when the wording below changes: it invalidates cached parts
@@ -35,6 +36,8 @@ GROUP_INSTRUCTION = ('Below are summaries of consecutive parts of the document "
                      "into one paragraph that keeps every key fact, and add nothing that is not in them.\n\n")
 FINAL_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
                      "into {form}. Add nothing that is not in them.\n\n")
+STREAM_MAP_INSTRUCTION = ('Summarize part {part} of the long document "{name}". Keep the key facts, '
+                          "names, numbers, dates and conclusions, and add nothing that is not in the text.\n\n")
 SINGLE_INSTRUCTION = 'Summarize the document "{name}" as {form}. Add nothing that is not in the text.\n\n'
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -151,10 +154,7 @@ class Summarizer:
 
         # Map: parts as large as the context allows, so the fixed prompt cost is paid rarely.
         map_overhead = self._overhead(MAP_INSTRUCTION.format(part=999, parts=999, name=doc.name))
-        part_budget = n_ctx - map_overhead - self.part_tokens
-        if part_budget < 64:
-            raise XGenError(f"the context ({n_ctx} tokens) is too small to summarize in parts")
-        chunks = split_document(doc, part_budget, self.engine.count_tokens)
+        chunks = split_document(doc, self._part_budget(map_overhead), self.engine.count_tokens)
         stats.parts = len(chunks)
         partials: list[str] = []
         for i, chunk in enumerate(chunks, 1):
@@ -167,13 +167,70 @@ class Summarizer:
                                          "their summaries are cached, so a re-run continues from there")
             partials.append(text.strip())
         progress("map", len(chunks), len(chunks))
+        return self._reduce(doc.name, partials, form, stats, started, stop, on_text, progress)
 
-        # Reduce: combine partials in groups that fit until one final call can take them all.
+    def summarize_stream(self, stream: TextStream, form: SummaryForm = SummaryForm(), *,
+                         stop: threading.Event | None = None, on_text: OnText | None = None,
+                         on_progress: ProgressFn | None = None) -> SummaryResult:
+        """Summarize a file too large to load, reading it window by window (map), then
+        combining the partial summaries as `summarize` does (reduce). Only the current
+        window and the partial summaries are held in memory. The number of parts is not
+        known in advance, so progress is in bytes ("read" stage) and the map prompt names
+        the part without a total."""
+        started = time.perf_counter()
+        stop = stop or threading.Event()
+        progress = on_progress or (lambda stage, done, total: None)
+        stats = SummaryStats(document_tokens=0, parts=0)
+        budget = self._part_budget(self._overhead(STREAM_MAP_INSTRUCTION.format(part=99999, name=stream.name)))
+        partials: list[str] = []
+
+        def summarize_part(text: str, n_tokens: int) -> bool:
+            instruction = STREAM_MAP_INSTRUCTION.format(part=len(partials) + 1, name=stream.name)
+            summary = self._cached_call(instruction, text, self.part_tokens, stats, stop)
+            if summary is None:
+                return False
+            partials.append(summary.strip())
+            stats.parts += 1
+            stats.document_tokens += n_tokens
+            return True
+
+        carry = ""  # the last, possibly short, part of a window joins the next window
+        for window, consumed in stream.windows():
+            progress("read", consumed, stream.size)
+            doc = Document(stream.source, stream.name, "text", carry + window, "")
+            chunks = split_document(doc, budget, self.engine.count_tokens)
+            for chunk in chunks[:-1]:
+                if not summarize_part(chunk.text, chunk.n_tokens):
+                    return self._stopped_stream(stats, started, partials)
+            carry = doc.text[chunks[-1].start:] if chunks else ""
+        if carry.strip():
+            if not summarize_part(carry, self.engine.count_tokens(carry)):
+                return self._stopped_stream(stats, started, partials)
+        if not partials:
+            raise XGenError(f"{stream.name} has no text: it holds only whitespace")
+        return self._reduce(stream.name, partials, form, stats, started, stop, on_text, progress)
+
+    def _stopped_stream(self, stats: SummaryStats, started: float, partials: list[str]) -> SummaryResult:
+        return self._finish("", stats, started, stopped=True, partials=partials,
+                            note=f"stopped after {len(partials)} parts; their summaries are cached, "
+                                 "so a re-run continues from there")
+
+    def _part_budget(self, map_overhead: int) -> int:
+        budget = self.engine.n_ctx - map_overhead - self.part_tokens
+        if budget < 64:
+            raise XGenError(f"the context ({self.engine.n_ctx} tokens) is too small to summarize in parts")
+        return budget
+
+    def _reduce(self, name: str, partials: list[str], form: SummaryForm, stats: SummaryStats, started: float,
+                stop: threading.Event, on_text: OnText | None, progress: ProgressFn) -> SummaryResult:
+        """Combine partials in groups that fit until one final call can take them all."""
+        n_ctx = self.engine.n_ctx
+        final_budget = form.answer_tokens(self.final_tokens)
         texts = partials
-        final = FINAL_INSTRUCTION.format(name=doc.name, form=form.describe())
+        final = FINAL_INSTRUCTION.format(name=name, form=form.describe())
         while self._joined_tokens(texts) + self._overhead(final) + final_budget > n_ctx:
             stats.levels += 1
-            group_instruction = GROUP_INSTRUCTION.format(name=doc.name)
+            group_instruction = GROUP_INSTRUCTION.format(name=name)
             groups = self._groups(texts, n_ctx - self._overhead(group_instruction) - self.part_tokens)
             if len(groups) >= len(texts):
                 raise XGenError("partial summaries are too long to combine in this context")
