@@ -130,6 +130,41 @@ def profile(n_layers: int, file_type: str, top: int = 30) -> None:
     stats.sort_stats("cumulative").print_stats(top)
 
 
+def quantize_floor(layers: list[int], file_type: str, threads: int) -> dict[int, float]:
+    """Seconds of ggml quantization alone (no reading, no writing) for the whole model at
+    each depth: each distinct (shape, type) is timed once on random f32 rows in memory and
+    summed over the tensors the q4_k_m policy plans. Both pipelines pay this compute in
+    the same ggml function, so ours / peer cannot go below floor / (peer convert + floor)."""
+    import time
+
+    import numpy as np
+
+    from converter.quant import get_file_type, quantize, tensor_type
+    from converter.tensors import expected_shapes
+
+    ftype = get_file_type(file_type)
+    rng = np.random.default_rng(0)
+    timed: dict[tuple, float] = {}
+    floors = {}
+    for n in layers:
+        args = replace(TRANSFORMER_CONFIGS["xgen-7b-8k"], n_layers=n)
+        total = 0.0
+        for name, shape in expected_shapes(args).items():
+            qtype = tensor_type(name, shape, ftype, n)
+            if len(shape) < 2:
+                continue
+            key = (shape, qtype)
+            if key not in timed:
+                data = rng.standard_normal(shape, dtype=np.float32) * 0.02
+                t = time.perf_counter()
+                quantize(data, qtype, threads)
+                timed[key] = time.perf_counter() - t
+                del data
+            total += timed[key]
+        floors[n] = total
+    return floors
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| tool | step | model | layers | time s | peak RssAnon GiB | peak VmRSS GiB | peak disk GiB "
              "| output GiB | extra disk GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -140,22 +175,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def compare(rows: list[dict]) -> tuple[str, list[str]]:
+def compare(rows: list[dict], floors: dict[int, float] | None = None) -> tuple[str, list[str]]:
     """Side-by-side table (ours q4_k_m vs the peer's two passes), extrapolation, failures."""
     failures = []
+    floors = floors or {}
     ours = {(r["model"], r["layers"]): r for r in rows if r["tool"] == "ours" and r.get("type") == "q4_k_m"}
     peers = {(r["model"], r["layers"]): r for r in rows if r["tool"] == "peer" and r.get("type") == "q4_k_m"}
-    lines = ["| model | layers | ours q4_k_m s | peer f16+quantize s | time ratio ours/peer | ours RssAnon GiB "
-             "| peer RssAnon GiB | ours extra disk GiB | peer extra disk GiB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | layers | ours q4_k_m s | peer f16+quantize s | time ratio ours/peer | quantize compute s "
+             "| lowest possible ratio | ours RssAnon GiB | peer RssAnon GiB | ours extra disk GiB "
+             "| peer extra disk GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    convert_step = {(r["model"], r["layers"]): r for r in rows if r["step"] == "convert_hf_to_gguf f16"}
     for key in sorted(ours):
         o, p = ours[key], peers.get(key)
+        floor = floors.get(key[1]) if key[0] != "tiny" else None
+        floor_s = f"{floor:.1f}" if floor else "-"
         if p is None:
-            lines.append(f"| {key[0]} | {key[1]} | {o['seconds']:.1f} | - | - | {o['anon_gib']:.2f} | - | "
-                         f"{o['extra_gib']:.2f} | - |")
+            lines.append(f"| {key[0]} | {key[1]} | {o['seconds']:.1f} | - | - | {floor_s} | - | {o['anon_gib']:.2f} "
+                         f"| - | {o['extra_gib']:.2f} | - |")
             continue
         ratio = o["seconds"] / p["seconds"]
-        lines.append(f"| {key[0]} | {key[1]} | {o['seconds']:.1f} | {p['seconds']:.1f} | {ratio:.2f} | "
-                     f"{o['anon_gib']:.2f} | {p['anon_gib']:.2f} | {o['extra_gib']:.2f} | {p['extra_gib']:.2f} |")
+        lowest = f"{floor / (floor + convert_step[key]['seconds']):.2f}" if floor and key in convert_step else "-"
+        lines.append(f"| {key[0]} | {key[1]} | {o['seconds']:.1f} | {p['seconds']:.1f} | {ratio:.2f} | {floor_s} | "
+                     f"{lowest} | {o['anon_gib']:.2f} | {p['anon_gib']:.2f} | {o['extra_gib']:.2f} | "
+                     f"{p['extra_gib']:.2f} |")
         if key[0] != "tiny" and ratio > MAX_TIME_RATIO:
             failures.append(f"time ratio {ratio:.2f} > {MAX_TIME_RATIO} at {key[1]} layers")
     text = "\n".join(lines)
@@ -167,6 +209,8 @@ def compare(rows: list[dict]) -> tuple[str, list[str]]:
         extra = ["", f"Extrapolated to {EXTRAPOLATE_TO} layers (least-squares line over {xs} layers):", "",
                  "| series | s at 32 layers | s per layer | RssAnon GiB at 32 layers |", "|---|---|---|---|"]
         series = {"ours xgen convert q4_k_m": ours}
+        series |= {"quantize compute alone (q4_k_m policy)": {("xgen-7b-8k", n): {"seconds": f, "anon_gib": 0.0}
+                                                          for n, f in floors.items()}}
         series |= {"ours xgen convert f16": {(r["model"], r["layers"]): r for r in rows
                                               if r["tool"] == "ours" and r.get("type") == "f16"}}
         series |= {f"peer {step}": {(r["model"], r["layers"]): r for r in rows
@@ -180,7 +224,8 @@ def compare(rows: list[dict]) -> tuple[str, list[str]]:
             a, b = fit_line([k[1] for k in keys], [s[k]["seconds"] for k in keys])
             ma, mb = fit_line([k[1] for k in keys], [s[k]["anon_gib"] for k in keys])
             at32[name] = a + b * EXTRAPOLATE_TO
-            extra.append(f"| {name} | {at32[name]:.0f} | {b:.1f} | {ma + mb * EXTRAPOLATE_TO:.2f} |")
+            anon = "-" if name.startswith("quantize") else f"{ma + mb * EXTRAPOLATE_TO:.2f}"
+            extra.append(f"| {name} | {at32[name]:.0f} | {b:.1f} | {anon} |")
         if "peer both passes (HF -> q4_k_m)" in at32:
             ratio = at32["ours xgen convert q4_k_m"] / at32["peer both passes (HF -> q4_k_m)"]
             extra.append("")
@@ -234,7 +279,8 @@ def main() -> int:
             for i, n in enumerate(opts.layers):
                 rows += run_depth("xgen-7b-8k", n, opts.types, work, with_peer, i % 2 == 1, opts.threads)
     detail = table(rows)
-    side, failures = compare(rows)
+    floors = {} if opts.quick else quantize_floor(opts.layers, "q4_k_m", opts.threads)
+    side, failures = compare(rows, floors)
     failures += check_memory_disk(rows)
     print(detail)
     print()
