@@ -22,6 +22,9 @@ engine_option = click.option("-e", "--engine", "engine_kind", type=click.Choice(
 ctx_option = click.option("--ctx", "n_ctx", type=click.IntRange(256, 1 << 20),
                           help="Context size in tokens (default: the model's own, 8192 for XGen-8K).")
 threads_option = click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for llama.cpp.")
+kv_cache_option = click.option("--kv-cache", "kv_cache", type=click.Choice(["f16", "q8_0"]),
+                               envvar="XGEN_KV_CACHE", help="llama.cpp KV cache type (default f16; env XGEN_KV_CACHE). q8_0 halves it: "
+                                    "a 7B model's full 8K context then fits in 8 GB, with slower prompts on CPU.")
 
 
 def run_interruptible(work: Callable[[threading.Event], T]) -> T:
@@ -51,7 +54,8 @@ def run_interruptible(work: Callable[[threading.Event], T]) -> T:
     return result[0]
 
 
-def open_model(model_ref: str | None, engine_kind: str | None, n_ctx: int | None, threads: int | None):
+def open_model(model_ref: str | None, engine_kind: str | None, n_ctx: int | None, threads: int | None,
+               kv_cache: str | None = None):
     from assistant.engines import open_engine
     from assistant.modelref import resolve_model
 
@@ -62,6 +66,8 @@ def open_model(model_ref: str | None, engine_kind: str | None, n_ctx: int | None
         options["n_ctx"] = n_ctx
     if threads and kind == "llama":
         options["n_threads"] = threads
+    if kv_cache and kind == "llama":  # the other engines keep their own cache types
+        options["kv_type"] = kv_cache
     return ref, open_engine(kind, ref.location, **options)
 
 
@@ -121,7 +127,9 @@ def pull(name: str, file_type: str | None, force: bool) -> None:
 @engine_option
 @ctx_option
 @threads_option
-def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads) -> None:
+@kv_cache_option
+def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads,
+              kv_cache) -> None:
     """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
 
     A document longer than the context is summarized in parts whose summaries are then
@@ -135,7 +143,7 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
     docs = load_inputs(files, stream_large=True)
-    ref, engine = open_model(model_ref, engine_kind, n_ctx, threads)
+    ref, engine = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
     store = Store()
     summarizer = Summarizer(engine, style=ref.style, cache=store,
                             settings=SamplingSettings(temperature=temperature, top_k=40, top_p=0.9))
@@ -199,7 +207,9 @@ def _progress_printer(quiet: bool):
 @engine_option
 @ctx_option
 @threads_option
-def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads) -> None:
+@kv_cache_option
+def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads,
+        kv_cache) -> None:
     """Ask questions about FILES; answers cite passages as [n] = file and lines.
 
     A file that fits the context goes in whole; otherwise the passages that best match
@@ -215,7 +225,7 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
     session = store.get_session(session_id) if session_id else None
     paths = list(files) + ([f.path for f in store.files(session.id)] if session else [])
     docs = load_inputs(tuple(dict.fromkeys(paths)))
-    ref, engine = open_model(model_ref, engine_kind, n_ctx, threads)
+    ref, engine = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
     if session is None:
         session = store.create_session(model=ref.name, engine=engine.name)
     chat = ChatSession(engine, docs, style=ref.style, answer_tokens=max_tokens,

@@ -79,6 +79,31 @@ def test_ask_with_citations_and_a_saved_session(home, model, tmp_path):
     assert "What was counted?" in shown.output
 
 
+def test_kv_cache_setting_reaches_llama_cpp(home, model, tmp_path, monkeypatch):
+    import assistant.engines
+
+    kv_types = []  # (type_k, type_v) of each context llama.cpp made
+    real_open = assistant.engines.open_engine
+
+    def spy(kind, location, **options):
+        engine = real_open(kind, location, **options)
+        kv_types.append((engine._llm.context_params.type_k, engine._llm.context_params.type_v))
+        return engine
+
+    monkeypatch.setattr(assistant.engines, "open_engine", spy)
+    doc = tmp_path / "notes.txt"
+    doc.write_text(PARAGRAPH.format(n=1))
+    monkeypatch.setenv("XGEN_KV_CACHE", "q8_0")  # the environment sets the default...
+    result = run("ask", str(doc), "-q", "Which hall?", "--model", model, "--max-tokens", "16")
+    assert result.exit_code == 0, result.output
+    assert kv_types[-1] == (8, 8)  # GGML_TYPE_Q8_0 (the engine turns flash attention on for it)
+    result = run("ask", str(doc), "-q", "Which hall?", "--model", model, "--max-tokens", "16", "--kv-cache", "f16")
+    assert result.exit_code == 0, result.output
+    assert kv_types[-1] == (1, 1)  # ...and the flag wins: GGML_TYPE_F16
+    bad = CliRunner().invoke(main, ["ask", str(doc), "-q", "hi", "--kv-cache", "q4_0"])
+    assert bad.exit_code == 2 and "q4_0" in bad.output
+
+
 def test_no_model_explains_how_to_get_one(home, tmp_path):
     doc = tmp_path / "a.txt"
     doc.write_text("hello")

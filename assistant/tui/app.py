@@ -161,10 +161,11 @@ class XGenApp(App[None]):
 
 def create_app(engine_factory: EngineFactory | None = None, store: Store | None = None, *,
                files: Sequence[str] = (), model: str | None = None, engine_kind: str | None = None,
-               n_ctx: int | None = None, threads: int | None = None, session_id: str | None = None) -> XGenApp:
+               n_ctx: int | None = None, threads: int | None = None, kv_cache: str | None = None,
+               session_id: str | None = None) -> XGenApp:
     """The app. `engine_factory(model_ref)` is called in a worker to load the model (by
     default the command line's resolve_model + open_engine); `store` defaults to the
     user's sessions database."""
-    factory = engine_factory or ModelLoader(model, engine_kind, n_ctx, threads)
+    factory = engine_factory or ModelLoader(model, engine_kind, n_ctx, threads, kv_cache)
     return XGenApp(factory, store if store is not None else Store(), files=files, model=model,
                    session_id=session_id)

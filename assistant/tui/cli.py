@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from assistant.cli_assist import ctx_option, engine_option, model_option, threads_option
+from assistant.cli_assist import ctx_option, engine_option, kv_cache_option, model_option, threads_option
 
 
 @click.command()
@@ -14,7 +14,8 @@ from assistant.cli_assist import ctx_option, engine_option, model_option, thread
 @engine_option
 @ctx_option
 @threads_option
-def chat(files, session_id, model_ref, engine_kind, n_ctx, threads) -> None:
+@kv_cache_option
+def chat(files, session_id, model_ref, engine_kind, n_ctx, threads, kv_cache) -> None:
     """Open the terminal app, with FILES attached to a new session.
 
     Without FILES it reopens the most recent session. Enter sends, Ctrl+J starts a
@@ -26,7 +27,7 @@ def chat(files, session_id, model_ref, engine_kind, n_ctx, threads) -> None:
 
     with Store() as store:
         app = create_app(store=store, files=files, model=model_ref, engine_kind=engine_kind, n_ctx=n_ctx,
-                         threads=threads, session_id=session_id)
+                         threads=threads, kv_cache=kv_cache, session_id=session_id)
         try:
             app.run()
         finally:

@@ -46,22 +46,24 @@ def is_no_model(exc: XGenError) -> bool:
 
 
 class ModelLoader:
-    """The command line's engine factory: `--engine`, `--ctx` and `--threads` apply to
+    """The command line's engine factory: `--engine`, `--ctx`, `--threads` and `--kv-cache` apply to
     the model given with `--model` (or the default one); a model picked later in the app
     gets its own default engine."""
 
     def __init__(self, model: str | None = None, engine_kind: str | None = None, n_ctx: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, kv_cache: str | None = None):
         self.model = model
         self.engine_kind = engine_kind
         self.n_ctx = n_ctx
         self.threads = threads
+        self.kv_cache = kv_cache
 
     def __call__(self, ref: str | None) -> LoadedModel:
         from assistant.cli_assist import open_model
 
         same = ref == self.model
-        model_ref, engine = open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads)
+        model_ref, engine = open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads,
+                                       self.kv_cache)
         return LoadedModel(model_ref.name, engine, model_ref.style, ref)
 
 
