@@ -53,8 +53,10 @@ def _sigterm_as_interrupt() -> None:
 @click.option("--variant", help="Registry name of the model, when SRC is a local copy of a published one.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) to download.")
 @click.option("--verify", "then_verify", is_flag=True, help="Check the result against the source afterwards.")
+@click.option("--report", is_flag=True, help="Print each tensor's quantization error (NMSE of the dequantized "
+              "weights; slower: everything is dequantized once more).")
 def convert(src: str, out: Path | None, file_type: str, force: bool, threads: int | None,
-            variant: str | None, revision: str | None, then_verify: bool) -> None:
+            variant: str | None, revision: str | None, then_verify: bool, report: bool = False) -> None:
     """Convert an XGen checkpoint (a local folder or a Hub id) into a GGUF file.
 
     A Hub id such as Salesforce/xgen-7b-8k-inst is downloaded first (only the files
@@ -83,13 +85,15 @@ def convert(src: str, out: Path | None, file_type: str, force: bool, threads: in
         folder = download(src, revision=revision)
     else:
         folder = Path(src)
-    result = _convert_with_progress(run_convert, folder, out, ftype.name, force, threads, chosen, name)
+    result = _convert_with_progress(run_convert, folder, out, ftype.name, force, threads, chosen, name, report)
+    if report:
+        _print_error_report(result)
     _print_conversion(result)
     if then_verify:
         _print_verify(_verify(result.path, folder, threads))
 
 
-def _convert_with_progress(run_convert, folder, out, file_type, force, threads, variant, name):
+def _convert_with_progress(run_convert, folder, out, file_type, force, threads, variant, name, report=False):
     from tqdm import tqdm
 
     bar = tqdm(total=None, unit="tensor", desc="converting", file=sys.stderr, leave=False)
@@ -101,9 +105,25 @@ def _convert_with_progress(run_convert, folder, out, file_type, force, threads, 
 
     try:
         return run_convert(folder, out, file_type, force=force, threads=threads, variant=variant,
-                           name=name, progress=progress)
+                           name=name, progress=progress, measure_error=report)
     finally:
         bar.close()
+
+
+def _print_error_report(result) -> None:
+    """Per-tensor quantization error, then the mean and worst per type (llama2.c style)."""
+    click.echo(f"{'tensor':<28} {'type':<5} {'shape':>13}  NMSE")
+    by_type: dict[str, list[float]] = {}
+    for t in result.tensors:
+        error = result.errors.get(t.source.gguf_name)
+        if error is None:
+            continue
+        shape = "x".join(str(d) for d in t.source.shape)
+        click.echo(f"{t.source.gguf_name:<28} {t.qtype.name:<5} {shape:>13}  {error:.2e}")
+        by_type.setdefault(t.qtype.name, []).append(error)
+    for qtype, errors in sorted(by_type.items()):
+        click.echo(f"{qtype}: {len(errors)} tensors, mean NMSE {sum(errors) / len(errors):.2e}, "
+                   f"worst {max(errors):.2e}")
 
 
 def _print_conversion(result) -> None:

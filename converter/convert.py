@@ -18,7 +18,8 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 
-from converter.quant import FILE_TYPES, FileType, get_file_type, quantize, tensor_nbytes, tensor_type
+from converter.quant import (FILE_TYPES, FileType, get_file_type, quantization_error, quantize, tensor_nbytes,
+                             tensor_type)
 from converter.tensors import TensorSource, iter_gguf_arrays, match_tensors
 from converter.vocab import build_gguf_vocab, write_vocab
 from models.atomic import atomic_output
@@ -46,6 +47,7 @@ class ConversionResult:
     seconds: float
     nbytes: int
     tensors: list[PlannedTensor] = field(default_factory=list)
+    errors: dict[str, float] = field(default_factory=dict)  # GGUF name -> NMSE, with measure_error
 
     def type_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -67,8 +69,11 @@ def plan_tensors(sources: list[TensorSource], file_type: FileType, n_layers: int
 
 def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, force: bool = False,
             threads: int | None = None, variant: Variant | None = None, name: str | None = None,
-            progress: ProgressFn | None = None) -> ConversionResult:
-    """Convert the checkpoint folder `src` into the GGUF file `out`."""
+            progress: ProgressFn | None = None, measure_error: bool = False) -> ConversionResult:
+    """Convert the checkpoint folder `src` into the GGUF file `out`.
+
+    measure_error: also compute each tensor's quantization error (ConversionResult.errors),
+    which dequantizes everything once more in numpy (slower; off by default)."""
     started = time.perf_counter()
     ftype = get_file_type(file_type)
     out = Path(out)
@@ -83,6 +88,7 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
     total = sum(p.nbytes for p in planned)
     check_free_space(out.parent if str(out.parent) else Path("."), total + METADATA_MARGIN)
     vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
+    errors: dict[str, float] = {}
 
     try:
         with atomic_output(out, force=force) as tmp:
@@ -98,8 +104,11 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
                 by_name = {p.source.gguf_name: p for p in planned}
                 for done, (source, data) in enumerate(iter_gguf_arrays(sources, reader.get, args), 1):
                     p = by_name[source.gguf_name]
-                    writer.write_tensor_data(quantize(data, p.qtype, threads))
-                    del data
+                    quantized = quantize(data, p.qtype, threads)
+                    if measure_error:
+                        errors[p.source.gguf_name] = quantization_error(data, quantized, p.qtype)
+                    writer.write_tensor_data(quantized)
+                    del data, quantized
                     if progress:
                         progress(done, len(planned), p)
                 writer.close()  # flushes the last buffered bytes: a full disk can show only here
@@ -113,7 +122,7 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
             raise XGenError(f"{out.parent}: file too large for this file system or disk full while writing "
                             "the GGUF; nothing was kept") from None
         raise
-    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned)
+    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned, errors)
 
 
 def _out_of_space(exc: OSError) -> bool:

@@ -162,3 +162,24 @@ def quantize(data: np.ndarray, qtype: Q, threads: int | None = None) -> np.ndarr
     if written != dst.nbytes:
         raise RuntimeError(f"ggml wrote {written} bytes for {qtype.name}, expected {dst.nbytes}")
     return dst
+
+
+def quantization_error(data: np.ndarray, quantized: np.ndarray, qtype: Q, rows_per_step: int = 4096) -> float:
+    """Normalised squared error of a quantized tensor: ||dequant(q) - w||^2 / ||w||^2.
+
+    Dequantizes with the gguf package's numpy code (independent of the ggml quantizer
+    that made `quantized`), a few thousand rows at a time so memory stays small.
+    """
+    if qtype == Q.F32:
+        return 0.0
+    import gguf.quants
+
+    src = data.reshape(data.shape[0], -1) if data.ndim > 1 else data.reshape(1, -1)
+    q = quantized.reshape(src.shape[0], -1)
+    err = ref = 0.0
+    for first in range(0, src.shape[0], rows_per_step):
+        w = np.asarray(src[first:first + rows_per_step], dtype=np.float64)
+        back = gguf.quants.dequantize(q[first:first + rows_per_step], qtype).reshape(w.shape)
+        err += float(np.sum((back - w) ** 2))
+        ref += float(np.sum(w ** 2))
+    return err / ref if ref else 0.0

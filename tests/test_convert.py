@@ -158,3 +158,48 @@ def test_safetensors_checkpoint_converts_identically(tmp_path, tiny_args, conver
     ours = {t.name: t.data.tobytes() for t in GGUFReader(out).tensors}
     reference = {t.name: t.data.tobytes() for t in GGUFReader(converted("q8_0")).tensors}
     assert ours == reference
+
+
+def test_per_tensor_error_report_measures_what_was_written(tiny_checkpoint, tiny_args, tmp_path):
+    """`measure_error` reports, per tensor, the NMSE of the weights read back from the
+    written file against the checkpoint's (after the RoPE permutation)."""
+    import gguf.quants
+
+    from converter.convert import convert
+    from converter.tensors import to_gguf_array
+    from models.checkpoint import CheckpointReader, find_checkpoint
+
+    result = convert(tiny_checkpoint, tmp_path / "m.gguf", "q4_k_m", measure_error=True)
+    assert set(result.errors) == {t.source.gguf_name for t in result.tensors}
+    written = {t.name: t for t in GGUFReader(result.path).tensors}
+    reader = CheckpointReader(find_checkpoint(tiny_checkpoint))
+    by_type: dict[str, list[float]] = {}
+    for planned in result.tensors:
+        name = planned.source.gguf_name
+        w = to_gguf_array(planned.source, reader.get(planned.source.hf_name), tiny_args).astype(np.float64)
+        t = written[name]
+        back = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).reshape(w.shape)
+        expected = float(np.sum((back - w) ** 2) / np.sum(w ** 2))
+        assert result.errors[name] == pytest.approx(expected, rel=1e-6, abs=1e-12), name
+        by_type.setdefault(planned.qtype.name, []).append(result.errors[name])
+    assert set(by_type) == {"F32", "Q4_K", "Q6_K"}
+    assert max(by_type["F32"]) == 0.0
+    # More bits, less error: 4-bit K-quants lose ~1e-2 of a Gaussian's energy, 6-bit ~16x less.
+    q4, q6 = np.mean(by_type["Q4_K"]), np.mean(by_type["Q6_K"])
+    assert 2e-3 < q4 < 2e-2 and q6 < q4 / 8
+
+
+def test_convert_report_from_the_command_line(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from assistant.cli import main
+
+    out = tmp_path / "m.gguf"
+    result = CliRunner().invoke(main, ["convert", str(tiny_checkpoint), "-o", str(out), "--type", "q8_0",
+                                       "--report"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    rows = [line for line in lines if line.startswith(("blk.", "token_embd", "output"))]
+    assert len(rows) == len(GGUFReader(out).tensors)
+    summary = next(line for line in lines if line.startswith("Q8_0:"))
+    assert "mean NMSE" in summary and out.is_file()
