@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -191,5 +192,19 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def run() -> None:
+    """The `xgen` program. After an interrupt has been cleaned up (exit 130), leave without
+    interpreter finalization: native libraries (torch, ggml) can crash tearing down after a
+    signal landed mid-computation, which would turn a clean Ctrl+C/kill into a segfault."""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code == 130:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    run()
