@@ -1,4 +1,5 @@
-"""Which model a `--model NAME|PATH|URL` means, and which engine and prompt style it takes.
+"""Which model a `--model NAME|PATH|URL` means, which engine and prompt style it takes,
+and opening it (`open_model`), for the command line and the app alike.
 
 Resolution never downloads: a registry name that is not in the models folder is an
 error that says how to get it (`xgen pull NAME`).
@@ -7,13 +8,18 @@ error that says how to get it (`xgen pull NAME`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant.prompt import CHAT, COMPLETION, PromptStyle
 from models.errors import XGenError
 from models.paths import models_dir
 from models.registry import DEFAULT_VARIANT, VARIANTS
+
+if TYPE_CHECKING:
+    from assistant.engines.base import Engine
 
 DEMO = "demo"
 DEMO_FILE_PREFIX = "xgen-demo-"
@@ -96,3 +102,78 @@ def resolve_model(ref: str | None) -> ModelRef:
         return _gguf_ref(found)
     raise XGenError(f"unknown model {ref!r}: give a registry name ({', '.join(VARIANTS)}, demo), "
                     "a .gguf file, an HF checkpoint folder or a server URL")
+
+
+@dataclass
+class LoadedModel:
+    """An open engine with what the conversation needs to know about its model."""
+
+    name: str
+    engine: "Engine"
+    style: PromptStyle = CHAT
+    ref: str | None = None  # what the user asked for (None: the default model)
+    location: str = ""  # the resolved file, folder or URL, kept with sessions to reopen them
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+
+def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int | None = None,
+               threads: int | None = None, kv_cache: str | None = None) -> LoadedModel:
+    """Resolve `model_ref` (None: the default model) and open it with its engine."""
+    from assistant.engines import open_engine
+
+    ref = resolve_model(model_ref)
+    kind = engine_kind or ref.default_engine
+    options: dict = {}
+    if n_ctx:
+        options["n_ctx"] = n_ctx
+    if threads and kind == "llama":
+        options["n_threads"] = threads
+    if kv_cache and kind == "llama":  # the other engines keep their own cache types
+        options["kv_type"] = kv_cache
+    engine = open_engine(kind, ref.location, **options)
+    return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location)
+
+
+EngineFactory = Callable[[str | None], "Engine | LoadedModel"]
+
+
+class ModelLoader:
+    """An engine factory for the app: `engine_kind`, `n_ctx`, `threads` and `kv_cache` apply
+    to the model first asked for (or the default one); a model picked later gets its own
+    default engine."""
+
+    def __init__(self, model: str | None = None, engine_kind: str | None = None, n_ctx: int | None = None,
+                 threads: int | None = None, kv_cache: str | None = None):
+        self.model = model
+        self.engine_kind = engine_kind
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.kv_cache = kv_cache
+        self._first = True
+
+    def __call__(self, ref: str | None) -> LoadedModel:
+        # The first load may be a reopened session's model rather than `model`.
+        same, self._first = ref == self.model or self._first, False
+        return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache)
+
+
+def as_loaded(result: "Engine | LoadedModel", ref: str | None) -> LoadedModel:
+    """A factory may return a bare Engine (tests do); name it after its model."""
+    if isinstance(result, LoadedModel):
+        if result.ref is None:
+            result.ref = ref
+        return result
+    return LoadedModel(result.model_name or result.name, result, CHAT, ref, ref or "")
+
+
+def local_models() -> list[tuple[str, str]]:
+    """(ref, description) of the models on this machine, for a model picker."""
+    found = []
+    for path in local_gguf_files():
+        size = path.stat().st_size / 2**30
+        found.append((str(path), f"{path.name}  ({size:.2f} GiB)" if size >= 0.1 else
+                      f"{path.name}  ({size * 1024:.0f} MiB)"))
+    return found

@@ -25,7 +25,10 @@ def stats_meta(stats: GenerationStats) -> dict[str, Any]:
 
 
 def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
+    cited = {p.number for p in answer.citations}
     return {"citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
+            "sources": [{"number": p.number, "label": p.label, "cited": p.number in cited} for p in answer.sources],
+            "passages_total": answer.passages_total,
             "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
             "context_used": context_used, "n_ctx": n_ctx}
 

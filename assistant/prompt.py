@@ -32,10 +32,13 @@ class PromptStyle:
     user_prefix: str
     assistant_prefix: str
     turn_end: str
+    # Text that starts an invented next turn: generation stops there (every engine).
+    stop_strings: tuple[str, ...] = ()
 
 
-CHAT = PromptStyle("chat", XGEN_INST_SYSTEM + "\n\n", "### Human: ", "\n### Assistant:", "\n")
-COMPLETION = PromptStyle("completion", "", "", "\n\nAnswer:", "\n\n")
+CHAT = PromptStyle("chat", XGEN_INST_SYSTEM + "\n\n", "### Human: ", "\n### Assistant:", "\n",
+                  ("### Human:", "### Assistant:"))
+COMPLETION = PromptStyle("completion", "", "", "\n\nAnswer:", "\n\n", ("\nQuestion:", "\n\nAnswer:"))
 STYLES = {s.name: s for s in (CHAT, COMPLETION)}
 
 

@@ -96,6 +96,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 2: the model file a session used (to reopen it with that model), and the text of
+    # files read from standard input (a session started from a pipe can continue).
+    """
+    ALTER TABLE sessions ADD COLUMN model_ref TEXT NOT NULL DEFAULT '';
+    ALTER TABLE files ADD COLUMN content TEXT;
+    """,
 ]
 
 
@@ -108,6 +114,7 @@ class Session:
     created_at: str
     updated_at: str
     message_count: int = 0
+    model_ref: str = ""  # the model's file, folder or URL, to reopen the session with it
 
     @property
     def short_id(self) -> str:
@@ -186,7 +193,7 @@ def split_sql(script: str) -> list[str]:
 
 
 _SESSION_COLUMNS = ("s.id, s.title, s.model, s.engine, s.created_at, s.updated_at, "
-                    "(SELECT count(*) FROM messages m WHERE m.session_id = s.id)")
+                    "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), s.model_ref")
 _MESSAGE_COLUMNS = "id, session_id, role, content, created_at, meta"
 _FILE_COLUMNS = "id, session_id, path, name, sha256, n_tokens, added_at"
 _SUMMARY_COLUMNS = "id, session_id, source_path, sha256, form, text, created_at"
@@ -360,13 +367,14 @@ class Store:
 
     # -- sessions -----------------------------------------------------------------------
 
-    def create_session(self, title: str = "", model: str = "", engine: str = "") -> Session:
+    def create_session(self, title: str = "", model: str = "", engine: str = "", model_ref: str = "") -> Session:
         now = self._now()
         session_id = uuid.uuid4().hex
         with self._write() as db:
-            db.execute("INSERT INTO sessions (id, title, model, engine, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (session_id, title_from(title), model, engine, now, now))
-        return Session(session_id, title_from(title), model, engine, now, now, 0)
+            db.execute("INSERT INTO sessions (id, title, model, engine, created_at, updated_at, model_ref) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (session_id, title_from(title), model, engine, now, now, model_ref))
+        return Session(session_id, title_from(title), model, engine, now, now, 0, model_ref)
 
     def get_session(self, id_or_prefix: str) -> Session:
         """The session whose id is, or starts with, `id_or_prefix`; unknown or ambiguous is an error."""
@@ -465,15 +473,16 @@ class Store:
     # -- attached files and summaries ---------------------------------------------------
 
     def attach_file(self, session_id: str, path: str | Path, name: str, sha256: str,
-                    n_tokens: int) -> AttachedFile:
-        """Record a file attached to a session; attaching the same file again returns the first record."""
+                    n_tokens: int, content: str | None = None) -> AttachedFile:
+        """Record a file attached to a session; attaching the same file again returns the first record.
+        `content` keeps the text of a file that cannot be read again (standard input)."""
         with self._write() as db:
             now = self._now()
             self._require_session(db, session_id)
             cursor = db.execute(
-                "INSERT INTO files (session_id, path, name, sha256, n_tokens, added_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (session_id, sha256, path) DO NOTHING",
-                (session_id, str(path), name, sha256, int(n_tokens), now))
+                "INSERT INTO files (session_id, path, name, sha256, n_tokens, added_at, content) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, sha256, path) DO NOTHING",
+                (session_id, str(path), name, sha256, int(n_tokens), now, content))
             if cursor.rowcount:
                 db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?", (now, session_id))
             row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? AND sha256 = ? AND path = ?",
@@ -485,6 +494,26 @@ class Store:
             rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? ORDER BY id",
                                     (session_id,)).fetchall()
         return [AttachedFile(*row) for row in rows]
+
+    def file_content(self, file_id: int) -> str | None:
+        """The kept text of an attached file (standard input), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT content FROM files WHERE id = ?", (file_id,)).fetchone()
+        return row[0] if row else None
+
+    def update_file(self, file_id: int, sha256: str, n_tokens: int) -> None:
+        """A file that changed since it was attached: record what it is now."""
+        with self._write() as db:
+            db.execute("UPDATE files SET sha256 = ?, n_tokens = ? WHERE id = ?", (sha256, int(n_tokens), file_id))
+
+    def detach_file(self, session_id: str, path: str | Path) -> int:
+        """Remove a file from a session (every version of it); returns how many records went."""
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM files WHERE session_id = ? AND path = ?", (session_id, str(path)))
+            if cursor.rowcount:
+                db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?",
+                           (self._now(), session_id))
+        return cursor.rowcount
 
     def add_summary(self, session_id: str | None, source_path: str | Path, sha256: str, form: str,
                     text: str) -> Summary:

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from assistant.chunking import split_document
@@ -121,7 +121,9 @@ class Summarizer:
         self.engine = engine
         self.style = style
         self.cache = cache or MemoryCache()
-        self.settings = settings or SamplingSettings(temperature=0.3, top_k=40, top_p=0.9, repeat_penalty=1.1)
+        settings = settings or SamplingSettings(temperature=0.3, top_k=40, top_p=0.9, repeat_penalty=1.1)
+        # A summary is one reply too: it ends where the model would invent a next turn.
+        self.settings = replace(settings, stop_strings=settings.stop_strings or style.stop_strings)
         # Lengths of each partial summary and of the final one; small contexts get less.
         self.part_tokens = part_tokens or min(400, engine.n_ctx // 8)
         self.final_tokens = final_tokens or min(700, engine.n_ctx // 4)

@@ -114,5 +114,11 @@ def test_full_context_drops_old_turns_and_says_so(notes):
     engine = FakeEngine(n_ctx=1400, default_reply="A long answer. " * 30)
     chat = ChatSession(engine, [notes], passage_tokens=120, answer_tokens=128)
     answers = [chat.ask(f"Question {i} about widgets?") for i in range(6)]
-    assert any("earlier turns were dropped" in n for a in answers for n in a.notes)
-    assert all(len(p) < engine.n_ctx for p in engine.prompts)
+    rebuilt = [i for i, a in enumerate(answers) if any("(the context was full)" in n for n in a.notes)]
+    assert rebuilt, [a.notes for a in answers]
+    i = rebuilt[0]
+    # The fresh view keeps the turn just before, drops the oldest, and has the passages again.
+    prompt = engine.prompt_texts()[i]
+    assert f"Question {i - 1} about widgets?" in prompt and "Question 0 about widgets?" not in prompt
+    assert "Line 1:" in prompt
+    assert all(len(p) + 128 <= engine.n_ctx for p in engine.prompts)

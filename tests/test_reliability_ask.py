@@ -54,7 +54,7 @@ def test_sigkill_mid_answer_keeps_question_and_partial_answer(converted, tmp_pat
         proc = subprocess.Popen(
             [sys.executable, "-m", "assistant.cli", "ask", str(notes), "-q", QUESTION, "--model", str(model),
              "--temperature", "0.8",  # sampled: a random-weight model rarely hits <|endoftext|> early
-             "--max-tokens", "400"],  # long enough to be caught mid-answer
+             "--max-tokens", "300"],  # long enough to be caught mid-answer, short enough to leave room
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
     try:
         session_id, seen = wait_for_streamed_reply(home / "sessions.db", proc)

@@ -333,11 +333,13 @@ async def test_context_full_is_a_notification_not_a_traceback(store):
         app.chat.query_one(Composer).text = "why " * 400
         await pilot.click(Composer)
         await pilot.press("end", "enter")
-        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await wait_for(pilot, lambda: notifications(app) and not app.chat.busy)
         note = notifications(app)[-1]
         assert note.severity == "error" and "context holds 256" in note.message
         assert "shorten the question" in note.message
-        assert replies(app)[0].meta["finish"] == "error"
+        # Refused before anything was saved: no session, and the question is back to edit.
+        assert replies(app) == [] and store.list_sessions() == []
+        assert app.chat.query_one(Composer).text.strip() == ("why " * 400).strip()
 
 
 @sync
@@ -400,7 +402,7 @@ async def test_end_to_end_on_the_tiny_model(store, converted, tmp_path):
 
     model = converted("q8_0")
     notes = write(tmp_path, "notes.md", NOTES)
-    app = create_app(engine_factory=lambda ref: open_engine("llama", model, n_threads=1, n_ctx=256), store=store,
+    app = create_app(engine_factory=lambda ref: open_engine("llama", model, n_threads=1, n_ctx=512), store=store,
                      files=[str(notes)])
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app, timeout=60)

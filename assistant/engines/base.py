@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from assistant.engines.stops import StopFilter
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
 
@@ -39,6 +40,7 @@ class SamplingSettings:
     repeat_last_n: int = 64
     max_tokens: int = 512
     seed: int | None = None
+    stop_strings: tuple[str, ...] = ()  # the reply ends before the first of these (see stops.py)
 
     @classmethod
     def greedy(cls, max_tokens: int = 512) -> "SamplingSettings":
@@ -76,28 +78,30 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
 
 
 class TextStream:
-    """Turns generated token bytes into text pieces without splitting UTF-8 characters."""
+    """Turns generated token bytes into text pieces without splitting UTF-8 characters,
+    and ends the text before the first stop string (which is never shown)."""
 
-    def __init__(self, on_text: OnText | None):
+    def __init__(self, on_text: OnText | None, stop_strings: tuple[str, ...] = ()):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._on_text = on_text
-        self.parts: list[str] = []
+        self._filter = StopFilter(stop_strings, on_text)
 
-    def push(self, data: bytes) -> None:
-        text = self._decoder.decode(data)
-        if text:
-            self.parts.append(text)
-            if self._on_text:
-                self._on_text(text)
+    @property
+    def decoded(self) -> int:
+        """Characters decoded so far."""
+        return len(self._filter.text)
+
+    @property
+    def stop_at(self) -> int | None:
+        """Where the first stop string starts in the decoded text, once one has appeared."""
+        return self._filter.cut
+
+    def push(self, data: bytes) -> bool:
+        """Add token bytes; True once a stop string has appeared."""
+        return self._filter.feed(self._decoder.decode(data))
 
     def close(self) -> str:
-        self.push(b"")
-        tail = self._decoder.decode(b"", final=True)
-        if tail:
-            self.parts.append(tail)
-            if self._on_text:
-                self._on_text(tail)
-        return "".join(self.parts)
+        self._filter.feed(self._decoder.decode(b"", final=True))
+        return self._filter.close()
 
 
 class Engine(ABC):
@@ -160,32 +164,40 @@ class GenerationRun:
     """The bookkeeping every engine's generate() shares: checks, stop, stats, streaming."""
 
     def __init__(self, engine: Engine, prompt_ids: list[int], stop: threading.Event | None,
-                 on_text: OnText | None):
+                 on_text: OnText | None, settings: SamplingSettings | None = None):
         if not prompt_ids:
             raise XGenError("cannot generate from an empty prompt")
         engine.check_fits(prompt_ids)
         self.engine = engine
         self.timer = Timer()
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
-        self.stream = TextStream(on_text)
+        self.stream = TextStream(on_text, settings.stop_strings if settings else ())
         self.out: list[int] = []
+        self._ends: list[int] = []  # characters decoded after each token
         self._stop = stop
 
     def stopped(self) -> bool:
         return self._stop is not None and self._stop.is_set()
 
-    def emit(self, token: int, data: bytes | None = None) -> None:
-        """Record a generated token and stream its text (its bytes, if the caller has them)."""
+    def emit(self, token: int, data: bytes | None = None) -> bool:
+        """Record a generated token and stream its text (its bytes, if the caller has them).
+        True when the reply has reached a stop string: the caller finishes with "eos"."""
         self.out.append(token)
         if len(self.out) == 1:
             self.stats.seconds_to_first_token = self.timer.elapsed()
-        self.stream.push(self.engine.token_bytes([token]) if data is None else data)
+        hit = self.stream.push(self.engine.token_bytes([token]) if data is None else data)
+        self._ends.append(self.stream.decoded)
+        return hit
 
     def finish(self, reason: str) -> Completion:
         self.stats.finish = reason
         self.stats.generated = self.stats.generated or len(self.out)
         self.stats.seconds = self.timer.elapsed()
-        return Completion(self.stream.close(), self.out, self.stats)
+        text = self.stream.close()
+        ids = self.out
+        if self.stream.stop_at is not None:  # the reply is the tokens before the stop string
+            ids = [t for t, end in zip(self.out, self._ends) if end <= self.stream.stop_at]
+        return Completion(text, ids, self.stats)
 
 
 class TiktokenVocab:

@@ -43,7 +43,7 @@ class FakeEngine(TiktokenVocab, Engine):
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
-        run = GenerationRun(self, prompt_ids, stop, on_text)
+        run = GenerationRun(self, prompt_ids, stop, on_text, settings)
         self.prompts.append(list(prompt_ids))
         self.settings.append(settings)
         reused = min(common_prefix_length(self._cached, prompt_ids), len(prompt_ids) - 1)
@@ -62,6 +62,7 @@ class FakeEngine(TiktokenVocab, Engine):
                 break
             if stop is not None and self.step_delay:
                 stop.wait(self.step_delay)
-            run.emit(token)
+            if run.emit(token):
+                break  # a stop string: the reply ends like at end-of-text
         self._cached = list(prompt_ids) + run.out
         return run.finish(finish)

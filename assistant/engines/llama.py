@@ -73,6 +73,11 @@ class LlamaEngine(Engine):
                 flash_attn=flash_attn, type_k=kv, type_v=kv, logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise XGenError(f"{path}: llama.cpp cannot load it ({_first_line(exc)})") from None
+        # Stop requests reach into llama_decode: ggml checks this between graph nodes, so a
+        # long prompt batch on a 7B model ends within milliseconds of Ctrl+C, not seconds.
+        self._stop_event: threading.Event | None = None
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
+        llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, self._abort_callback, None)
         # llama.cpp may round the context up (to a multiple of 256); keep to what was asked.
         self._n_ctx = min(int(self._llm.n_ctx()), n_ctx or summary.context_length or int(self._llm.n_ctx()))
         self._n_batch = int(self._llm.n_batch)
@@ -113,12 +118,20 @@ class LlamaEngine(Engine):
             llm.n_tokens = keep
         return llm.n_tokens
 
-    def _eval(self, ids: list[int]) -> None:
-        """Evaluate ids (at most n_batch of them) after the cached ones: one llama_decode."""
+    def _should_abort(self, _data) -> bool:
+        stop = self._stop_event
+        return stop is not None and stop.is_set()
+
+    def _eval(self, ids: list[int]) -> bool:
+        """Evaluate ids (at most n_batch of them) after the cached ones: one llama_decode.
+        False if a stop request aborted it (llama.cpp then drops the batch from its cache)."""
         try:
             self._llm.eval(ids)
-        except RuntimeError as exc:  # llama_decode failed (out of KV slots, memory...)
+        except RuntimeError as exc:  # llama_decode failed (out of KV slots, memory...) or was aborted
+            if self._should_abort(None):
+                return False
             raise XGenError(f"llama.cpp failed to evaluate the prompt ({_first_line(exc)})") from None
+        return True
 
     def _sampler(self, settings: SamplingSettings, prompt_ids: list[int]):
         import random
@@ -152,7 +165,14 @@ class LlamaEngine(Engine):
         if self._llm is None:
             raise XGenError("this engine has been closed")
         prompt_ids = [int(i) for i in prompt_ids]
-        run = GenerationRun(self, prompt_ids, stop, on_text)
+        run = GenerationRun(self, prompt_ids, stop, on_text, settings)
+        self._stop_event = stop
+        try:
+            return self._generate(run, prompt_ids, settings)
+        finally:
+            self._stop_event = None
+
+    def _generate(self, run: GenerationRun, prompt_ids: list[int], settings: SamplingSettings) -> Completion:
         n_prompt = len(prompt_ids)
 
         # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
@@ -163,7 +183,8 @@ class LlamaEngine(Engine):
             if run.stopped():  # the cache holds exactly the batches evaluated so far
                 return run.finish("stopped")
             batch = prompt_ids[pos:pos + self._n_batch]
-            self._eval(batch)
+            if not self._eval(batch):
+                return run.finish("stopped")
             pos += len(batch)
             run.stats.prompt_evaluated += len(batch)
 
@@ -179,8 +200,10 @@ class LlamaEngine(Engine):
                 token = int(sampler.sample(self._llm._ctx, -1))
                 if token == self.eos_id:
                     return run.finish("eos")
-                run.emit(token)
+                if run.emit(token):
+                    return run.finish("eos")  # the model began an invented next turn
                 if len(run.out) < settings.max_tokens and n_prompt + len(run.out) < self._n_ctx and not run.stopped():
-                    self._eval([token])  # skipped when no further token will be sampled
+                    if not self._eval([token]):  # skipped when no further token will be sampled
+                        return run.finish("stopped")
         finally:
             sampler.close()

@@ -188,6 +188,8 @@ class RemoteEngine(TiktokenVocab, Engine):
             body["model"] = self.model
         if settings.seed is not None:
             body["seed"] = settings.seed
+        if settings.stop_strings:
+            body["stop"] = list(settings.stop_strings)[:4]  # OpenAI's limit
         if self.server_kind in ("vllm", "llama-server"):
             body["stream_options"] = {"include_usage": True}
         return body
@@ -249,7 +251,7 @@ class RemoteEngine(TiktokenVocab, Engine):
         prompt_ids = [int(i) for i in prompt_ids]
         n_prompt = len(prompt_ids)
         stats = GenerationStats(prompt_tokens=n_prompt, prompt_evaluated=n_prompt)
-        stream = TextStream(on_text)
+        stream = TextStream(on_text, settings.stop_strings)
         server_ids: list[int] = []
         n_chunks = 0  # streamed events carrying a token: one per token on llama.cpp servers
         usage: dict = {}
@@ -260,7 +262,8 @@ class RemoteEngine(TiktokenVocab, Engine):
 
         def finish(reason: str) -> Completion:
             text = stream.close()
-            ids = server_ids or self._tokenizer.encode(text)
+            # Cut at a stop string, the server's ids run past the text: re-tokenize it.
+            ids = server_ids if server_ids and stream.stop_at is None else self._tokenizer.encode(text)
             stats.finish = reason
             stats.generated = int(usage.get("completion_tokens") or timings.get("predicted_n") or n_chunks)
             if isinstance(timings.get("prompt_n"), int):
@@ -323,7 +326,8 @@ class RemoteEngine(TiktokenVocab, Engine):
                         if text:
                             if not stats.seconds_to_first_token:
                                 stats.seconds_to_first_token = timer.elapsed()
-                            stream.push(text.encode("utf-8"))
+                            if stream.push(text.encode("utf-8")):
+                                return finish("eos")  # an invented next turn (the server may not stop)
                         reason = choice.get("finish_reason") or reason
             finally:
                 cancel.set()

@@ -92,7 +92,7 @@ class TorchEngine(TiktokenVocab, Engine):
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
         if self.model is None:
             raise XGenError("this engine has been closed")
-        run = GenerationRun(self, prompt_ids, stop, on_text)
+        run = GenerationRun(self, prompt_ids, stop, on_text, settings)
         n_prompt = len(prompt_ids)
 
         # Prompt: keep the common prefix (at least one token is evaluated, for its logits).
@@ -150,4 +150,5 @@ class TorchEngine(TiktokenVocab, Engine):
                 self._cached.append(value)
             if value == self.eos_id:
                 return run.finish("eos")
-            run.emit(value)
+            if run.emit(value):
+                return run.finish("eos")  # the model began an invented next turn

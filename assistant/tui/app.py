@@ -10,8 +10,8 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from assistant.session import Conversation
 from assistant.store import Store
-from assistant.tui.conversation import Conversation
 from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.chat import ChatScreen
@@ -45,8 +45,23 @@ class XGenApp(App[None]):
 
     async def screen_ready(self) -> None:
         """Called by the chat screen once its widgets exist."""
-        self.load_model(self.model_ref)
+        self.load_model(self.model_ref or self._reopened_session_model())
         await self.chat.start(self.initial_files, self.initial_session)
+
+    def _reopened_session_model(self) -> str | None:
+        """Without --model, a reopened session comes back with the model it was using (if
+        that file or folder is still there)."""
+        if self.initial_files:
+            return None
+        try:
+            recent = self.store.list_sessions(1)
+            session_id = self.initial_session or (recent[0].id if recent else None)
+            ref = self.store.get_session(session_id).model_ref if session_id else ""
+        except XGenError:
+            return None
+        if ref.startswith(("http://", "https://")) or (ref and Path(ref).exists()):
+            return ref
+        return None
 
     # -- the model -----------------------------------------------------------------------
 

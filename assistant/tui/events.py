@@ -8,13 +8,31 @@ from typing import Any
 from textual.message import Message
 
 from assistant.documents import Document
-from assistant.tui.model import LoadedModel
+from assistant.modelref import LoadedModel
+from assistant.store import Message as StoredMessage
+
+
+@dataclass
+class TurnStarted(Message):
+    """The core has saved a question (None for a summary) and the reply being written."""
+
+    question: StoredMessage | None
+    reply: StoredMessage
+
+
+@dataclass
+class TurnFailed(Message):
+    """Refused before anything was saved: the question (None for a summary) and why."""
+
+    question: str | None
+    error: str
 
 
 @dataclass
 class ReplyText(Message):
     message_id: int
     text: str
+    generated: int = 0  # tokens streamed so far
 
 
 @dataclass
@@ -24,6 +42,7 @@ class ReplyDone(Message):
     meta: dict[str, Any]
     error: str | None = None
     save_error: str | None = None  # the reply is on screen but could not be saved
+    context_used: int = 0
 
 
 @dataclass
@@ -32,6 +51,7 @@ class SummaryProgress(Message):
     stage: str
     done: int
     total: int
+    elapsed: float = 0.0
 
 
 @dataclass
@@ -41,6 +61,7 @@ class FilesLoaded(Message):
     documents: list[tuple[Document, int]]  # (document, token count)
     problems: list[str] = field(default_factory=list)
     session_id: str | None = None  # set when re-reading a session's files
+    notes: list[str] = field(default_factory=list)  # files that changed since they were attached
 
 
 @dataclass

@@ -1,8 +1,7 @@
 """The work done in worker threads: answering, summarizing, reading files.
 
-Each function reports through `post` (a widget's thread-safe post_message) and saves
-to the store as it goes, so a killed app keeps the question, the reply so far and
-every finished part.
+Each function calls the core (assistant/session.py), which saves as it goes, and
+reports to the UI through `post` (a widget's thread-safe post_message).
 """
 
 from __future__ import annotations
@@ -15,15 +14,11 @@ from typing import TypeVar
 
 from textual.message import Message
 
-from assistant.chat import Answer, ChatSession
-from assistant.documents import Document, load_document
-from assistant.engines.base import ContextOverflow
-from assistant.store import AttachedFile, Store
-from assistant.summarize import Summarizer, SummaryForm
-from assistant.persist import ProgressiveSave, answer_meta
-from assistant.tui.conversation import load_attached
-from assistant.tui.events import FilesLoaded, ReplyDone, ReplyText, SummaryProgress
-from assistant.tui.model import LoadedModel
+from assistant.documents import load_document
+from assistant.modelref import LoadedModel
+from assistant.session import Conversation
+from assistant.summarize import SummaryForm
+from assistant.tui.events import FilesLoaded, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from models.errors import XGenError
 
 Post = Callable[[Message], object]
@@ -34,23 +29,25 @@ class TextRelay:
     """Passes streamed text to the UI in batches (every `interval` seconds), so rendering
     does not take CPU time from the model token by token."""
 
-    def __init__(self, post: Post, message_id: int, interval: float = 0.05):
+    def __init__(self, post: Post, interval: float = 0.05):
         self.post = post
-        self.message_id = message_id
+        self.message_id: int | None = None  # known once the core has saved the reply
         self.interval = interval
         self.pending: list[str] = []
+        self.generated = 0  # pieces streamed so far: one per token
         self._last = 0.0
 
     def add(self, piece: str) -> None:
         self.pending.append(piece)
+        self.generated += 1
         now = time.monotonic()
         if now - self._last >= self.interval:
             self.flush()
             self._last = now
 
     def flush(self) -> None:
-        if self.pending:
-            self.post(ReplyText(self.message_id, "".join(self.pending)))
+        if self.pending and self.message_id is not None:
+            self.post(ReplyText(self.message_id, "".join(self.pending), self.generated))
             self.pending = []
 
 
@@ -64,74 +61,57 @@ def _attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
         return None, f"unexpected error ({type(exc).__name__}: {exc}); what was written so far is saved"
 
 
-def _ask(chat: ChatSession, question: str, stop: threading.Event, on_text) -> Answer:
-    # ChatSession fails with a bare ValueError (from BM25 on no passages) when a question
-    # alone leaves no room in the context; say what the user can do instead.
-    n_ctx, tokens = chat.engine.n_ctx, chat.engine.count_tokens(question)
-    if tokens + chat.answer_tokens >= n_ctx:
-        raise ContextOverflow(f"the question has {tokens:,} tokens but the context holds {n_ctx:,}, "
-                              f"{chat.answer_tokens:,} of them kept for the reply; shorten the question")
-    return chat.ask(question, stop=stop, on_text=on_text)
-
-
-def run_ask(chat: ChatSession, question: str, message_id: int, store: Store, stop: threading.Event,
+def run_ask(conversation: Conversation, model: LoadedModel, question: str, stop: threading.Event,
             post: Post) -> None:
-    saver = ProgressiveSave(store, message_id)
-    relay = TextRelay(post, message_id)
+    relay = TextRelay(post)
+    started: list[int] = []
 
-    def on_text(piece: str) -> None:
-        saver.add(piece)
-        relay.add(piece)
+    def on_saved(user, reply) -> None:
+        relay.message_id = reply.id
+        started.append(reply.id)
+        post(TurnStarted(user, reply))
 
-    answer, error = _attempt(lambda: _ask(chat, question, stop, on_text))
+    result, error = _attempt(lambda: conversation.ask(model, question, stop=stop, on_text=relay.add,
+                                                      on_saved=on_saved))
     relay.flush()
-    if answer is None:
-        meta = {"finish": "error", "error": error}
-        saver.finish(saver.text, meta)
-        post(ReplyDone(message_id, saver.text, meta, error=error, save_error=saver.error))
+    if not started:  # refused before anything was saved (empty, too long, no room)
+        post(TurnFailed(question, error or "the question was not sent"))
         return
-    meta = answer_meta(answer, chat.context_used, chat.engine.n_ctx)
-    saver.finish(answer.text, meta)
-    post(ReplyDone(message_id, answer.text, meta, save_error=saver.error))
+    if result is None:
+        post(ReplyDone(started[0], "", {"finish": "error", "error": error}, error=error))
+        return
+    answer, saved = result
+    meta = saved.meta if saved is not None else {"finish": answer.stats.finish}
+    post(ReplyDone(started[0], answer.text, meta, context_used=conversation.context_used,
+                   save_error=None if saved is not None else "the answer could not be saved"))
 
 
-def partial_text(partials: list[str]) -> str:
-    if not partials:
-        return ""
-    return "Summaries of the parts done so far:\n\n" + "\n\n".join(
-        f"**Part {i}.** {text}" for i, text in enumerate(partials, 1))
+def run_summary(conversation: Conversation, model: LoadedModel, doc, form: SummaryForm, stop: threading.Event,
+                post: Post) -> None:
+    relay = TextRelay(post)
+    started: list[int] = []
+    clock = time.monotonic()
 
-
-def run_summary(model: LoadedModel, doc: Document, form: SummaryForm, message_id: int, session_id: str,
-                store: Store, stop: threading.Event, post: Post) -> None:
-    saver = ProgressiveSave(store, message_id)
-    relay = TextRelay(post, message_id)
-    base = {"file": doc.name, "path": doc.source, "form": form.kind}
-
-    def on_text(piece: str) -> None:
-        saver.add(piece)
-        relay.add(piece)
+    def on_saved(message) -> None:
+        relay.message_id = message.id
+        started.append(message.id)
+        post(TurnStarted(None, message))
 
     def on_progress(stage: str, done: int, total: int) -> None:
-        post(SummaryProgress(message_id, stage, done, total))
+        if started:
+            post(SummaryProgress(started[0], stage, done, total, elapsed=time.monotonic() - clock))
 
-    summarizer = Summarizer(model.engine, style=model.style, cache=store)
-    result, error = _attempt(lambda: summarizer.summarize(doc, form, stop=stop, on_text=on_text,
-                                                          on_progress=on_progress))
+    result, error = _attempt(lambda: conversation.summarize(model, doc, form, stop=stop, on_text=relay.add,
+                                                            on_progress=on_progress, on_saved=on_saved))
     relay.flush()
-    if result is None:
-        meta = base | {"finish": "error", "error": error}
-        saver.finish(saver.text, meta)
-        post(ReplyDone(message_id, saver.text, meta, error=error, save_error=saver.error))
+    if not started:
+        post(TurnFailed(None, error or "the summary did not start"))
         return
-    text = result.text or partial_text(result.partials)
-    meta = base | {"stats": result.stats.as_dict(), "finish": "stopped" if result.stopped else "eos",
-                   "notes": result.notes}
-    saver.finish(text, meta)
-    if result.text and not result.stopped and saver.error is None:
-        _, saver.error = _attempt(lambda: store.add_summary(session_id, doc.source, doc.sha256, form.kind,
-                                                            result.text))
-    post(ReplyDone(message_id, text, meta, save_error=saver.error))
+    if result is None:
+        post(ReplyDone(started[0], "", {"finish": "error", "error": error}, error=error))
+        return
+    _, message = result
+    post(ReplyDone(started[0], message.content, message.meta, context_used=conversation.context_used))
 
 
 def read_new_files(paths: list[Path], post: Post) -> None:
@@ -147,9 +127,8 @@ def read_new_files(paths: list[Path], post: Post) -> None:
     post(FilesLoaded(loaded, problems))
 
 
-def read_session_files(session_id: str, files: list[AttachedFile], post: Post) -> None:
-    docs, problems = load_attached(files)
-    tokens = {f.path: f.n_tokens for f in files}
-    post(FilesLoaded([(d, tokens.get(d.source, 0)) for d in docs],
-                     [f"{p}. Attach it again with Ctrl+O." if "changed since" not in p else p for p in problems],
-                     session_id))
+def read_session_files(conversation: Conversation, session_id: str, post: Post) -> None:
+    found = conversation.read_files()
+    tokens = {f.path: f.n_tokens for f in conversation.files()}
+    post(FilesLoaded([(d, tokens.get(d.source, 0)) for d in found.documents],
+                     [f"{p}. Attach it again with Ctrl+O." for p in found.problems], session_id, found.notes))

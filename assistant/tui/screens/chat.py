@@ -16,8 +16,8 @@ from textual.widgets import Footer, OptionList
 
 from assistant.summarize import SummaryForm
 from assistant.tui import tasks
-from assistant.tui.conversation import resolve_path
-from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress
+from assistant.session import absolute
+from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from assistant.tui.screens.chat_sessions import SessionsAndFiles
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.picker import PickerScreen
@@ -146,27 +146,33 @@ class ChatScreen(SessionsAndFiles, Screen):
             composer.clear()
 
     async def ask(self, question: str) -> bool:
-        app = self.xgen
-        model = app.loaded
+        """Hand the question to the core in a worker; the messages appear once it has saved them."""
+        model = self.xgen.loaded
         assert model is not None
-        try:
-            session = app.conversation.ensure_session(model.name, model.engine_name)
-            user = app.store.add_message(session.id, "user", question)  # saved before generating
-            reply = app.store.add_message(session.id, "assistant", "", meta={"finish": "streaming"})
-        except XGenError as exc:
-            self.notify(f"{exc}. Nothing was sent; start a new session (Ctrl+N) and try again.",
-                        title="Could not save the question", severity="error", timeout=15)
-            return False
         stop = self._begin("reply", "writing…")
-        await self.view.add(UserMessage(question, user.id), ReplyMessage(reply.id, streaming=True))
-        self.refresh_sidebar()
-        self.ask_worker(app.conversation.chat(model.engine, model.style), question, reply.id, stop)
+        self.ask_worker(model, question, stop)
         return True
 
     @work(thread=True, exclusive=True, group="inference")
-    def ask_worker(self, chat, question: str, message_id: int, stop: threading.Event) -> None:
+    def ask_worker(self, model, question: str, stop: threading.Event) -> None:
         with self.xgen.engine_lock:
-            tasks.run_ask(chat, question, message_id, self.xgen.store, stop, self.post_message)
+            tasks.run_ask(self.xgen.conversation, model, question, stop, self.post_message)
+
+    async def on_turn_started(self, event: TurnStarted) -> None:
+        if event.question is not None:
+            await self.view.add(UserMessage(event.question.content, event.question.id),
+                                ReplyMessage(event.reply.id, streaming=True))
+        else:
+            await self.view.add(SummaryMessage(event.reply.id, meta=event.reply.meta, streaming=True))
+        self.refresh_sidebar()
+
+    def on_turn_failed(self, event: TurnFailed) -> None:
+        self.busy = ""
+        composer = self.query_one(Composer)
+        if event.question and not composer.text.strip():
+            composer.text = event.question  # nothing was sent: give the question back to edit
+        self.notify(event.error, title="Not sent" if event.question is not None else "The summary did not start",
+                    severity="error", timeout=12)
 
     async def on_reply_text(self, event: ReplyText) -> None:
         widget = self.view.reply(event.message_id)
@@ -183,8 +189,7 @@ class ChatScreen(SessionsAndFiles, Screen):
         if widget is not None:
             await widget.finish(event.text, event.meta)
         self.busy = ""
-        conversation = self.xgen.conversation
-        self.status.context_used = conversation.context_used
+        self.status.context_used = event.context_used
         speed = (event.meta.get("stats") or {}).get("tokens_per_second")
         if speed:
             self.status.speed = speed
@@ -241,26 +246,13 @@ class ChatScreen(SessionsAndFiles, Screen):
             return
         model = app.loaded
         assert model is not None
-        summary_form = SummaryForm(form)
-        meta = {"file": doc.name, "path": doc.source, "form": summary_form.kind, "finish": "streaming"}
-        try:
-            session = app.conversation.ensure_session(model.name, model.engine_name)
-            message = app.store.add_message(session.id, "summary", "", meta=meta)
-        except XGenError as exc:
-            self.notify(f"{exc}. Start a new session (Ctrl+N) and try again.", title="Could not start the summary",
-                        severity="error", timeout=15)
-            return
         stop = self._begin("summary", f"summarizing {doc.name}…")
-        await self.view.add(SummaryMessage(message.id, meta=meta, streaming=True))
-        self.summary_worker(doc, summary_form, message.id, session.id, stop)
+        self.summary_worker(model, doc, SummaryForm(form), stop)
 
     @work(thread=True, exclusive=True, group="inference")
-    def summary_worker(self, doc, form: SummaryForm, message_id: int, session_id: str,
-                       stop: threading.Event) -> None:
-        model = self.xgen.loaded
-        assert model is not None
+    def summary_worker(self, model, doc, form: SummaryForm, stop: threading.Event) -> None:
         with self.xgen.engine_lock:
-            tasks.run_summary(model, doc, form, message_id, session_id, self.xgen.store, stop, self.post_message)
+            tasks.run_summary(self.xgen.conversation, model, doc, form, stop, self.post_message)
 
     # -- export, copy, layout ------------------------------------------------------------
 
@@ -276,7 +268,7 @@ class ChatScreen(SessionsAndFiles, Screen):
         session = self.xgen.conversation.session
         if not path or session is None:
             return None
-        target = resolve_path(path)
+        target = absolute(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.xgen.store.export_markdown(session.id), encoding="utf-8")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from textual import on, work
 
 from assistant.tui import tasks
-from assistant.tui.conversation import resolve_path
+from assistant.session import absolute
 from assistant.tui.events import FilesLoaded
 from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.screens.picker import PickerScreen
@@ -74,16 +74,16 @@ class SessionsAndFiles:
         if self._refuse_while_busy():
             return
         try:
-            session, messages, files = self.xgen.conversation.open(session_id)
+            reopened = self.xgen.conversation.open(session_id)
         except XGenError as exc:
             self.notify(str(exc), title="Cannot open the session", severity="error")
             return
-        await self.view.show(messages)
+        await self.view.show(reopened.messages)
         self.refresh_sidebar()
         self.status.context_used = 0
-        if files:
+        if reopened.files:
             self._reading_files = True
-            self.read_session_files(session.id, files)
+            self.read_session_files(reopened.session.id)
 
     async def new_session(self) -> None:
         if self._refuse_while_busy():
@@ -138,15 +138,15 @@ class SessionsAndFiles:
     def attach_paths(self, paths: list[str]) -> None:
         self._reading_files = True
         self.status.activity = "reading files…"
-        self.read_new_files([resolve_path(p) for p in paths])
+        self.read_new_files([absolute(p) for p in paths])
 
     @work(thread=True, group="files")
     def read_new_files(self, paths: list[Path]) -> None:
         tasks.read_new_files(paths, self.post_message)
 
     @work(thread=True, exclusive=True, group="session-files")
-    def read_session_files(self, session_id: str, files) -> None:
-        tasks.read_session_files(session_id, files, self.post_message)
+    def read_session_files(self, session_id: str) -> None:
+        tasks.read_session_files(self.xgen.conversation, session_id, self.post_message)
 
     def _add_documents(self, documents) -> list:
         """Attach loaded documents to the session; returns those that were recorded."""
@@ -155,8 +155,9 @@ class SessionsAndFiles:
         added = []
         for doc, n_tokens in documents:
             try:
-                self.xgen.conversation.attach(doc, n_tokens, model.name if model else "",
-                                              model.engine_name if model else "")
+                if not self.xgen.conversation.attach(doc, model=model):
+                    self.notify(f"{doc.name} is attached already.", severity="warning")
+                    continue
             except XGenError as exc:
                 self.notify(f"{exc}. Start a new session (Ctrl+N) and attach it again.",
                             title=f"Could not attach {doc.name}", severity="error", timeout=15)
@@ -175,7 +176,8 @@ class SessionsAndFiles:
         if event.session_id is not None:
             if event.session_id != conversation.session_id:
                 return  # the user moved on to another session meanwhile
-            conversation.set_documents([doc for doc, _ in event.documents])
+            for note in event.notes:
+                self.notify(note, title="A file of this session", severity="information", timeout=8)
             for problem in event.problems:
                 self.notify(problem, title="A file of this session", severity="warning", timeout=8)
             await self.send_pending()

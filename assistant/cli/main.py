@@ -1,14 +1,16 @@
-"""The `xgen` command line. Each command's docstring is its help."""
+"""The `xgen` group and the model-file commands: convert, verify, demo."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
+from assistant.cli.interrupt import STOPPED_EXIT, leave_now
+from assistant.cli.options import model_options, session_option
 from models.errors import XGenError
 
 
@@ -16,6 +18,7 @@ class XGenGroup(click.Group):
     """Turns expected failures into one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context):
+        _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
         except XGenError as exc:
@@ -23,24 +26,39 @@ class XGenGroup(click.Group):
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("\ninterrupted; nothing half-written was kept", err=True)
-            ctx.exit(130)
+            ctx.exit(STOPPED_EXIT)
 
 
 @click.group(cls=XGenGroup, invoke_without_command=True)
 @click.version_option(package_name="xgen-local")
+@model_options
+@session_option
 @click.pass_context
-def main(ctx: click.Context) -> None:
-    """xgen-local: private, offline XGen-7B models on your own machine (alone: the terminal app)."""
+def main(ctx: click.Context, model_ref, engine_kind, n_ctx, threads, kv_cache, session_id) -> None:
+    """xgen-local: private, offline XGen-7B models on your own machine.
+
+    Alone, `xgen` opens the terminal app (as `xgen chat` does); the model options given
+    here also apply to the command that follows (`xgen --model FILE ask ...`).
+    """
+    given = {k: v for k, v in dict(model_ref=model_ref, engine_kind=engine_kind, n_ctx=n_ctx, threads=threads,
+                                   kv_cache=kv_cache).items() if v is not None}
     if ctx.invoked_subcommand is None:
-        ctx.invoke(main.get_command(ctx, "chat"))
+        ctx.invoke(main.get_command(ctx, "chat"), files=(), session_id=session_id, **given)
+        return
+    if given or session_id:
+        # Defaults for the subcommand's own options of the same names (its own value wins).
+        defaults = dict(given, **({"session_id": session_id} if session_id else {}))
+        ctx.default_map = {name: dict(defaults) for name in main.list_commands(ctx)}
 
 
 def _sigterm_as_interrupt() -> None:
-    # `kill` gets the same clean-up as Ctrl+C: temporary files are removed.
+    # `kill` gets the same clean-up as Ctrl+C (temporary files are removed); during a
+    # model job, assistant/cli/interrupt.py handles both signals instead.
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 @main.command()
@@ -80,7 +98,6 @@ def convert(src: str, out: Path | None, file_type: str, force: bool, threads: in
     out = out or models_dir() / f"{name}-{ftype.name}.gguf"
     if out.exists() and not force:
         raise XGenError(f"{out} already exists; pass --force to overwrite it")
-    _sigterm_as_interrupt()
     if looks_like_hub_id(src):
         click.echo(f"downloading {src} from the Hugging Face Hub", err=True)
         folder = download(src, revision=revision)
@@ -179,14 +196,12 @@ def demo(file_type: str) -> None:
 
 
 def _register_commands() -> None:
-    from assistant.cli_assist import register
-    from assistant.cli_sessions import sessions
+    from assistant.cli.app import chat
+    from assistant.cli.assist import ask, models, pull, summarize
+    from assistant.cli.sessions import sessions
 
-    register(main)
-    main.add_command(sessions)
-    from assistant.tui.cli import chat
-
-    main.add_command(chat)
+    for command in (models, pull, summarize, ask, sessions, chat):
+        main.add_command(command)
 
 
 _register_commands()
@@ -199,10 +214,8 @@ def run() -> None:
     try:
         main()
     except SystemExit as exc:
-        if exc.code == 130:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
+        if exc.code == STOPPED_EXIT:
+            leave_now(STOPPED_EXIT)
         raise
 
 

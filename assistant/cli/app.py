@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import click
 
-from assistant.cli_assist import ctx_option, engine_option, kv_cache_option, model_option, threads_option
+from assistant.cli.options import model_options, session_option
 
 
 @click.command()
 @click.argument("files", nargs=-1)
-@click.option("-s", "--session", "session_id", help="Open this saved session (default: the most recent one).")
-@model_option
-@engine_option
-@ctx_option
-@threads_option
-@kv_cache_option
+@session_option
+@model_options
 def chat(files, session_id, model_ref, engine_kind, n_ctx, threads, kv_cache) -> None:
     """Open the terminal app, with FILES attached to a new session.
 
-    Without FILES it reopens the most recent session. Enter sends, Ctrl+J starts a
+    Without FILES it reopens the most recent session (with the model it used, unless
+    --model says otherwise). Enter sends, Ctrl+J starts a
     new line, Esc stops a reply, Ctrl+P lists every command. Everything stays on this
     machine; conversations are saved as they are written.
     """

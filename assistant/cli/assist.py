@@ -1,0 +1,239 @@
+"""`xgen models`, `xgen pull`, `xgen summarize` and `xgen ask`: faces over the core."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
+from assistant.cli.options import model_options, session_option
+from models.errors import XGenError
+
+
+@click.command()
+def models() -> None:
+    """List the known XGen models, the GGUF files on this machine and the default."""
+    from assistant.modelref import default_model_name, local_gguf_files
+    from models.paths import models_dir
+    from models.registry import VARIANTS
+
+    click.echo("Known models (xgen pull NAME):")
+    for v in VARIANTS.values():
+        click.echo(f"  {v.name:<18} {v.hub_id:<30} {v.context_length:>5} ctx  {v.prompt_style:<10} {v.licence}")
+    click.echo(f"\nLocal models in {models_dir()}:")
+    files = local_gguf_files()
+    for path in files:
+        click.echo(f"  {path.name:<40} {path.stat().st_size / 2**30:6.2f} GiB")
+    if not files:
+        click.echo("  (none yet: `xgen pull xgen-7b-8k-inst`, or `xgen demo` for a tiny demo model)")
+    click.echo(f"\nDefault: {default_model_name() or '(none)'}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("-t", "--type", "file_type", default=None, help="GGUF type (default: the model's, q4_k_m).")
+@click.option("--force", is_flag=True, help="Convert again even if the file exists.")
+def pull(name: str, file_type: str | None, force: bool) -> None:
+    """Download a registry model from the Hugging Face Hub and convert it into the models folder."""
+    from assistant.cli.main import convert
+    from models.registry import get_variant
+
+    variant = get_variant(name)
+    ctx = click.get_current_context()
+    ctx.invoke(convert, src=variant.hub_id, out=None, file_type=file_type or variant.default_quant,
+               force=force, threads=None, variant=variant.name, revision=None, then_verify=False)
+
+
+def _non_empty(ctx, param, values):
+    if any(not v.strip() for v in values):
+        raise click.BadParameter("a question is empty")
+    return values
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--form", type=click.Choice(["paragraph", "bullets"]), default="paragraph", show_default=True)
+@click.option("--words", type=click.IntRange(10, 2000), help="Aim for about this many words.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and its statistics as JSON.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.3, show_default=True)
+@model_options
+def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads, kv_cache) -> None:
+    """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
+
+    A document longer than the context is summarized in parts whose summaries are then
+    combined; nothing is truncated. Partial summaries are cached, so a re-run (or
+    another --form) skips the parts already done. Ctrl+C stops and prints the parts done.
+    """
+    from dataclasses import replace
+
+    from assistant.modelref import open_model
+    from assistant.session import SUMMARY_SETTINGS, summarize_document
+    from assistant.store import Store
+    from assistant.summarize import SummaryForm
+
+    summary_form = SummaryForm("words", words) if words else SummaryForm(form)
+    docs = _load_for_summary(files)
+    settings = replace(SUMMARY_SETTINGS, temperature=temperature)
+    store = Store()
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
+    results = []
+    interrupted = False
+    for doc in docs:
+        if not as_json and len(docs) > 1:
+            click.echo(f"\n## {doc.name}\n")
+        on_text = None if as_json else (lambda t: click.echo(t, nl=False))
+        result, interrupted = run_interruptible(lambda stop, doc=doc: summarize_document(
+            model, doc, summary_form, store, stop=stop, on_text=on_text, on_progress=_progress_printer(as_json),
+            settings=settings))
+        results.append((doc, result))
+        if not as_json:
+            _print_summary_result(result)
+        if result.stopped or interrupted:
+            break
+    if as_json:
+        payload = [{"file": d.source, "summary": r.text, "stopped": r.stopped, "notes": r.notes,
+                    "stats": r.stats.as_dict()} for d, r in results]
+        click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    if interrupted or results[-1][1].stopped:
+        raise SystemExit(STOPPED_EXIT)
+    model.engine.close()
+
+
+def _load_for_summary(files: tuple[str, ...]):
+    """Documents for FILES ("-" is stdin); text files over the loader's size limit come
+    back as large-file readers that the summarizer reads window by window."""
+    from assistant.documents import load_stdin
+    from assistant.session import absolute
+    from assistant.textstream import open_for_summary
+
+    return [load_stdin() if f == "-" else open_for_summary(absolute(f)) for f in files]
+
+
+def _print_summary_result(result) -> None:
+    click.echo("")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if result.stopped and result.partials and not result.text:
+        click.echo("\nSummaries of the parts done so far:\n", err=True)
+        for i, partial in enumerate(result.partials, 1):
+            click.echo(f"[part {i}] {partial}\n")
+    s = result.stats
+    click.echo(f"({s.document_tokens} document tokens, {s.parts} parts, {s.model_calls} model calls, "
+               f"{s.cached_parts} cached, {s.seconds:.1f} s)", err=True)
+
+
+def _progress_printer(quiet: bool):
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet or stage == "final":
+            return
+        if stage == "read":  # a streamed file: bytes, not parts
+            click.echo(f"\rread {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB ({done / max(total, 1):.0%})…",
+                       err=True, nl=False)
+            if done >= total:
+                click.echo("", err=True)
+        elif done < total:
+            click.echo(f"\r{stage}: part {done + 1} of {total}…", err=True, nl=False)
+        else:
+            click.echo(f"\r{stage}: {total} parts done.      ", err=True)
+
+    return progress
+
+
+@click.command()
+@click.argument("files", nargs=-1)
+@click.option("-q", "--question", "questions", multiple=True, required=True, callback=_non_empty,
+              help="The question; repeat for follow-ups in the same session.")
+@session_option
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.2, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(16, 4096),
+              help="Longest answer in tokens (default: 512, less in small contexts).")
+@model_options
+def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads,
+        kv_cache) -> None:
+    """Ask questions about FILES; answers list their sources as [n] = file and lines.
+
+    A file that fits the context goes in whole; otherwise the passages that best match
+    the question are picked (BM25) and you are told how many were left out. Follow-up
+    questions (-q again) re-use the model's cache of the earlier ones; with --session,
+    the saved conversation continues where it ended (its files are re-read, its earlier
+    turns given back to the model as far as the context allows).
+    """
+    from assistant.engines.base import SamplingSettings
+    from assistant.modelref import open_model
+    from assistant.session import Conversation, load_file
+    from assistant.store import Store
+
+    conversation = Conversation(Store())
+    if session_id:
+        reopened = conversation.open(session_id)
+        read = conversation.read_files()
+        if read.problems:
+            raise XGenError(f"session {reopened.session.short_id} cannot continue: {read.problems[0]}")
+        for note in read.notes:
+            click.echo(f"note: {note}", err=True)
+        model_ref = model_ref or reopened.session.model_ref or None
+    for path in files:
+        conversation.attach(load_file(path), record=False)
+    if not conversation.documents:
+        raise XGenError("give at least one file to ask about (or - for standard input), or --session")
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
+    settings = SamplingSettings(temperature=temperature)
+    for question in questions:
+        click.echo(f"\n> {question.strip()}\n")
+        (answer, _), interrupted = run_interruptible(lambda stop, q=question: conversation.ask(
+            model, q, stop=stop, on_text=lambda t: click.echo(t, nl=False), answer_tokens=max_tokens,
+            settings=settings))
+        click.echo("")
+        for note in answer.notes:
+            click.echo(f"note: {note}", err=True)
+        _print_sources(answer)
+        if answer.stopped or interrupted:
+            session = conversation.session
+            click.echo(f"\nstopped; what was written is saved in session {session.short_id if session else '?'}",
+                       err=True)
+            raise SystemExit(STOPPED_EXIT)
+    session = conversation.session
+    assert session is not None
+    click.echo(f"\n(session {session.short_id}: `xgen ask -s {session.short_id} -q ...` continues it)", err=True)
+    model.engine.close()
+
+
+def _print_sources(answer) -> None:
+    """The passages the model was given, consecutive uncited ones on one line; * marks the cited."""
+    if not answer.sources:
+        return
+    given, total = len(answer.sources), answer.passages_total
+    left = f"; {total - given} did not fit the context" if given < total else ""
+    click.echo(f"\nSources ({given} of {total} passages given to the model{left}; * cited):")
+    cited = {p.number for p in answer.citations}
+    run: list = []
+
+    def flush() -> None:
+        if run:
+            first, last = run[0], run[-1]
+            numbers = f"[{first.number}]" if first is last else f"[{first.number}]-[{last.number}]"
+            click.echo(f"    {numbers} {_span(first, last)}")
+            run.clear()
+
+    for p in answer.sources:
+        if p.number in cited:
+            flush()
+            click.echo(f"  * [{p.number}] {p.label}")
+            click.echo(_indent(p.chunk.text.strip()))
+        elif run and (p.number != run[-1].number + 1 or p.chunk.document is not run[-1].chunk.document):
+            flush()
+            run.append(p)
+        else:
+            run.append(p)
+    flush()
+
+
+def _span(first, last) -> str:
+    """One label for consecutive passages of one file: name:first-last line (or pages)."""
+    return first.chunk.document.location(first.chunk.start, last.chunk.end)
+
+
+def _indent(text: str, width: int = 300) -> str:
+    short = text if len(text) <= width else text[:width] + "…"
+    return "\n".join("      " + line for line in short.splitlines())

@@ -1,0 +1,32 @@
+"""Click options shared by the commands that open a model (and by `xgen` alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+model_option = click.option("-m", "--model", "model_ref", metavar="NAME|PATH|URL",
+                            help="Registry name, demo, a .gguf file, an HF folder or a server URL "
+                                 "(default: the session's model, else the pulled inst model, else the demo).")
+engine_option = click.option("-e", "--engine", "engine_kind", type=click.Choice(["llama", "torch", "remote"]),
+                             help="How to run it (default: llama for .gguf, torch for an HF folder, "
+                                  "remote for a URL).")
+ctx_option = click.option("--ctx", "n_ctx", type=click.IntRange(256, 1 << 20),
+                          help="Context size in tokens (default: the model's own, 8192 for XGen-8K).")
+threads_option = click.option("--threads", type=click.IntRange(1, 256), help="CPU threads for llama.cpp.")
+kv_cache_option = click.option("--kv-cache", "kv_cache", type=click.Choice(["f16", "q8_0"]),
+                               envvar="XGEN_KV_CACHE",
+                               help="llama.cpp KV cache type (default f16; env XGEN_KV_CACHE). q8_0 halves it: "
+                                    "a 7B model's full 8K context then fits in 8 GB, with slower prompts on CPU.")
+session_option = click.option("-s", "--session", "session_id",
+                              help="Continue a saved session (an id or its start, see `xgen sessions list`).")
+
+MODEL_PARAMS = ("model_ref", "engine_kind", "n_ctx", "threads", "kv_cache")
+
+
+def model_options(command: Callable) -> Callable:
+    """--model, --engine, --ctx, --threads and --kv-cache."""
+    for option in reversed((model_option, engine_option, ctx_option, threads_option, kv_cache_option)):
+        command = option(command)
+    return command

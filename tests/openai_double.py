@@ -1,0 +1,101 @@
+"""A scripted OpenAI-compatible completion server on 127.0.0.1, for command-line tests.
+
+It answers like llama-server (GET /v1/models, GET /props with n_ctx, POST /v1/completions
+streaming server-sent events), replays queued replies one event per word, records
+every request body, and can wait between events so a test can interrupt a reply midway.
+It never stops at a stop string by itself (`honour_stop=False`): the client must.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class OpenAIDouble:
+    def __init__(self, replies: list[str] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
+                 honour_stop: bool = False):
+        self.replies: deque[str] = deque(replies or [])
+        self.default_reply = "OK."
+        self.n_ctx = n_ctx
+        self.delay = delay  # seconds between streamed events
+        self.honour_stop = honour_stop
+        self.requests: list[dict] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "OpenAIDouble":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next_reply(self) -> str:
+        return self.replies.popleft() if self.replies else self.default_reply
+
+    def _handler(self):
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def _json(self, data: dict, status: int = 200) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path == "/v1/models":
+                    self._json({"object": "list", "data": [{"id": "double", "object": "model"}]})
+                elif self.path == "/props":
+                    self._json({"n_ctx": double.n_ctx})
+                else:
+                    self._json({"error": "not found"}, 404)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                double.requests.append(body)
+                if self.path != "/v1/completions":
+                    self._json({"error": "not found"}, 404)
+                    return
+                reply = double._next_reply()
+                if double.honour_stop:
+                    for stop in body.get("stop") or []:
+                        if stop in reply:
+                            reply = reply[: reply.index(stop)]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                pieces = re.findall(r"\S+\s*|\s+", reply)[: int(body.get("max_tokens") or 10**9)]
+                try:
+                    for piece in pieces:
+                        if double.delay:
+                            time.sleep(double.delay)
+                        event = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                    reason = "length" if len(pieces) >= int(body.get("max_tokens") or 10**9) else "stop"
+                    end = {"choices": [{"text": "", "index": 0, "finish_reason": reason}]}
+                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped the reply
+
+        return Handler

@@ -1,0 +1,220 @@
+"""The conversation core (assistant/session.py) on a fake engine: what is stored, what the
+model is shown when a session is resumed, and what is refused before anything is stored."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from assistant.chat import NoRoomForDocuments
+from assistant.documents import load_stdin
+from assistant.engines.fake import FakeEngine
+from assistant.modelref import LoadedModel
+from assistant.session import Conversation, load_file
+from assistant.store import Store
+from assistant.summarize import SummaryForm
+from models.errors import XGenError
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "sessions.db") as s:
+        yield s
+
+
+def model_of(engine: FakeEngine) -> LoadedModel:
+    return LoadedModel("fake-model", engine, location="/models/fake.gguf")
+
+
+def write_notes(folder, name="notes.txt"):
+    path = folder / name
+    path.write_text("The cooling unit in hall 3 failed on 2 September.\n\n"
+                    "It was replaced on 9 September by the vendor.\n")
+    return path
+
+
+def test_a_resumed_session_gives_the_model_its_earlier_turns(store, tmp_path):
+    notes = write_notes(tmp_path)
+    engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])
+    first = Conversation(store)
+    first.attach(load_file(str(notes)), record=False)
+    answer, _ = first.ask(model_of(engine), "When did the unit fail?")
+    assert answer.text == "It failed on 2 September [1]."
+
+    resumed = Conversation(store)  # a new process: only the store is shared
+    resumed.open(first.session_id)
+    assert resumed.read_files().problems == []
+    resumed.ask(model_of(engine), "And when was it replaced?")
+    prompt = engine.prompt_texts()[-1]
+    earlier = prompt.index("Question: When did the unit fail?")
+    assert prompt.index("It failed on 2 September [1].") > earlier
+    assert prompt.index("Question: And when was it replaced?") > prompt.index("It failed on 2 September")
+    assert "cooling unit in hall 3" in prompt  # the document is there too
+    assert [m.role for m in store.messages(first.session_id)] == ["user", "assistant"] * 2
+
+
+def test_turns_that_do_not_fit_are_left_out_most_recent_kept(store, tmp_path):
+    notes = write_notes(tmp_path)
+    long_answer = "The unit was inspected again and again. " * 30
+    engine = FakeEngine([long_answer] * 6, n_ctx=1024)
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(notes)), record=False)
+    for i in range(6):
+        conversation.ask(model_of(engine), f"Question number {i}?", answer_tokens=300)
+    resumed = Conversation(store)
+    resumed.open(conversation.session_id)
+    resumed.read_files()
+    answer, _ = resumed.ask(model_of(engine), "The last question?", answer_tokens=300)
+    prompt = engine.prompt_texts()[-1]
+    assert "Question number 5?" in prompt  # the most recent turn is kept
+    assert "Question number 0?" not in prompt
+    (note,) = [n for n in answer.notes if "earlier turn" in n]
+    kept = sum(f"Question number {i}?" in prompt for i in range(6))
+    assert note.startswith(f"{6 - kept} earlier turns of 6 did not fit")
+    assert len(engine.prompts[-1]) + 300 <= engine.n_ctx
+
+
+def test_resuming_from_another_directory(store, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_notes(work)
+    monkeypatch.chdir(work)
+    engine = FakeEngine()
+    conversation = Conversation(store)
+    conversation.attach(load_file("notes.txt"), record=False)  # a relative path
+    conversation.ask(model_of(engine), "When?")
+    (record,) = store.files(conversation.session_id)
+    assert record.path == str(work / "notes.txt")
+
+    monkeypatch.chdir(tmp_path)
+    resumed = Conversation(store)
+    resumed.open(conversation.session_id)
+    found = resumed.read_files()
+    assert found.problems == [] and [d.name for d in found.documents] == ["notes.txt"]
+
+
+def test_a_changed_file_is_reread_with_a_note(store, tmp_path):
+    notes = write_notes(tmp_path)
+    engine = FakeEngine()
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(notes)), record=False)
+    conversation.ask(model_of(engine), "When?")
+    notes.write_text("The unit was replaced in October.\n")
+    resumed = Conversation(store)
+    resumed.open(conversation.session_id)
+    found = resumed.read_files()
+    assert found.notes == ["notes.txt changed since it was attached; its current text is used"]
+    assert "October" in found.documents[0].text
+    (record,) = store.files(conversation.session_id)
+    assert record.sha256 == found.documents[0].sha256  # the note is given once, not at every resume
+    assert Conversation(store).open(conversation.session_id) and True
+    again = Conversation(store)
+    again.open(conversation.session_id)
+    assert again.read_files().notes == []
+
+
+def test_a_session_started_from_stdin_can_continue(store):
+    engine = FakeEngine()
+    conversation = Conversation(store)
+    conversation.attach(load_stdin(io.BytesIO(b"Piped minutes: the budget was approved.\n")), record=False)
+    conversation.ask(model_of(engine), "Was the budget approved?")
+    resumed = Conversation(store)
+    resumed.open(conversation.session_id)
+    found = resumed.read_files()
+    assert found.problems == []
+    assert found.documents[0].text == "Piped minutes: the budget was approved.\n"
+    resumed.ask(model_of(engine), "By whom?")
+    assert "the budget was approved" in engine.prompt_texts()[-1]
+
+
+def test_no_room_for_the_document_stores_nothing(store, tmp_path):
+    notes = write_notes(tmp_path)
+    engine = FakeEngine(n_ctx=300)
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(notes)), record=False)
+    with pytest.raises(NoRoomForDocuments, match="--max-tokens.*--ctx"):
+        conversation.ask(model_of(engine), "When did it fail?", answer_tokens=200)
+    assert store.list_sessions() == [] and engine.prompts == []
+
+
+def test_an_empty_question_is_refused(store, tmp_path):
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    with pytest.raises(XGenError, match="empty"):
+        conversation.ask(model_of(FakeEngine()), "   ")
+    assert store.list_sessions() == []
+
+
+def test_an_engine_failure_on_a_new_session_leaves_no_session(store, tmp_path):
+    class Broken(FakeEngine):
+        def generate(self, *args, **kwargs):
+            raise XGenError("llama.cpp failed to evaluate the prompt")
+
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    with pytest.raises(XGenError, match="failed to evaluate"):
+        conversation.ask(model_of(Broken()), "When?")
+    assert store.list_sessions() == []
+
+
+def test_an_invented_next_turn_is_cut_from_the_reply_and_the_store(store, tmp_path):
+    engine = FakeEngine(["It failed on 2 September [1].\n### Human: thanks!\n### Assistant: You're welcome."])
+    shown: list[str] = []
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    answer, saved = conversation.ask(model_of(engine), "When?", on_text=shown.append)
+    assert answer.text == "It failed on 2 September [1]."
+    assert "".join(shown).strip() == answer.text and "###" not in "".join(shown)
+    assert saved.content == answer.text and saved.meta["finish"] == "eos"
+    assert [p.number for p in answer.citations] == [1]
+
+
+def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
+    paragraphs = [f"Section {i} about the {t}. " + f"The {t} needs care and regular checks. " * 6
+                  for i, t in enumerate(["battery", "antenna", "camera", "charger"] * 15)]
+    manual = tmp_path / "manual.txt"
+    manual.write_text("\n\n".join(paragraphs) + "\n")
+    engine = FakeEngine(n_ctx=1024)
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(manual)), record=False)
+    chat = conversation.chat(model_of(engine), answer_tokens=200)
+    engine.queue(f"Check the camera [{chat.passages[2].number}].")
+    answer, saved = conversation.ask(model_of(engine), "How to care for the camera?", answer_tokens=200)
+    given, total = len(answer.sources), answer.passages_total
+    assert 0 < given < total == len(chat.passages)
+    (note,) = [n for n in answer.notes if "passages did not fit" in n]
+    assert note == (f"{total - given} of {total} passages did not fit the context; the {given} that best "
+                    f"match the questions were given to the model")
+    sources = saved.meta["sources"]
+    assert [s["number"] for s in sources] == [p.number for p in answer.sources]
+    assert [s["cited"] for s in sources].count(True) == len(answer.citations)
+
+
+def test_a_reply_cut_at_its_limit_says_so(store, tmp_path):
+    engine = FakeEngine(["word " * 200])
+    conversation = Conversation(store)
+    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    answer, saved = conversation.ask(model_of(engine), "Tell me everything.", answer_tokens=64)
+    assert answer.cut_short and saved.meta["finish"] == "length"
+    assert any("limit of 64 tokens" in n for n in answer.notes)
+
+
+def test_a_summary_goes_into_the_session(store, tmp_path):
+    engine = FakeEngine(["The unit failed and was replaced."])
+    conversation = Conversation(store)
+    doc = load_file(str(write_notes(tmp_path)))
+    conversation.attach(doc)
+    result, message = conversation.summarize(model_of(engine), doc, SummaryForm())
+    assert result.text == "The unit failed and was replaced."
+    assert message.role == "summary" and message.content == result.text
+    assert [s.text for s in store.summaries(conversation.session_id)] == [result.text]
+
+
+def test_detach_removes_the_file_from_the_session(store, tmp_path):
+    conversation = Conversation(store)
+    doc = load_file(str(write_notes(tmp_path)))
+    conversation.attach(doc)
+    assert conversation.attach(doc) is False  # attached once only
+    conversation.detach(doc.source)
+    assert store.files(conversation.session_id) == [] and conversation.documents == []
