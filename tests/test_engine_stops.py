@@ -1,0 +1,102 @@
+"""Stopping generation: stop strings in every local engine, and a stop request that reaches
+into llama.cpp's native evaluation of a long prompt batch."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+import time
+
+import pytest
+
+from assistant.engines import open_engine
+from assistant.engines.base import SamplingSettings
+from assistant.engines.stops import StopFilter, held_back
+
+
+def test_held_back_is_the_longest_possible_start_of_a_stop_string():
+    assert held_back("Done.\n###", ["### Human:"]) == 3
+    assert held_back("Done.\n### Hu", ["### Human:", "### Assistant:"]) == 6
+    assert held_back("Done.", ["### Human:"]) == 0
+    assert held_back("a #", ["### Human:"]) == 1
+
+
+def test_the_filter_never_shows_a_stop_string_even_split_across_pieces():
+    shown: list[str] = []
+    f = StopFilter(["### Human:"], shown.append)
+    for piece in ["The answer", " is 4.\n#", "##", " Hum", "an: more", " text"]:
+        f.feed(piece)
+    assert f.close() == "The answer is 4.\n"
+    assert "".join(shown) == "The answer is 4.\n"
+
+
+def test_text_that_only_looks_like_a_stop_start_is_shown_at_the_end():
+    shown: list[str] = []
+    f = StopFilter(["### Human:"], shown.append)
+    f.feed("Use ## for headings, #")
+    assert "".join(shown) == "Use ## for headings, "
+    assert f.close() == "Use ## for headings, #" and "".join(shown) == "Use ## for headings, #"
+
+
+@pytest.mark.parametrize("kind", ["llama", "torch"])
+def test_a_stop_string_ends_the_reply_in_every_local_engine(kind, converted, tiny_checkpoint):
+    model = converted("f32") if kind == "llama" else tiny_checkpoint
+    engine = open_engine(kind, model, n_ctx=256)
+    try:
+        prompt = engine.tokenize("The quick brown fox jumps over the lazy dog.")
+        greedy = SamplingSettings.greedy(max_tokens=40)
+        free = engine.generate(prompt, greedy)
+        text = free.text
+        assert len(text) > 20, text
+        marker = text[len(text) // 2: len(text) // 2 + 4]  # a piece of what the model writes anyway
+        assert marker.strip()
+        shown: list[str] = []
+        cut = engine.generate(prompt, replace(greedy, stop_strings=(marker,)),
+                              on_text=shown.append)
+        expected = text[: text.index(marker)]
+        assert cut.text == expected and "".join(shown) == expected
+        assert cut.stats.finish == "eos"
+        assert engine.detokenize(cut.token_ids) == expected[: len(engine.detokenize(cut.token_ids))]
+        assert len(cut.token_ids) < len(free.token_ids)
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def small_gguf(tmp_path_factory):
+    """An XGen-shaped model big enough that one 4,096-token batch takes seconds."""
+    from converter.convert import convert
+    from models.config import TRANSFORMER_CONFIGS
+    from models.synthetic import write_checkpoint
+
+    folder = tmp_path_factory.mktemp("small")
+    checkpoint = write_checkpoint(folder / "hf", TRANSFORMER_CONFIGS["small"], n_shards=1, seed=1)
+    return convert(checkpoint, folder / "small-q8_0.gguf", "q8_0").path
+
+
+def test_a_stop_request_aborts_llama_decode_mid_batch(small_gguf):
+    engine = open_engine("llama", small_gguf, n_ctx=4608, n_batch=4096, n_threads=2)
+    try:
+        prompt = [(i * 7919) % 50000 + 100 for i in range(4000)]  # one batch, evaluated in one decode call
+        greedy = SamplingSettings.greedy(max_tokens=4)
+        stop = threading.Event()
+        timer = threading.Timer(0.3, stop.set)
+        started = time.perf_counter()
+        timer.start()
+        done = engine.generate(prompt, greedy, stop=stop)
+        stopped_after = time.perf_counter() - started
+        timer.cancel()
+        assert done.stats.finish == "stopped" and done.token_ids == []
+        assert engine.cached_ids == []  # the aborted batch left nothing behind
+        # A full evaluation takes much longer than the stop did, and the engine is intact.
+        started = time.perf_counter()
+        full = engine.generate(prompt[:1000], greedy)
+        thousand = time.perf_counter() - started
+        assert stopped_after < 0.3 + max(1.0, 2 * thousand), (stopped_after, thousand)
+        fresh = open_engine("llama", small_gguf, n_ctx=4608, n_batch=4096, n_threads=2)
+        try:
+            assert fresh.generate(prompt[:1000], greedy).token_ids == full.token_ids
+        finally:
+            fresh.close()
+    finally:
+        engine.close()
