@@ -16,6 +16,7 @@ top-k, top-p and a seeded draw.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +27,34 @@ from models.llama_cpp_utils import detokenize
 from models.tokenizer import N_VOCAB
 
 KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
+
+
+GGML_LOG_ERROR, GGML_LOG_CONT = 4, 5  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
+
+
+def _errors_only(level: int, text: bytes, _user_data) -> None:
+    # llama-cpp-python maps ggml's log levels with an older enum (WARN reads as ERROR), so
+    # its quiet mode prints warnings such as the one llama.cpp gives when a stop request
+    # aborts a batch; only real errors should reach the user's terminal.
+    # While a stop request unwinds llama_decode, its "failed to compute" errors are expected.
+    if _errors_only.aborting:
+        return
+    if level == GGML_LOG_ERROR or (level == GGML_LOG_CONT and _errors_only.last == GGML_LOG_ERROR):
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
+    if level != GGML_LOG_CONT:
+        _errors_only.last = level
+
+
+_errors_only.last = 0
+_errors_only.aborting = False
+_log_callback = None  # the ctypes wrapper must outlive every call from llama.cpp
+
+
+def _quiet_logs(llama_cpp) -> None:
+    global _log_callback
+    if _log_callback is None:
+        _log_callback = llama_cpp.llama_log_callback(_errors_only)
+        llama_cpp.llama_log_set(_log_callback, None)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -48,6 +77,7 @@ class LlamaEngine(Engine):
         """
         import llama_cpp
 
+        _quiet_logs(llama_cpp)
         path = Path(model_path)
         summary = read_gguf(path)  # clear errors for a missing, damaged or non-XGen file
         if n_ctx < 0:
@@ -120,7 +150,10 @@ class LlamaEngine(Engine):
 
     def _should_abort(self, _data) -> bool:
         stop = self._stop_event
-        return stop is not None and stop.is_set()
+        if stop is not None and stop.is_set():
+            _errors_only.aborting = True
+            return True
+        return False
 
     def _eval(self, ids: list[int]) -> bool:
         """Evaluate ids (at most n_batch of them) after the cached ones: one llama_decode.
@@ -131,6 +164,8 @@ class LlamaEngine(Engine):
             if self._should_abort(None):
                 return False
             raise XGenError(f"llama.cpp failed to evaluate the prompt ({_first_line(exc)})") from None
+        finally:
+            _errors_only.aborting = False
         return True
 
     def _sampler(self, settings: SamplingSettings, prompt_ids: list[int]):
