@@ -1,6 +1,13 @@
 """The `xgen` command line: a thin face over the core (assistant/session.py, summarize.py,
-modelref.py, store). Each command's docstring is its help."""
+modelref.py, store). Each command's docstring is its help; the group and the model-file
+commands live in main.py, the others are added here."""
 
+from assistant.cli.app import chat
+from assistant.cli.assist import ask, models, pull, summarize
 from assistant.cli.main import main, run
+from assistant.cli.sessions import sessions
+
+for _command in (models, pull, summarize, ask, sessions, chat):
+    main.add_command(_command)
 
 __all__ = ["main", "run"]

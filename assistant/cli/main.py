@@ -195,18 +195,6 @@ def demo(file_type: str) -> None:
     build_demo(file_type, echo=click.echo)
 
 
-def _register_commands() -> None:
-    from assistant.cli.app import chat
-    from assistant.cli.assist import ask, models, pull, summarize
-    from assistant.cli.sessions import sessions
-
-    for command in (models, pull, summarize, ask, sessions, chat):
-        main.add_command(command)
-
-
-_register_commands()
-
-
 def run() -> None:
     """The `xgen` program. After an interrupt has been cleaned up (exit 130), leave without
     interpreter finalization: native libraries (torch, ggml) can crash tearing down after a
@@ -217,7 +205,3 @@ def run() -> None:
         if exc.code == STOPPED_EXIT:
             leave_now(STOPPED_EXIT)
         raise
-
-
-if __name__ == "__main__":
-    run()

@@ -20,6 +20,7 @@ from assistant.session import absolute
 from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from assistant.tui.screens.chat_sessions import SessionsAndFiles
 from assistant.tui.screens.export import ExportScreen
+from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
@@ -178,6 +179,9 @@ class ChatScreen(SessionsAndFiles, Screen):
         widget = self.view.reply(event.message_id)
         if widget is not None:
             await widget.append(event.text)
+
+    def on_reply_message_citation_opened(self, event: ReplyMessage.CitationOpened) -> None:
+        self.app.push_screen(PassageScreen(event.citation))
 
     def on_summary_progress(self, event: SummaryProgress) -> None:
         widget = self.view.reply(event.message_id)

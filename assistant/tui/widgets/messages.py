@@ -7,6 +7,7 @@ from typing import Any
 
 from textual import on
 from textual.containers import Vertical
+from textual.message import Message
 from textual.content import Content
 from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from textual.widgets._markdown import MarkdownStream
@@ -142,13 +143,18 @@ class ReplyMessage(Vertical):
         if citations:
             box.mount_all([CitationButton(c, i) for i, c in enumerate(citations, 1)])
 
+    class CitationOpened(Message):
+        """A citation button was pressed: the screen shows the passage."""
+
+        def __init__(self, citation: dict[str, Any]):
+            super().__init__()
+            self.citation = citation
+
     @on(Button.Pressed, ".citation")
     def open_citation(self, event: Button.Pressed) -> None:
-        from assistant.tui.screens.passage import PassageScreen
-
         event.stop()
         assert isinstance(event.button, CitationButton)
-        self.app.push_screen(PassageScreen(event.button.citation))
+        self.post_message(self.CitationOpened(event.button.citation))
 
 
 class SummaryMessage(ReplyMessage):
