@@ -73,9 +73,8 @@ def open_model(model_ref: str | None, engine_kind: str | None, n_ctx: int | None
 
 def load_inputs(files: tuple[str, ...], *, stream_large: bool = False):
     """Documents for FILES ("-" is stdin); with stream_large, text files over the loader's
-    size limit come back as TextStreams (summarize reads them window by window)."""
-    from assistant.documents import load_document, load_stdin
-    from assistant.textstream import open_for_summary
+    size limit come back as LargeTextFiles (summarize reads them window by window)."""
+    from assistant.documents import load_document, load_stdin, open_for_summary
 
     if not files:
         raise XGenError("give at least one file (or - for standard input)")
@@ -136,10 +135,10 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     combined; nothing is truncated. Partial summaries are cached, so a re-run (or
     another --form) skips the parts already done. Ctrl+C stops and keeps what was done.
     """
+    from assistant.documents import LargeTextFile
     from assistant.engines.base import SamplingSettings
     from assistant.store import Store
     from assistant.summarize import Summarizer, SummaryForm
-    from assistant.textstream import TextStream
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
     docs = load_inputs(files, stream_large=True)
@@ -152,7 +151,7 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
         if not as_json and len(docs) > 1:
             click.echo(f"\n## {doc.name}\n")
         on_text = None if as_json else (lambda t: click.echo(t, nl=False))
-        method = summarizer.summarize_stream if isinstance(doc, TextStream) else summarizer.summarize
+        method = summarizer.summarize_stream if isinstance(doc, LargeTextFile) else summarizer.summarize
         result = run_interruptible(lambda stop: method(
             doc, summary_form, stop=stop, on_text=on_text, on_progress=_progress_printer(as_json)))
         if result.text and doc.sha256:

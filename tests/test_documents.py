@@ -1,4 +1,4 @@
-"""Loading documents (assistant/documents.py) and splitting them (assistant/chunking.py).
+"""Loading documents (assistant/documents/) and splitting them (assistant/chunking.py).
 
 Every fixture is made here: Markdown, Python, HTML, UTF-16 and cp1252 text, a PDF written
 by hand (3 pages, standard Helvetica, one content stream per page), a DOCX made with
