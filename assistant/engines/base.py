@@ -75,7 +75,7 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     return i
 
 
-class TextStream:
+class ReplyDecoder:
     """Turns generated token bytes into text pieces without splitting UTF-8 characters."""
 
     def __init__(self, on_text: OnText | None):
@@ -167,7 +167,7 @@ class GenerationRun:
         self.engine = engine
         self.timer = Timer()
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
-        self.stream = TextStream(on_text)
+        self.stream = ReplyDecoder(on_text)
         self.out: list[int] = []
         self._stop = stop
 
