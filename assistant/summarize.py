@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from assistant.chunking import split_document
-from assistant.documents import Document
+from assistant.documents import Document, LargeTextFile
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptStyle, single_turn
-from assistant.textstream import TextStream
 from models.errors import XGenError
 
 PROMPT_VERSION = 1  # bump when the wording below changes: it invalidates cached parts
@@ -171,7 +170,7 @@ class Summarizer:
         progress("map", len(chunks), len(chunks))
         return self._reduce(doc.name, partials, form, stats, started, stop, on_text, progress)
 
-    def summarize_stream(self, stream: TextStream, form: SummaryForm = SummaryForm(), *,
+    def summarize_stream(self, stream: LargeTextFile, form: SummaryForm = SummaryForm(), *,
                          stop: threading.Event | None = None, on_text: OnText | None = None,
                          on_progress: ProgressFn | None = None) -> SummaryResult:
         """Summarize a file too large to load, reading it window by window (map), then

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assistant import store as store_module
 from assistant.cli import main
 from assistant.store import Store
+from assistant.store import store as store_module
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Loading documents (assistant/documents.py) and splitting them (assistant/chunking.py).
+"""Loading documents (assistant/documents/) and splitting them (assistant/chunking.py).
 
 Every fixture is made here: Markdown, Python, HTML, UTF-16 and cp1252 text, a PDF written
 by hand (3 pages, standard Helvetica, one content stream per page), a DOCX made with
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from assistant import documents
 from assistant.chunking import Chunk, split_document, split_for_retrieval
 from assistant.documents import Document, html_to_text, load_document, load_stdin
+from assistant.documents import load as load_module
 from models.errors import XGenError
 from models.tokenizer import XGenTokenizer
 
@@ -428,7 +429,7 @@ def test_unreadable(tmp_path, monkeypatch):
             def denied(*args, **kwargs):
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(documents, "open", denied, raising=False)
+            monkeypatch.setattr(load_module, "open", denied, raising=False)
         with pytest.raises(XGenError, match="Cannot read .*secret.txt: permission denied") as e:
             load_document(path)
         one_line_error(e)

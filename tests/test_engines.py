@@ -555,7 +555,7 @@ def test_remote_stop_and_recovery(remote, llama_q8, tok):
     assert result.stats.finish == "stopped"
     assert len(pieces) == 3 and result.text == "".join(pieces)
     expected = llama_q8.generate(prompt, SamplingSettings.greedy(40))
-    # llama-cpp-python's server drops bytes that are not valid UTF-8 where TextStream shows U+FFFD.
+    # llama-cpp-python's server drops bytes that are not valid UTF-8 where ReplyDecoder shows U+FFFD.
     assert expected.text.replace("\ufffd", "").startswith(result.text)
 
     already = threading.Event()

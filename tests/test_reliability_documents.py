@@ -278,7 +278,7 @@ def test_huge_text_file_from_the_command_line(huge_text, tmp_path, monkeypatch):
 
 STREAM = """
 import json, resource, sys, time
-from assistant.textstream import open_for_summary
+from assistant.documents import open_for_summary
 
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
@@ -306,7 +306,7 @@ def test_a_1_gb_text_file_streams_without_loading_it_whole(tmp_path):
     path.unlink()
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["kind"] == "TextStream"
+    assert report["kind"] == "LargeTextFile"
     assert report["consumed"] == report["chars"] == size  # every byte once (ASCII, "\n" newlines)
     assert report["windows"] >= size // (4 << 20)
     assert report["sha256"] and len(report["sha256"]) == 64

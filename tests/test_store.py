@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant import store as store_module
 from assistant.store import MIGRATIONS, Store, title_from
+from assistant.store import db as store_db
+from assistant.store import store as store_module
 from models.errors import XGenError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def test_migrations_run_in_order_once_each(db_path, monkeypatch):
         calls.append(len(calls))
         db.execute("UPDATE sessions SET tag = 'migrated'")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS",
+    monkeypatch.setattr(store_db, "MIGRATIONS",
                         MIGRATIONS + ["ALTER TABLE sessions ADD COLUMN tag TEXT; CREATE TABLE extra (x);", add_column])
     with Store(db_path) as s:
         assert s.schema_version == len(MIGRATIONS) + 2
@@ -124,7 +125,7 @@ def test_a_failing_migration_changes_nothing(db_path, monkeypatch):
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS + [broken])
+    monkeypatch.setattr(store_db, "MIGRATIONS", MIGRATIONS + [broken])
     with pytest.raises(RuntimeError, match="migration bug"):
         Store(db_path)
     assert raw_user_version(db_path) == len(MIGRATIONS)

@@ -8,13 +8,12 @@ import tracemalloc
 import pytest
 from click.testing import CliRunner
 
-from assistant import textstream
 from assistant.cli import main
-from assistant.documents import Document, load_document
+from assistant.documents import Document, LargeTextFile, large, load_document, open_for_summary
 from assistant.engines.fake import FakeEngine
+from assistant.modelref import LoadedModel
 from assistant.store import Store
 from assistant.summarize import Summarizer, SummaryForm
-from assistant.textstream import TextStream, open_for_summary
 from models.errors import XGenError
 
 PARAGRAPH = ("Entry {n}: the night shift logged {n} alarms on line {n}; the café’s boiler — unit №{n} — "
@@ -27,9 +26,9 @@ def write_log(path, n: int, newline: str = "\n") -> str:
     return text
 
 
-def stream_of(path, window: int) -> TextStream:
+def stream_of(path, window: int) -> LargeTextFile:
     got = open_for_summary(path, max_bytes=1024, window_bytes=window)
-    assert isinstance(got, TextStream)
+    assert isinstance(got, LargeTextFile)
     return got
 
 
@@ -142,10 +141,10 @@ def test_summarize_stream_stop_keeps_parts_and_rerun_continues(tmp_path):
 
 def test_cli_summarize_streams_a_file_over_the_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("XGEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(textstream, "DEFAULT_MAX_BYTES", 4096)
-    monkeypatch.setattr(textstream, "WINDOW_BYTES", 3000)
+    monkeypatch.setattr(large, "DEFAULT_MAX_BYTES", 4096)
+    monkeypatch.setattr(large, "WINDOW_BYTES", 3000)
     engine = FakeEngine(n_ctx=1024, default_reply="Alarms were logged and the boiler was reset.")
-    monkeypatch.setattr("assistant.cli_assist.open_model", lambda *a: (_ref(), engine))
+    monkeypatch.setattr("assistant.modelref.open_model", lambda *a: LoadedModel("fake", engine))
     path = tmp_path / "shift.log"
     write_log(path, 200)
     result = CliRunner().invoke(main, ["summarize", str(path), "--json"], catch_exceptions=False)
@@ -156,11 +155,3 @@ def test_cli_summarize_streams_a_file_over_the_limit(tmp_path, monkeypatch):
     with Store() as store:
         (summary,) = store.summaries()
         assert summary.sha256 == load_document(path, max_bytes=10**9).sha256
-
-
-def _ref():
-    from assistant.prompt import CHAT
-
-    class Ref:
-        style = CHAT
-    return Ref()

@@ -103,9 +103,8 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 def _load_for_summary(files: tuple[str, ...]):
     """Documents for FILES ("-" is stdin); text files over the loader's size limit come
     back as large-file readers that the summarizer reads window by window."""
-    from assistant.documents import load_stdin
+    from assistant.documents import load_stdin, open_for_summary
     from assistant.session import absolute
-    from assistant.textstream import open_for_summary
 
     return [load_stdin() if f == "-" else open_for_summary(absolute(f)) for f in files]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from assistant.engines.base import (Completion, ContextOverflow, Engine, GenerationStats, SamplingSettings,
-                                    TextStream)
+from assistant.engines.base import (Completion, ContextOverflow, Engine, GenerationStats, ReplyDecoder,
+                                    SamplingSettings)
 from models.errors import XGenError
 
 ENGINE_KINDS = ("llama", "torch", "remote")
 
-__all__ = ["ENGINE_KINDS", "Completion", "ContextOverflow", "Engine", "GenerationStats", "SamplingSettings",
-           "TextStream", "open_engine"]
+__all__ = ["ENGINE_KINDS", "Completion", "ContextOverflow", "Engine", "GenerationStats", "ReplyDecoder",
+           "SamplingSettings", "open_engine"]
 
 
 def _engine_class(kind: str):

@@ -77,7 +77,7 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     return i
 
 
-class TextStream:
+class ReplyDecoder:
     """Turns generated token bytes into text pieces without splitting UTF-8 characters,
     and ends the text before the first stop string (which is never shown)."""
 
@@ -171,7 +171,7 @@ class GenerationRun:
         self.engine = engine
         self.timer = Timer()
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
-        self.stream = TextStream(on_text, settings.stop_strings if settings else ())
+        self.stream = ReplyDecoder(on_text, settings.stop_strings if settings else ())
         self.out: list[int] = []
         self._ends: list[int] = []  # characters decoded after each token
         self._stop = stop

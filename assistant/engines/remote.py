@@ -40,7 +40,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnText,
-                                    SamplingSettings, TextStream, TiktokenVocab, Timer)
+                                    ReplyDecoder, SamplingSettings, TiktokenVocab, Timer)
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, XGenTokenizer
 
@@ -251,7 +251,7 @@ class RemoteEngine(TiktokenVocab, Engine):
         prompt_ids = [int(i) for i in prompt_ids]
         n_prompt = len(prompt_ids)
         stats = GenerationStats(prompt_tokens=n_prompt, prompt_evaluated=n_prompt)
-        stream = TextStream(on_text, settings.stop_strings)
+        stream = ReplyDecoder(on_text, settings.stop_strings)
         server_ids: list[int] = []
         n_chunks = 0  # streamed events carrying a token: one per token on llama.cpp servers
         usage: dict = {}

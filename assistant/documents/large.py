@@ -2,7 +2,7 @@
 
 `load_document` refuses files over its size limit because chat and retrieval need the
 whole text in memory. Summarization does not: it reads each part once, in order, and
-keeps only the partial summaries. A :class:`TextStream` gives it the file as decoded
+keeps only the partial summaries. A :class:`LargeTextFile` gives it the file as decoded
 windows cut after a newline, so memory stays at a few windows whatever the file size.
 
 Each window is decoded by the same rules as a small file (UTF-8, stray cp1252 bytes,
@@ -19,8 +19,11 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.documents import (DEFAULT_MAX_BYTES, Document, _decode_text, _sniff, _too_large, kind_from_name,
-                                 load_document)
+from assistant.documents.decoding import decode_text
+from assistant.documents.errors import too_large
+from assistant.documents.kinds import kind_from_name, sniff_kind
+from assistant.documents.load import DEFAULT_MAX_BYTES, load_document
+from assistant.documents.model import Document
 from models.errors import XGenError
 
 WINDOW_BYTES = 4 << 20
@@ -45,7 +48,7 @@ def _utf8_cut(data: bytes) -> int:
     return cut or len(data)
 
 
-class TextStream:
+class LargeTextFile:
     """A large text file as successive decoded windows (see module docstring)."""
 
     def __init__(self, path: Path, *, source: str, size: int, window_bytes: int = WINDOW_BYTES):
@@ -57,7 +60,7 @@ class TextStream:
         self.sha256: str | None = None  # of the raw bytes, known once windows() has run to the end
 
     def __repr__(self) -> str:
-        return f"TextStream(source={self.source!r}, size={self.size})"
+        return f"LargeTextFile(source={self.source!r}, size={self.size})"
 
     def windows(self) -> Iterator[tuple[str, int]]:
         """Yield (decoded text, bytes consumed so far) for consecutive windows of the file."""
@@ -81,15 +84,15 @@ class TextStream:
                         cut = len(data)  # end of file: the rest, newline or not
                     piece, carry = data[:cut], data[cut:]
                     consumed += len(piece)
-                    yield _decode_text(piece, self.name), consumed
+                    yield decode_text(piece, self.name), consumed
         except OSError as exc:
             raise XGenError(f"Cannot read {self.source}: {exc.strerror or exc}") from None
         self.sha256 = digest.hexdigest()
 
 
 def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
-                     window_bytes: int | None = None) -> Document | TextStream:
-    """A Document when the file fits the loader's limit, else a TextStream of a text file.
+                     window_bytes: int | None = None) -> Document | LargeTextFile:
+    """A Document when the file fits the loader's limit, else a LargeTextFile of a text file.
 
     Files over the limit that are not plain text, Markdown or code (PDF, DOCX, HTML, or
     unknown content that is not text) get the loader's size error.
@@ -110,7 +113,7 @@ def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
                 head = f.read(65536)
         except OSError as exc:
             raise XGenError(f"Cannot read {source}: {exc.strerror or exc}") from None
-        kind = _sniff(head, html=kind is None)
+        kind = sniff_kind(head, html=kind is None)
     if kind not in STREAMED_KINDS:
-        raise _too_large(source, st.st_size, limit)
-    return TextStream(p, source=source, size=st.st_size, window_bytes=window_bytes or WINDOW_BYTES)
+        raise too_large(source, st.st_size, limit)
+    return LargeTextFile(p, source=source, size=st.st_size, window_bytes=window_bytes or WINDOW_BYTES)

@@ -1,0 +1,250 @@
+"""The sessions database: opening the SQLite file, transactions, schema migrations.
+
+The store lives at `data_dir() / "sessions.db"` (mode 0600) and never anywhere else.
+It is safe to share between processes (a TUI and `xgen sessions` at the same time):
+
+- WAL journal, so readers never block the writer and the writer never blocks readers;
+- `busy_timeout`, so a second writer waits its turn instead of failing;
+- every write is its own short `BEGIN IMMEDIATE ... COMMIT`, committed before the
+  method returns, with `synchronous=FULL`: once `add_message` returns, the message
+  survives the process being killed (and, with FULL, a power cut);
+- `secure_delete`, so a deleted conversation is overwritten, not just unlinked.
+
+The schema is a list of numbered migrations (`MIGRATIONS`), applied in order, each
+in its own transaction, and tracked in `PRAGMA user_version`. A database written by a
+newer xgen-local (a higher version than this code knows) is refused with a clear error
+rather than misread.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from models.errors import XGenError
+
+BUSY_TIMEOUT_MS = 5000
+
+# Each entry moves the schema from version i to i + 1. Append, never edit: a database
+# in the wild may be at any earlier version. An entry is an SQL script or a function
+# taking the connection (called inside the migration's transaction).
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        engine TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_update ON sessions (updated_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system', 'summary')),
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        meta TEXT
+    );
+    CREATE INDEX messages_by_session ON messages (session_id, id);
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        n_tokens INTEGER NOT NULL DEFAULT 0,
+        added_at TEXT NOT NULL,
+        UNIQUE (session_id, sha256, path)
+    );
+    CREATE TABLE summaries (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT REFERENCES sessions (id) ON DELETE CASCADE,
+        source_path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        form TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX summaries_by_session ON summaries (session_id);
+    CREATE INDEX summaries_by_source ON summaries (sha256, form);
+    CREATE TABLE cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 2: the model file a session used (to reopen it with that model), and the text of
+    # files read from standard input (a session started from a pipe can continue).
+    """
+    ALTER TABLE sessions ADD COLUMN model_ref TEXT NOT NULL DEFAULT '';
+    ALTER TABLE files ADD COLUMN content TEXT;
+    """,
+]
+
+
+def split_sql(script: str) -> list[str]:
+    """The statements of an SQL script (semicolons inside strings or comments are safe)."""
+    statements, buffer = [], ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        raise ValueError(f"incomplete SQL statement: {buffer.strip()[:60]!r}")
+    return statements
+
+
+_OPERATIONAL_HINTS = ("locked", "busy", "full", "readonly", "read-only", "disk i/o", "unable to open")
+
+
+def _retry_while_locked(step: Callable[[], Any], timeout: float = BUSY_TIMEOUT_MS / 1000) -> Any:
+    """Run `step`, retrying while the database is locked, for up to `timeout` seconds.
+
+    Switching a database to WAL returns "database is locked" at once, without calling
+    the busy handler, when another process is switching it at the same moment (two
+    xgen processes starting on a new sessions.db).
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+class Database:
+    """One SQLite connection, usable from several threads (calls are serialized), with the
+    pragmas, transactions and migrations above (see the module docstring)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = self._connect()
+        try:
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise self._operational(exc) from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise XGenError(f"{self.path.parent}: no such folder for the sessions database")
+        if not self.path.exists():
+            # Conversations are private: only the user may read them (SQLite gives the
+            # -wal and -shm files the same mode as the database).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise XGenError(f"cannot open the sessions database {self.path}: {exc}") from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = _retry_while_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            if str(mode).lower() != "wal":
+                raise XGenError(f"{self.path}: SQLite could not use WAL mode (got {mode}); "
+                                "is it on a network drive?")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")
+        except sqlite3.OperationalError as exc:
+            db.close()
+            raise self._operational(exc) from None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise XGenError(f"{self.path} is not a usable sessions database: {exc}") from None
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, committed (durably) before the block's caller returns."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._operational(exc) from None
+            try:
+                yield self._db
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._operational(exc) from None
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self._operational(exc) from None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for reads that take more than one statement."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    def _operational(self, exc: sqlite3.OperationalError) -> Exception:
+        if any(hint in str(exc).lower() for hint in _OPERATIONAL_HINTS):
+            return XGenError(f"sessions database {self.path}: {exc}")
+        return exc
+
+    def _user_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _check_version(self, version: int) -> None:
+        if version > len(MIGRATIONS):
+            raise XGenError(f"{self.path} was written by a newer xgen-local (schema version {version}, "
+                            f"this one knows up to {len(MIGRATIONS)}); upgrade xgen-local to open it")
+
+    def _migrate(self) -> None:
+        version = _retry_while_locked(self._user_version)
+        self._check_version(version)
+        while version < len(MIGRATIONS):
+            with self._write() as db:
+                # Re-read inside the transaction: another process may have just migrated.
+                version = self._user_version()
+                self._check_version(version)
+                if version == len(MIGRATIONS):
+                    return
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in split_sql(step):
+                        db.execute(statement)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._user_version()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
