@@ -229,3 +229,32 @@ def test_ctrl_c_during_summarize_prints_the_parts_done_and_exits_130(home, tmp_p
     errors = err.read_text()
     assert "Traceback" not in errors and "Summaries of the parts done so far" in errors
     assert "[part 1] Part summary" in out.read_text() and "[part 2] Part summary" in out.read_text()
+
+
+@pytest.mark.parametrize("kind", ["llama", "torch"])
+def test_ctrl_c_during_ask_on_a_local_engine(kind, home, notes, tmp_path, converted, tiny_checkpoint):
+    model = str(converted("q8_0")) if kind == "llama" else str(tiny_checkpoint)
+    question = "Write a long, detailed essay about everything in these notes."
+    proc, out, err = start_xgen(["ask", str(notes), "-q", question, "--model", model, "--engine", kind,
+                                 "--temperature", "0.8", "--max-tokens", "300"], home, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len(out.read_text(errors="replace").split(f"> {question}\n\n", 1)[-1]) < 40 \
+                or f"> {question}" not in out.read_text(errors="replace"):
+            assert proc.poll() is None, err.read_text(errors="replace")[-500:]
+            assert time.monotonic() < deadline, "no streamed text"
+            time.sleep(0.01)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+        assert time.monotonic() - sent < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err.read_text(errors="replace")
+    shown = out.read_text(errors="replace").split(f"> {question}\n\n", 1)[1]
+    with Store(home / "sessions.db") as store:
+        (session,) = store.list_sessions()
+        reply = store.messages(session.id)[1]
+    assert reply.meta["finish"] == "stopped" and len(reply.content) >= 40
+    assert shown.strip().startswith(reply.content)

@@ -508,3 +508,38 @@ def test_path_completion(tmp_path):
     assert complete_path(f"{base}/.h") == f"{base}/.hidden"
     assert complete_path(f"{base}/") == f"{base}/notes.md"  # hidden entries are skipped
     assert complete_path(f"{base}/missing/x") is None and complete_path("") is None
+
+
+@sync
+async def test_a_reopened_session_remembers_its_turns_and_its_model(store, tmp_path):
+    from assistant.modelref import LoadedModel
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    model_file = write(tmp_path, "chosen.gguf", "stands in for a model file")
+    asked: list = []
+
+    def factory(engine):
+        def load(ref):
+            asked.append(ref)
+            return LoadedModel("chosen", engine, location=str(model_file))
+        return load
+
+    first = create_app(engine_factory=factory(FakeEngine(["Widget 2 left on day 2 [1]."])), store=store,
+                       files=[str(notes)], model=str(model_file))
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, first)
+        await wait_for(pilot, lambda: first.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_idle(pilot, first)
+    engine = FakeEngine(["On day 3 [1]."])
+    second = create_app(engine_factory=factory(engine), store=store)  # no --model: the session's
+    async with second.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, second)
+        await wait_for(pilot, lambda: second.conversation.documents, what="the session's files")
+        await send(pilot, "And widget 3?")
+        await wait_for(pilot, lambda: len(replies(second)) == 2 and not second.chat.busy)
+    assert asked == [str(model_file), str(model_file)]
+    prompt = engine.prompt_texts()[-1]
+    assert prompt.index("Question: When did widget 2 leave?") < prompt.index("Widget 2 left on day 2 [1].") \
+        < prompt.index("Question: And widget 3?")
+    assert "Line 3: the shipment" in prompt
