@@ -40,6 +40,8 @@ STREAM_MAP_INSTRUCTION = ('Summarize part {part} of the long document "{name}". 
 SINGLE_INSTRUCTION = 'Summarize the document "{name}" as {form}. Add nothing that is not in the text.\n\n'
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+CUT = ("length", "context")  # finish reasons of a reply that did not end by itself
+TIGHTER = " Use at most {words} words.\n\n"  # added to an instruction whose reply was cut
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class SummaryStats:
     prompt_tokens_evaluated: int = 0
     tokens_generated: int = 0
     seconds: float = 0.0
+    cut_parts: int = 0  # partial summaries still cut at their length after a tighter retry (not cached)
+    cut_final: bool = False  # the summary itself ended at its length limit
 
     @property
     def evaluated_per_document_token(self) -> float:
@@ -149,7 +153,7 @@ class Summarizer:
         single = SINGLE_INSTRUCTION.format(name=doc.name, form=form.describe())
         if stats.document_tokens + self._overhead(single) + final_budget <= n_ctx:
             progress("final", 0, 1)
-            done = self._call(self._prompt(single, doc.text), final_budget, stats, stop, on_text)
+            done = self._final(self._prompt(single, doc.text), final_budget, stats, stop, on_text)
             progress("final", 1, 1)
             return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped")
 
@@ -245,7 +249,7 @@ class Summarizer:
                 merged.append(text.strip())
             texts = merged
         progress("final", 0, 1)
-        done = self._call(self._prompt(final, _join(texts)), final_budget, stats, stop, on_text)
+        done = self._final(self._prompt(final, _join(texts)), final_budget, stats, stop, on_text)
         progress("final", 1, 1)
         return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped", partials=partials)
 
@@ -270,9 +274,28 @@ class Summarizer:
         stats.tokens_generated += done.stats.generated
         return done
 
+    def _final(self, prompt: list[int], max_tokens: int, stats: SummaryStats, stop: threading.Event,
+               on_text: OnText | None) -> Completion:
+        """The summary the user reads, streamed. Cut at its cap, it is continued (the same ids,
+        so the engine only evaluates the new tokens) within half its budget again and what
+        the context has left; still cut, it is marked so."""
+        done = self._call(prompt, max_tokens, stats, stop, on_text)
+        if done.stats.finish == "length":
+            room = self.engine.n_ctx - len(prompt) - len(done.token_ids) - 1
+            extra = min(max_tokens // 2, room)
+            if extra >= 16:
+                more = self._call(prompt + done.token_ids, extra, stats, stop, on_text)
+                done = Completion(done.text + more.text, done.token_ids + more.token_ids, more.stats)
+        if done.stats.finish in CUT:
+            stats.cut_final = True
+        return done
+
     def _cached_call(self, instruction: str, body: str, max_tokens: int, stats: SummaryStats,
                      stop: threading.Event) -> str | None:
-        """A partial summary from the cache or the model; None if stopped midway."""
+        """A partial summary from the cache or the model; None if stopped midway.
+
+        A summary cut at its cap is redone once with a tighter target; one still cut is
+        used (and counted in the stats) but never cached as if it were complete."""
         key = self._cache_key(instruction, body, max_tokens)
         cached = self.cache.cache_get(key)
         if cached is not None:
@@ -281,8 +304,14 @@ class Summarizer:
         if stop.is_set():
             return None
         done = self._call(self._prompt(instruction, body), max_tokens, stats, stop)
+        if done.stats.finish in CUT:
+            tighter = instruction.rstrip() + TIGHTER.format(words=max(20, int(max_tokens / 1.6 * 0.6)))
+            done = self._call(self._prompt(tighter, body), max_tokens, stats, stop)
         if done.stats.finish == "stopped":
             return None
+        if done.stats.finish in CUT:
+            stats.cut_parts += 1
+            return done.text
         self.cache.cache_put(key, done.text)
         return done.text
 
@@ -298,7 +327,15 @@ class Summarizer:
     def _finish(text: str, stats: SummaryStats, started: float, *, stopped: bool,
                 partials: list[str] | None = None, note: str | None = None) -> SummaryResult:
         stats.seconds = time.perf_counter() - started
-        return SummaryResult(text.strip(), stats, stopped, partials or [], [note] if note else [])
+        notes = [note] if note else []
+        if stats.cut_parts:
+            notes.append(f"{stats.cut_parts} partial summar{'ies were' if stats.cut_parts != 1 else 'y was'} "
+                         f"cut at the length limit even with a tighter target; not cached, so a re-run "
+                         f"redoes {'them' if stats.cut_parts != 1 else 'it'}")
+        if stats.cut_final and not stopped:
+            notes.append("the summary was cut at its length limit; ask for fewer words (--words) "
+                         "or bullet points")
+        return SummaryResult(text.strip(), stats, stopped, partials or [], notes)
 
 
 def _join(texts: list[str]) -> str:

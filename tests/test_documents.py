@@ -307,6 +307,26 @@ def test_pdf_pages_and_locations(tmp_path, pdf_bytes):
     assert chunk.label == "report.pdf p.2-3" and (chunk.first_page, chunk.last_page) == (2, 3)
 
 
+def test_pdf_pages_that_fail_are_listed_not_dropped_silently(tmp_path, pdf_bytes, monkeypatch):
+    from pypdf import PageObject
+
+    real = PageObject.extract_text
+
+    def second_page_fails(page, *args, **kwargs):
+        text = real(page, *args, **kwargs)
+        if "Page two" in text:
+            raise ValueError("bad content stream")
+        return text
+
+    monkeypatch.setattr(PageObject, "extract_text", second_page_fails)
+    doc = load_document(write(tmp_path, "report.pdf", pdf_bytes))
+    assert "Page two" not in doc.text and "Page three" in doc.text
+    assert doc.notes == ("report.pdf: 1 of 3 pages could not be read and are left out "
+                         "(page 2: bad content stream)",)
+    monkeypatch.undo()
+    assert load_document(write(tmp_path, "fine.pdf", make_pdf(PDF_PAGES))).notes == ()
+
+
 def test_pdf_without_extension_is_sniffed(tmp_path, pdf_bytes):
     doc = load_document(write(tmp_path, "scan0001", pdf_bytes))
     assert doc.kind == "pdf" and "outlook is good" in doc.text

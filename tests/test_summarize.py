@@ -145,3 +145,62 @@ def test_evaluated_tokens_per_document_token_at_8k(tmp_path, contexts):
     print(f"{contexts}x context: {result.stats.document_tokens} document tokens, {result.stats.parts} parts, "
           f"evaluated/document tokens {result.stats.evaluated_per_document_token:.3f}")
     assert result.stats.evaluated_per_document_token <= 1.15
+
+
+# -- never silently cut --------------------------------------------------------------------
+
+LONG = " ".join(f"fact{i}." for i in range(200))  # far over any cap below
+
+
+def test_a_cut_partial_summary_is_redone_tighter_and_cached_only_when_complete(long_doc):
+    engine = make_engine()
+    cache = MemoryCache()
+    summarizer = Summarizer(engine, cache=cache, part_tokens=60)
+    engine.queue(LONG, "Part one, briefly.")  # part 1: cut, then complete with a tighter target
+    first = summarizer.summarize(long_doc)
+    assert first.stats.cut_parts == 0 and first.partials[0] == "Part one, briefly."
+    retry = engine.prompt_texts()[1]
+    assert "Use at most 22 words." in retry and "Use at most" not in engine.prompt_texts()[0]
+    assert first.notes == []
+
+    engine.queue(LONG, LONG)  # part 1 of another document: cut twice
+    other = Summarizer(engine, cache=cache, part_tokens=60)
+    doc2 = long_doc.__class__(long_doc.source, "other.txt", "text", long_doc.text.replace("March", "May"), "x")
+    second = other.summarize(doc2)
+    assert second.stats.cut_parts == 1 and second.stats.as_dict()["cut_parts"] == 1
+    assert any("cut at the length limit" in n and "not cached" in n for n in second.notes)
+    calls = len(engine.prompts)
+    again = other.summarize(doc2)  # the cut part is redone, the others come from the cache
+    assert again.stats.cached_parts == again.stats.parts - 1
+    assert again.stats.model_calls == len(engine.prompts) - calls >= 2  # the cut part, then the final call
+
+
+def test_a_cut_final_summary_is_continued_from_its_own_ids(tmp_path):
+    path = tmp_path / "note.txt"
+    path.write_text("A short note about the budget.")
+    engine = make_engine()
+    engine.queue(LONG, "and that is all.")
+    shown: list[str] = []
+    result = Summarizer(engine, final_tokens=64).summarize(load_document(path), on_text=shown.append)
+    first, second = engine.prompts
+    assert second[: len(first)] == first and len(second) == len(first) + 64  # prompt + the cut reply
+    assert result.text.endswith("and that is all.") and not result.stats.cut_final
+    assert "".join(shown).strip() == result.text
+    assert result.notes == []
+
+
+def test_a_final_summary_still_cut_says_so_and_is_not_kept(tmp_path):
+    from assistant.modelref import LoadedModel
+    from assistant.session import summarize_document
+    from assistant.store import Store
+
+    path = tmp_path / "note.txt"
+    path.write_text("A short note about the budget.")
+    engine = make_engine()
+    engine.queue(LONG, LONG)
+    with Store(tmp_path / "sessions.db") as store:
+        result = summarize_document(LoadedModel("fake", engine), load_document(path), SummaryForm(), store,
+                                    settings=Summarizer(engine).settings)
+        assert store.summaries() == []
+    assert result.stats.cut_final and result.stats.as_dict()["cut_final"] is True
+    assert any("cut at its length limit" in n for n in result.notes)

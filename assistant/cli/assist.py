@@ -173,7 +173,10 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
             click.echo(f"note: {note}", err=True)
         model_ref = model_ref or reopened.session.model_ref or None
     for path in files:
-        conversation.attach(load_file(path), record=False)
+        doc = load_file(path)
+        for note in doc.notes:
+            click.echo(f"note: {note}", err=True)
+        conversation.attach(doc, record=False)
     if not conversation.documents:
         raise XGenError("give at least one file to ask about (or - for standard input), or --session")
     model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)

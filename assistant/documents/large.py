@@ -58,6 +58,7 @@ class LargeTextFile:
         self.size = size
         self.window_bytes = window_bytes
         self.sha256: str | None = None  # of the raw bytes, known once windows() has run to the end
+        self.notes: tuple[str, ...] = ()  # as Document.notes: a text file loses nothing
 
     def __repr__(self) -> str:
         return f"LargeTextFile(source={self.source!r}, size={self.size})"

@@ -112,8 +112,9 @@ def document_from_bytes(
         raise ValueError(f"unknown document kind {kind!r}")
 
     pages: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()
     if kind == "pdf":
-        text, pages = pdf_text(data, name)
+        text, pages, notes = pdf_text(data, name)
     elif kind == "docx":
         text = docx_text(data, name, max_bytes)
     else:
@@ -131,4 +132,5 @@ def document_from_bytes(
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
         pages=pages,
+        notes=notes,
     )

@@ -26,6 +26,7 @@ class Document:
     text: str
     sha256: str  # of the raw bytes
     pages: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()  # what the reader could not take in (pages that failed, ...)
 
     def __repr__(self) -> str:  # the text can be megabytes: never print it whole
         extra = f", pages={len(self.pages)}" if self.pages else ""

@@ -35,7 +35,8 @@ def _page_text(raw: str) -> str:
     return "\n".join(line.rstrip() for line in raw.split("\n")).strip("\n")
 
 
-def pdf_text(data: bytes, name: str) -> tuple[str, tuple[int, ...]]:
+def pdf_text(data: bytes, name: str) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+    """The text, each page's start offset in it, and notes on pages that failed to extract."""
     try:
         from pypdf import PdfReader
         from pypdf.errors import DependencyError, FileNotDecryptedError
@@ -78,15 +79,16 @@ def pdf_text(data: bytes, name: str) -> tuple[str, tuple[int, ...]]:
             raise XGenError(f"{damaged}: it has no pages")
 
         texts: list[str] = []
-        failures = 0
+        failed: list[int] = []
         first_error = ""
         for i in range(n_pages):
             try:
                 texts.append(_page_text(pages[i].extract_text() or ""))
             except Exception as exc:  # noqa: BLE001 - one bad page must not lose the rest
-                failures += 1
+                failed.append(i + 1)
                 first_error = first_error or one_line(exc)
                 texts.append("")
+        failures = len(failed)
 
     if not any(t.strip() for t in texts):
         if failures == n_pages:
@@ -104,4 +106,9 @@ def pdf_text(data: bytes, name: str) -> tuple[str, tuple[int, ...]]:
             parts.append(t + "\n\n")
             offset += len(t) + 2
     text = "".join(parts).rstrip("\n") + "\n"
-    return text, tuple(min(s, len(text)) for s in starts)
+    notes: tuple[str, ...] = ()
+    if failed:
+        listed = ", ".join(map(str, failed[:20])) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+        notes = (f"{name}: {len(failed)} of {n_pages} pages could not be read and are left out "
+                 f"(page{'s' if len(failed) != 1 else ''} {listed}: {first_error})",)
+    return text, tuple(min(s, len(text)) for s in starts), notes

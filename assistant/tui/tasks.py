@@ -117,14 +117,15 @@ def run_summary(conversation: Conversation, model: LoadedModel, doc, form: Summa
 def read_new_files(paths: list[Path], post: Post) -> None:
     from assistant.chunking import xgen_token_counter
 
-    loaded, problems = [], []
+    loaded, problems, notes = [], [], []
     for path in paths:
         try:
             doc = load_document(path)
             loaded.append((doc, xgen_token_counter()(doc.text)))
+            notes += list(doc.notes)
         except XGenError as exc:
             problems.append(f"{str(exc).rstrip('.')}. Check the path and attach it again with Ctrl+O.")
-    post(FilesLoaded(loaded, problems))
+    post(FilesLoaded(loaded, problems, notes=notes))
 
 
 def read_session_files(conversation: Conversation, session_id: str, post: Post) -> None:

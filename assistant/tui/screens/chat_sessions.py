@@ -173,11 +173,11 @@ class SessionsAndFiles:
         if not self.busy:
             self.status.activity = ""
         conversation = self.xgen.conversation
+        if event.session_id is not None and event.session_id != conversation.session_id:
+            return  # the user moved on to another session meanwhile
+        for note in event.notes:
+            self.notify(note, title="Note", severity="warning", timeout=10)
         if event.session_id is not None:
-            if event.session_id != conversation.session_id:
-                return  # the user moved on to another session meanwhile
-            for note in event.notes:
-                self.notify(note, title="A file of this session", severity="information", timeout=8)
             for problem in event.problems:
                 self.notify(problem, title="A file of this session", severity="warning", timeout=8)
             await self.send_pending()
