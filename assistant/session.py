@@ -335,6 +335,6 @@ def summarize_document(model: LoadedModel, doc: Any, form: SummaryForm, store: S
     method = summarizer.summarize_stream if isinstance(doc, LargeTextFile) else summarizer.summarize
     result = method(doc, form, stop=stop, on_text=on_text, on_progress=on_progress)
     result.notes[:0] = doc.notes  # what the reader could not take in (failed PDF pages) comes first
-    if result.text and not result.stopped and not result.stats.cut_final and doc.sha256:
+    if result.text and not result.stopped and doc.sha256:
         store.add_summary(session_id, doc.source, doc.sha256, form.kind, result.text)
     return result
