@@ -54,8 +54,13 @@ def test_summarize_a_document_longer_than_the_context(home, model, tmp_path):
         assert summary.text == out["summary"]
     again = json.loads(run("summarize", str(doc), "--model", model, "--json", "--form", "bullets",
                            "--temperature", "0").output)
-    assert again["stats"]["cached_parts"] >= stats["parts"]
-    assert again["stats"]["model_calls"] == 1
+    # Complete partial summaries are cached; ones cut at their cap (a random model rarely
+    # ends by itself) are not, and are redone (up to twice: as asked, then tighter).
+    # Greedy, so the same calls are cut again: none of them came from the cache as complete.
+    assert again["stats"]["cut_parts"] == stats["cut_parts"]
+    assert again["stats"]["cached_parts"] + again["stats"]["cut_parts"] >= stats["parts"]
+    if stats["cut_parts"] == 0:
+        assert again["stats"]["model_calls"] == 1
 
 
 def test_ask_with_citations_and_a_saved_session(home, model, tmp_path):
