@@ -15,6 +15,7 @@ from tests.test_tui_support import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngi
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("XGEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("assistant.tui.widgets.status.now", lambda: 0.0)  # live timers show 0 s
     with Store(tmp_path / "sessions.db") as store:
         yield store
 

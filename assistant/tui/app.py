@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from assistant.store import Store
@@ -25,6 +26,7 @@ class XGenApp(App[None]):
     TITLE = "xgen-local"
     SUB_TITLE = "private, offline XGen-7B"
     # Keep Ctrl+P for the command palette; the footer shows it on the right.
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", tooltip="Quit xgen-local (sessions are saved)", priority=True)]
 
     def __init__(self, engine_factory: EngineFactory, store: Store, *, files: Sequence[str] = (),
                  model: str | None = None, session_id: str | None = None):

@@ -40,9 +40,11 @@ class TextRelay:
         self.interval = interval
         self.pending: list[str] = []
         self._last = 0.0
+        self.generated = 0  # one add() per generated token
 
     def add(self, piece: str) -> None:
         self.pending.append(piece)
+        self.generated += 1
         now = time.monotonic()
         if now - self._last >= self.interval:
             self.flush()
@@ -50,7 +52,7 @@ class TextRelay:
 
     def flush(self) -> None:
         if self.pending:
-            self.post(ReplyText(self.message_id, "".join(self.pending)))
+            self.post(ReplyText(self.message_id, "".join(self.pending), self.generated))
             self.pending = []
 
 

@@ -80,7 +80,7 @@ class SessionsAndFiles:
             return
         await self.view.show(messages)
         self.refresh_sidebar()
-        self.status.context_used = 0
+        self.status.reset()
         if files:
             self._reading_files = True
             self.read_session_files(session.id, files)
@@ -91,7 +91,7 @@ class SessionsAndFiles:
         self.xgen.conversation.new()
         await self.view.show([])
         self.refresh_sidebar()
-        self.status.context_used = 0
+        self.status.reset()
 
     async def action_new_session(self) -> None:
         await self.new_session()
@@ -124,6 +124,7 @@ class SessionsAndFiles:
                 for doc in conversation.documents]
         await self.new_session()
         self._add_documents(keep)
+        self.refresh_sidebar()  # the new session's files
         self.notify("Cleared: the model starts afresh" + (" with the same files." if keep else "."))
 
     # -- files ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual import events
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -14,6 +15,10 @@ NEWLINE_KEYS = ("ctrl+j", "shift+enter")
 
 
 class Composer(TextArea):
+    # PageUp/PageDown scroll the conversation (the input is a few lines at most).
+    BINDINGS = [Binding("pageup", "screen.chat_page(-1)", "Scroll up", show=False),
+                Binding("pagedown", "screen.chat_page(1)", "Scroll down", show=False)]
+
     @dataclass
     class Submitted(Message):
         composer: "Composer"

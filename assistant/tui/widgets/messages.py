@@ -11,6 +11,10 @@ from textual.content import Content
 from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from textual.widgets._markdown import MarkdownStream
 
+from assistant.tui.events import PartProgress
+from assistant.tui.widgets import status as status_clock
+from assistant.tui.widgets.status import clock
+
 ROLE_TITLES = {"user": "You", "assistant": "XGen", "summary": "Summary", "system": "System"}
 
 FINISH_NOTES = {
@@ -152,13 +156,19 @@ class ReplyMessage(Vertical):
 
 
 class SummaryMessage(ReplyMessage):
-    """A summary in progress shows which part is being read, with a progress bar."""
+    """A summary in progress shows which part is being read, with a progress bar, and
+    inside the part the tokens read and written so far and its time (ticking each second)."""
 
     def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
                  title: str | None = None, streaming: bool = False):
         name = (meta or {}).get("file")
         super().__init__(message_id, text, meta, role="summary", streaming=streaming,
                          title=title or (f"Summary of {name}" if name else None))
+        self._stage = "Preparing…"
+        self._stage_started = status_clock.now()
+        self._detail: PartProgress | None = None
+        self._written = 0
+        self._ticker = None
 
     def compose_progress(self):
         yield Label("", classes="stage")
@@ -169,7 +179,32 @@ class SummaryMessage(ReplyMessage):
         self.query_one(".stage").display = self.streaming
         self.query_one(ProgressBar).display = self.streaming
         if self.streaming:
-            self.query_one(".stage", Label).update("Preparing…")
+            self._show_stage()
+            self._ticker = self.set_interval(1.0, self._show_stage)
+
+    def _show_stage(self) -> None:
+        detail = self._detail
+        parts = [self._stage]
+        if detail is not None and detail.read:
+            parts.append(f"{detail.read:,} tokens read")
+        written = detail.written if detail is not None and detail.written else self._written
+        if written:
+            parts.append(f"{written:,} written")
+        seconds = detail.seconds if detail is not None and detail.seconds else status_clock.now() - self._stage_started
+        parts.append(clock(seconds))
+        self.query_one(".stage", Label).update(Content(" · ".join(parts)))
+
+    def set_detail(self, detail: PartProgress | None) -> None:
+        """Progress inside the current part (tokens read, written, time), when reported."""
+        if detail is not None:
+            self._detail = detail
+            self._show_stage()
+
+    def set_written(self, generated: int) -> None:
+        """Tokens streamed so far by the call writing the summary."""
+        if generated:
+            self._written = generated
+            self._show_stage()
 
     def set_progress(self, stage: str, done: int, total: int) -> None:
         if stage == "map":
@@ -178,12 +213,17 @@ class SummaryMessage(ReplyMessage):
             label = f"Combining summaries ({stage.removeprefix('combine ')}): {min(done + 1, total)} of {total}"
         else:
             label = "Writing the summary"
-        self.query_one(".stage", Label).update(label)
+        if label != self._stage:  # a new part: its own counts and time
+            self._stage, self._stage_started = label, status_clock.now()
+            self._detail, self._written = None, 0
+        self._show_stage()
         bar = self.query_one(ProgressBar)
         bar.display = stage != "final"  # one call: the text streaming below shows the progress
         bar.update(total=total, progress=done)
 
     async def finish(self, text: str, meta: dict[str, Any]) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
         self.query_one(".stage").display = False
         self.query_one(ProgressBar).display = False
         await super().finish(text, meta)

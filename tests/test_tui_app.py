@@ -1,0 +1,269 @@
+"""The terminal app's behaviour at the keyboard and on small terminals (issue 10), driven
+with Textual's Pilot on a FakeEngine at 80x24 and 120x40."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import OptionList
+from textual.widgets._footer import FooterKey
+
+from assistant.engines.fake import FakeEngine
+from assistant.store import Store
+from assistant.tui.app import XGenApp, create_app
+from assistant.tui.screens.attach import AttachScreen
+from assistant.tui.widgets.composer import Composer
+from assistant.tui.widgets.conversation import ConversationView
+from assistant.tui.widgets.messages import ReplyMessage
+from assistant.tui.widgets.sidebar import Sidebar
+from tests.test_tui_support import NOTES, sync, wait_for, wait_idle, write
+
+SMALL = (80, 24)
+LARGE = (120, 40)
+WORDS = " ".join(f"word{i}" for i in range(60))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("XGEN_HOME", str(home))
+    monkeypatch.delenv("XGEN_MODEL", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(home):
+    with Store(home / "sessions.db") as store:
+        yield store
+
+
+def app_with(engine, store, **kwargs) -> XGenApp:
+    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
+
+
+def replies(app) -> list[ReplyMessage]:
+    return list(app.chat.query(ReplyMessage))
+
+
+def composer(app) -> Composer:
+    return app.chat.query_one(Composer)
+
+
+def notes_of(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def send(pilot, text: str) -> None:
+    box = composer(pilot.app)
+    box.focus()
+    box.text = text
+    box.move_cursor(box.document.end)
+    await pilot.press("enter")
+
+
+async def type_draft(pilot, text: str) -> None:
+    box = composer(pilot.app)
+    box.focus()
+    box.text = text
+    box.move_cursor(box.document.end)
+    await pilot.pause()
+
+
+# -- 1. focus and the draft come back after every dialog -----------------------------------
+
+
+@sync
+async def test_focus_and_the_draft_return_to_the_input_after_dialogs(store, monkeypatch):
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [("/models/other.gguf", "other.gguf (1 GiB)")])
+    app = create_app(engine_factory=lambda ref: FakeEngine(model_name=ref or "default"), store=store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await type_draft(pilot, "half a question")
+        # The conversation had the focus; after the dialog the input has it.
+        app.chat.query_one(ConversationView).focus()
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        await pilot.pause()
+        assert app.focused is composer(app) and composer(app).text == "half a question"
+        # Switch model from the palette: the draft and the focus stay.
+        await pilot.press("ctrl+p")
+        await pilot.press(*"switch model")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not app.chat and "Picker" in type(app.screen).__name__)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.loaded and app.loaded.name == "/models/other.gguf")
+        await pilot.pause()
+        assert app.focused is composer(app) and composer(app).text == "half a question"
+
+
+# -- 2. visible focus; a focused list selects its first row --------------------------------
+
+
+@sync
+async def test_focus_is_visible_and_a_focused_list_selects_its_first_row(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.pause()
+        view = app.chat.query_one(ConversationView)
+        files = app.chat.query_one("#files", OptionList)
+        assert files.highlighted is None
+        unfocused = (view.styles.border_left[0], files.styles.border_left[0])
+        view.focus()
+        await pilot.pause()
+        assert view.styles.border_left[0] != unfocused[0]  # a bar shows where the focus is
+        files.focus()
+        await pilot.pause()
+        assert files.styles.border_left[0] != unfocused[1]
+        assert files.highlighted == 0  # Enter now summarizes notes.md
+
+
+# -- 3. PageUp/PageDown scroll the chat from the input -------------------------------------
+
+
+@sync
+async def test_page_keys_scroll_the_conversation_from_the_input(store):
+    engine = FakeEngine(["\n\n".join(f"Paragraph {i}." for i in range(40))])
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "A long answer please")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause(0.2)
+        view = app.chat.query_one(ConversationView)
+        bottom = view.scroll_y
+        assert bottom > 0 and app.focused is composer(app)
+        await pilot.press("pageup")
+        await pilot.pause(0.3)
+        assert view.scroll_y < bottom
+        await pilot.press("pagedown")
+        await pilot.pause(0.3)
+        assert view.scroll_y == bottom
+
+
+# -- 4. a live status bar ------------------------------------------------------------------
+
+
+@sync
+async def test_the_status_bar_is_live_during_a_reply_and_resets_on_a_new_session(store):
+    engine = FakeEngine([WORDS], step_delay=0.03)
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        status = app.chat.status
+        assert status.elapsed < 0 and status.speed == 0
+        await send(pilot, "Count")
+        await wait_for(pilot, lambda: app.chat.busy and status.elapsed >= 1, timeout=5, what="a second")
+        assert app.chat.busy  # these are live figures, not the finished reply's
+        assert status.speed > 0 and status.context_used > 0
+        assert str(app.chat.query_one("#elapsed").render()) in ("1 s", "2 s")
+        assert "tok/s" in str(app.chat.query_one("#speed").render())
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=10)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.conversation.session_id is None)
+        assert status.context_used == 0 and status.speed == 0 and status.elapsed < 0
+        assert not app.chat.query_one("#elapsed").display
+
+
+# -- 5. Clear keeps the files --------------------------------------------------------------
+
+
+@sync
+async def test_clear_keeps_the_files_in_the_sidebar(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(["Answer."]), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "Question")
+        await wait_idle(pilot, app)
+        await app.chat.action_clear()
+        await pilot.pause()
+        files = app.chat.query_one("#files", OptionList)
+        assert files.display and files.option_count == 1
+        assert "notes.md" in str(files.get_option_at_index(0).prompt)
+
+
+# -- 6. the sidebar on small terminals -----------------------------------------------------
+
+
+@sync
+async def test_the_sidebar_hides_below_90_columns_and_f2_toggles_it(store):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        sidebar = app.chat.query_one(Sidebar)
+        assert not sidebar.display
+        assert composer(app).region.width >= 70  # the conversation gets the whole width
+        await pilot.press("f2")
+        await pilot.pause()
+        assert sidebar.display and sidebar.region.width == 22
+        await pilot.press("f2")
+        await pilot.pause()
+        assert not sidebar.display
+
+
+@sync
+async def test_the_sidebar_is_narrower_below_120_columns(store):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_idle(pilot, app)
+        assert app.chat.query_one(Sidebar).region.width == 22
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        sidebar = app.chat.query_one(Sidebar)
+        assert sidebar.region.width == 26
+        await pilot.press("f2")  # F2 hides it on a wide terminal too
+        await pilot.pause()
+        assert not sidebar.display
+
+
+# -- 16. the footer ------------------------------------------------------------------------
+
+
+@sync
+async def test_the_footer_shows_quit_and_the_sidebar_key_at_80_columns(store):
+    app = app_with(FakeEngine([WORDS], step_delay=0.02), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+
+        def shown() -> dict[str, str]:
+            return {k.key: k.description for k in app.chat.query(FooterKey)
+                    if k.region.width and k.region.right <= SMALL[0]}
+
+        assert shown().get("ctrl+q") == "Quit" and shown().get("f2") == "Sidebar"
+        await send(pilot, "Write")
+        await wait_for(pilot, lambda: app.chat.busy)
+        await pilot.pause()
+        keys = shown()  # Esc Stop joins them and everything still fits
+        assert "escape" in keys and "ctrl+q" in keys and "f2" in keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy)
+
+
+# -- 17. Ctrl+C ------------------------------------------------------------------------------
+
+
+@sync
+async def test_ctrl_c_stops_a_reply_and_idle_it_does_not_quit(store):
+    engine = FakeEngine([WORDS], step_delay=0.03)
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Say many words")
+        reply = (await wait_for(pilot, lambda: replies(app)))[0]
+        await wait_for(pilot, lambda: len(reply.streamed_text) > 10, what="some streamed text")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=3, what="the reply to stop")
+        assert reply.meta["finish"] == "stopped" and WORDS.startswith(reply.text) and reply.text != WORDS
+        # Idle, Ctrl+C keeps Textual's meaning (copy in the input): the app stays open.
+        await type_draft(pilot, "keep me")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running and composer(app).text == "keep me"
