@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 
@@ -19,6 +20,7 @@ from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
+from models.paths import data_dir
 
 
 class XGenApp(App[None]):
@@ -134,6 +136,25 @@ class XGenApp(App[None]):
         if loaded is not None:
             with self.engine_lock:
                 loaded.engine.close()
+
+    # -- screenshots -----------------------------------------------------------------------
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save an SVG screenshot (the palette's "Screenshot") in xgen's data folder,
+        `screenshots/` (created on demand), not ~/Downloads, which may not exist, and say
+        where. Returns the file's path, or None if it could not be written."""
+        folder = Path(path).expanduser() if path else data_dir() / "screenshots"
+        name = filename or f"xgen-local-{datetime.now().strftime(time_format or '%Y-%m-%d_%H-%M-%S')}.svg"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = Path(self.save_screenshot(name, str(folder))).resolve()
+        except OSError as exc:
+            self.notify(f"Cannot write {folder / name}: {exc.strerror or exc}", title="Screenshot not saved",
+                        severity="error", timeout=10)
+            return None
+        self.notify(str(saved), title="Screenshot saved", timeout=10)
+        return str(saved)
 
     # -- the command palette ---------------------------------------------------------------
 
