@@ -136,10 +136,25 @@ class SessionsAndFiles:
         if path:
             self.attach_paths([path])
 
+    def _attached_paths(self) -> set[str]:
+        conversation = self.xgen.conversation
+        return {f.path for f in conversation.files()} | {d.source for d in conversation.documents}
+
+    def _say_already_attached(self, name: str) -> None:
+        self.notify(f"{name} is already attached to this session.", title="Already attached", severity="warning")
+
     def attach_paths(self, paths: list[str]) -> None:
+        attached, fresh = self._attached_paths(), []
+        for path in map(resolve_path, paths):
+            if str(path) in attached or path in fresh:
+                self._say_already_attached(path.name)
+            else:
+                fresh.append(path)
+        if not fresh:
+            return
         self._reading_files = True
         self.status.activity = "reading files…"
-        self.read_new_files([resolve_path(p) for p in paths])
+        self.read_new_files(fresh)
 
     @work(thread=True, group="files")
     def read_new_files(self, paths: list[Path]) -> None:
@@ -155,6 +170,9 @@ class SessionsAndFiles:
         had_context = self.xgen.conversation.has_context
         added = []
         for doc, n_tokens in documents:
+            if any(d.source == doc.source for d in self.xgen.conversation.documents):
+                self._say_already_attached(doc.name)  # attached meanwhile (two reads of it in flight)
+                continue
             try:
                 self.xgen.conversation.attach(doc, n_tokens, model.name if model else "",
                                               model.engine_name if model else "")
