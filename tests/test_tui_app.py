@@ -267,3 +267,86 @@ async def test_ctrl_c_stops_a_reply_and_idle_it_does_not_quit(store):
         await pilot.press("ctrl+c")
         await pilot.pause()
         assert app.is_running and composer(app).text == "keep me"
+
+
+# -- 9. screenshots --------------------------------------------------------------------------
+
+
+@sync
+async def test_the_palette_screenshot_is_saved_in_the_data_folder_without_downloads(store, home, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # a home without ~/Downloads
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"screenshot")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        note = await wait_for(pilot, lambda: [n for n in app._notifications if "Screenshot" in (n.title or "")],
+                              what="the screenshot notification")
+        assert note[-1].severity == "information", note[-1].message
+    saved = list((home / "screenshots").glob("*.svg"))
+    assert len(saved) == 1 and str(saved[0]) in note[-1].message and saved[0].read_text().startswith("<svg")
+
+
+# -- 13. attaching a file twice --------------------------------------------------------------
+
+
+@sync
+async def test_attaching_a_file_twice_says_so_and_attaches_it_once(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        app.clear_notifications()
+        app.chat.attach_paths([str(notes)])
+        await pilot.pause()
+        (note,) = list(app._notifications)
+        assert note.severity == "warning" and "notes.md is already attached" in note.message
+        # Two reads of the same new file in flight: one is attached, the other is reported.
+        other = write(tmp_path, "other.md", NOTES.replace("widgets", "gadgets"))
+        app.clear_notifications()
+        app.chat.attach_paths([str(other), str(other)])
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 2 and not app.chat._reading_files)
+        await pilot.pause()
+        assert any("other.md is already attached" in m for m in notes_of(app))
+        assert sum("other.md" in m and "tokens" in m for m in notes_of(app)) == 1
+        assert [d.name for d in app.conversation.documents] == ["notes.md", "other.md"]
+        assert app.chat.query_one("#files", OptionList).option_count == 2
+    assert [f.name for f in store.files(app.conversation.session_id)] == ["notes.md", "other.md"]
+
+
+# -- 15. progress inside a summary's part ------------------------------------------------------
+
+
+@sync
+async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
+    from assistant.tui.events import PartProgress, SummaryProgress
+    from assistant.tui.widgets.messages import SummaryMessage
+    from tests.test_tui_support import AUDIT, SummaryEngine
+
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    engine = SummaryEngine(n_ctx=512, hold_from_part=2)  # part 2 waits until it is stopped
+    app = app_with(engine, store, files=[str(audit)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.press("ctrl+s")
+        summary = (await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage))))[0]
+        stage = summary.query_one(".stage")
+        await wait_for(pilot, lambda: "part 2" in str(stage.render()), what="part 2")
+        # The time inside the part ticks while the model reads it.
+        await wait_for(pilot, lambda: "· 1 s" in str(stage.render()), timeout=4, what="a second in the part")
+        # The core's counts inside the part, when it reports them.
+        app.chat.post_message(SummaryProgress(summary.message_id, "map", 1, 6, PartProgress(read=310, written=12,
+                                                                                            seconds=4.2)))
+        await wait_for(pilot, lambda: "310 tokens read" in str(stage.render()))
+        text = str(stage.render())
+        assert text.startswith("Reading part 2 of 6") and "12 written" in text and "4 s" in text
+        assert app.chat.status.context_used == 322  # that call's context
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
+        assert not stage.display
