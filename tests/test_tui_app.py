@@ -350,3 +350,43 @@ async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
         assert not stage.display
+
+
+# -- 11. Up and Down recall the session's questions ------------------------------------------
+
+
+@sync
+async def test_up_and_down_recall_earlier_questions_like_a_shell(store):
+    app = app_with(FakeEngine(["One.", "Two."]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        for question in ("first question", "second\non two lines"):
+            await send(pilot, question)
+            await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        box = composer(app)
+        await type_draft(pilot, "a draft")
+        await pilot.press("up")
+        assert box.text == "second\non two lines"
+        await pilot.press("up")  # the cursor is on the last line: Up moves within the question first
+        assert box.text == "second\non two lines" and box.cursor_location[0] == 0
+        await pilot.press("up", "up")
+        assert box.text == "first question"  # the oldest stays
+        await pilot.press("down")
+        assert box.text == "second\non two lines"
+        await pilot.press("down", "down")
+        assert box.text == "a draft"  # past the newest, the draft is back
+        await pilot.press("down")
+        assert box.text == "a draft"
+    # A reopened session recalls its own questions.
+    again = app_with(FakeEngine(), store)
+    async with again.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, again)
+        await wait_for(pilot, lambda: again.conversation.session_id)
+        composer(again).focus()
+        await pilot.press("up")
+        assert composer(again).text == "second\non two lines"
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: again.conversation.session_id is None)
+        composer(again).text = ""
+        await pilot.press("up")
+        assert composer(again).text == ""  # a new session has no questions yet

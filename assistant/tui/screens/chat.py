@@ -196,6 +196,7 @@ class ChatScreen(SessionsAndFiles, Screen):
             return
         if self._ready() and await self.ask(event.text):
             event.composer.clear()
+            event.composer.remember(event.text)
 
     def pending_dropped(self) -> None:
         if self._pending:
@@ -212,6 +213,7 @@ class ChatScreen(SessionsAndFiles, Screen):
             self.status.activity = ""
         if composer.text.strip() == pending and self._ready() and await self.ask(pending):
             composer.clear()
+            composer.remember(pending)
 
     async def ask(self, question: str) -> bool:
         app = self.xgen

@@ -79,6 +79,7 @@ class SessionsAndFiles:
             self.notify(str(exc), title="Cannot open the session", severity="error")
             return
         await self.view.show(messages)
+        self.query_one(Composer).set_history([m.content for m in messages if m.role == "user"])
         self.refresh_sidebar()
         self.status.reset()
         if files:
@@ -90,6 +91,7 @@ class SessionsAndFiles:
             return
         self.xgen.conversation.new()
         await self.view.show([])
+        self.query_one(Composer).set_history([])
         self.refresh_sidebar()
         self.status.reset()
 
