@@ -390,3 +390,92 @@ async def test_up_and_down_recall_earlier_questions_like_a_shell(store):
         composer(again).text = ""
         await pilot.press("up")
         assert composer(again).text == ""  # a new session has no questions yet
+
+
+# -- 12. the attach dialog: errors inline, candidates listed -----------------------------------
+
+
+@sync
+async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates(store, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write(folder, "notes.md", NOTES)
+    write(folder, "notes-old.md", NOTES)
+    write(folder, "report.txt", NOTES)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+o")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen)
+        path = dialog.query_one("#attach-path")
+        error = dialog.query_one("#path-error")
+        candidates = dialog.query_one("#path-candidates", OptionList)
+
+        async def submit(text: str) -> None:
+            path.value = text
+            path.cursor_position = len(text)
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+
+        await submit(str(folder / "missing.md"))
+        assert app.screen is dialog and error.display and "No such file" in str(error.render())
+        await submit(str(folder))
+        assert app.screen is dialog and "docs is a folder" in str(error.render())
+        assert path.value == f"{folder}/"  # ... and its files are listed, to pick one
+        await pilot.pause()
+        assert candidates.display and candidates.option_count == 3
+        # Typing narrows the list; Tab takes the first candidate.
+        path.value = f"{folder}/no"
+        path.cursor_position = len(path.value)
+        await pilot.pause(0.2)
+        assert not error.display
+        assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
+            "notes-old.md", "notes.md"]
+        await pilot.press("tab")
+        assert path.value == f"{folder}/notes-old.md"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
+        assert app.screen is app.chat and app.conversation.documents[0].name == "notes-old.md"
+
+
+# -- 10. Switch model can browse to any .gguf file ----------------------------------------------
+
+
+@sync
+async def test_switch_model_can_browse_to_a_gguf_file(store, tmp_path, monkeypatch):
+    asked = []
+
+    def factory(ref):
+        asked.append(ref)
+        return FakeEngine(model_name=ref or "default")
+
+    model = tmp_path / "models" / "mine-q4.gguf"
+    model.parent.mkdir()
+    model.write_bytes(b"GGUF")
+    write(model.parent, "readme.txt", "not a model")
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [])
+    app = create_app(engine_factory=factory, store=store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        app.action_switch_model()
+        picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                and app.screen)
+        assert "Browse for a .gguf file" in str(picker.query_one(OptionList).get_option_at_index(0).prompt)
+        await pilot.press("enter")
+        dialog = await wait_for(pilot, lambda: type(app.screen).__name__ == "ModelFileScreen" and app.screen)
+        path = dialog.query_one("#attach-path")
+        path.value = f"{model.parent}/"
+        path.cursor_position = len(path.value)
+        await pilot.pause(0.2)
+        candidates = dialog.query_one("#path-candidates", OptionList)
+        assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
+            "mine-q4.gguf"]  # only .gguf files (and folders)
+        path.value = str(model.parent / "readme.txt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and "not a .gguf file" in str(dialog.query_one("#path-error").render())
+        path.value = str(model)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.loaded and app.loaded.name == str(model))
+        assert asked == [None, str(model)] and app.focused is composer(app)

@@ -13,14 +13,18 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from assistant.store import Store
-from assistant.tui.conversation import Conversation
+from assistant.tui.conversation import Conversation, resolve_path
 from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
+from assistant.tui.screens.attach import ModelFileScreen
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
 from models.paths import data_dir
+
+
+BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
 
 
 class XGenApp(App[None]):
@@ -118,16 +122,21 @@ class XGenApp(App[None]):
         current = self.loaded.ref if self.loaded else None
         if current and current not in [ref for ref, _ in options]:
             options.insert(0, (current, f"{current}  (current)"))
-        if not options:
-            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
-            return
-        self.push_screen(PickerScreen("Switch model", options, highlighted=current,
-                                      hint="Enter loads it · Esc cancels · `xgen models` lists more"),
+        hint = ("Enter loads it · Esc cancels · `xgen models` lists more" if options else
+                "No model in xgen's folder yet: browse to a .gguf file, or run `xgen demo` or `xgen pull`")
+        options.append((BROWSE, "Browse for a .gguf file…"))
+        self.push_screen(PickerScreen("Switch model", options, highlighted=current, hint=hint),
                          callback=self._model_chosen)
 
     def _model_chosen(self, ref: str | None) -> None:
-        if ref:
+        if ref == BROWSE:
+            self.push_screen(ModelFileScreen(), callback=self._model_file_chosen)
+        elif ref:
             self.load_model(ref)
+
+    def _model_file_chosen(self, path: str | None) -> None:
+        if path:
+            self.load_model(str(resolve_path(path)))
 
     def close_model(self) -> None:
         """Free the model once no worker uses it (the command line calls this after run())."""
