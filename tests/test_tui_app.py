@@ -479,3 +479,73 @@ async def test_switch_model_can_browse_to_a_gguf_file(store, tmp_path, monkeypat
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.loaded and app.loaded.name == str(model))
         assert asked == [None, str(model)] and app.focused is composer(app)
+
+
+# -- 14. rename and delete sessions, detach files from the palette --------------------------------
+
+
+async def palette(pilot, command: str) -> None:
+    await pilot.press("ctrl+p")
+    await pilot.press(*command)
+    await pilot.pause(0.4)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+@sync
+async def test_the_palette_renames_and_deletes_sessions_with_confirmation(store):
+    from assistant.tui.screens.dialogs import ConfirmScreen, TextScreen
+
+    app = app_with(FakeEngine(["One."]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "First question")
+        await wait_idle(pilot, app)
+        session_id = app.conversation.session_id
+        titles = {c.title for c in app.get_system_commands(app.chat)}
+        assert {"Rename session", "Delete session", "Detach file"} <= titles
+
+        await palette(pilot, "rename session")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and app.screen)
+        dialog.query_one("#text-value").value = "Widgets audit"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: store.get_session(session_id).title == "Widgets audit")
+        assert "Widgets audit" in str(app.chat.query_one("#sessions", OptionList).get_option_at_index(0).prompt)
+
+        await palette(pilot, "delete session")
+        await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList))
+        await pilot.press("enter")  # the current session is highlighted
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("enter")  # the focus is on Cancel: nothing is deleted
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert store.get_session(session_id) and app.conversation.session_id == session_id
+
+        await palette(pilot, "delete session")
+        await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.conversation.session_id is None, what="a new session")
+        assert store.list_sessions() == [] and not replies(app)
+        assert any("Widgets audit" in m for m in notes_of(app))
+
+
+@sync
+async def test_the_palette_detaches_a_file(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    other = write(tmp_path, "other.md", NOTES.replace("widgets", "gadgets"))
+    app = app_with(FakeEngine(), store, files=[str(notes), str(other)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 2)
+        await palette(pilot, "detach file")
+        picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                and app.screen)
+        assert picker.query_one(OptionList).option_count == 2
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 1)
+        assert [d.name for d in app.conversation.documents] == ["notes.md"]
+        assert [f.name for f in store.files(app.conversation.session_id)] == ["notes.md"]
+        await pilot.pause()
+        assert app.chat.query_one("#files", OptionList).option_count == 1
+        assert other.exists()  # only the session forgets it

@@ -174,7 +174,13 @@ class XGenApp(App[None]):
                 yield SystemCommand("Stop", "Stop the reply being written (Esc)", chat.action_stop)
             yield SystemCommand("New session", "Start an empty conversation (Ctrl+N)", chat.action_new_session)
             yield SystemCommand("Switch session", "Open a saved conversation", chat.action_switch_session)
+            yield SystemCommand("Rename session", "Give this conversation another title",
+                                chat.action_rename_session)
+            yield SystemCommand("Delete session", "Delete a saved conversation (asks first)",
+                                chat.action_delete_session)
             yield SystemCommand("Attach file", "Add a file to this session (Ctrl+O)", chat.action_attach)
+            yield SystemCommand("Detach file", "Remove a file from this session (the file itself stays)",
+                                chat.action_detach_file)
             yield SystemCommand("Summarize file", "Summarize an attached file in a paragraph (Ctrl+S)",
                                 chat.action_summarize)
             yield SystemCommand("Summarize file as bullet points", "Summarize an attached file as a list",

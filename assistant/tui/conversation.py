@@ -119,3 +119,15 @@ class Conversation:
     @property
     def context_used(self) -> int:
         return self._chat.context_used if self._chat is not None else 0
+
+    # --- added for the TUI (wip-tui) ---
+    def detach(self, path: str) -> None:
+        """Remove an attached file from the session: its record and its document.
+        A minimal version until the store has a method for it (the files table, directly)."""
+        if self.session is not None:
+            with self.store._write() as db:
+                db.execute("DELETE FROM files WHERE session_id = ? AND path = ?", (self.session.id, path))
+        kept = [d for d in self.documents if d.source != path]
+        if len(kept) != len(self.documents):
+            self.documents = kept
+            self.forget_context()  # passages are numbered once per ChatSession
