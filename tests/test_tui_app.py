@@ -549,3 +549,37 @@ async def test_the_palette_detaches_a_file(store, tmp_path):
         await pilot.pause()
         assert app.chat.query_one("#files", OptionList).option_count == 1
         assert other.exists()  # only the session forgets it
+
+
+# -- 7. a streamed line drawn twice --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\u2028", "\x85"])
+@sync
+async def test_a_streamed_reply_draws_each_line_once(separator):
+    """A form feed (PDF text), U+2028 (web pages) or NEL (Latin-1) in a reply made Textual's
+    Markdown.append re-parse from a line too early while streaming, which drew the last line
+    of the paragraph before again."""
+    from textual.app import App
+    from textual.containers import VerticalScroll
+    from textual.widgets._markdown import MarkdownBlock
+
+    class Host(App):
+        def compose(self):
+            yield VerticalScroll()
+
+    text = (f"Page 1{separator}page 2{separator}page 3 ends here.\nThe last line of it.\n\n"
+            "Next paragraph.\n\nThird one.")
+    app = Host()
+    async with app.run_test(size=SMALL) as pilot:
+        reply = ReplyMessage(1, streaming=True)
+        await app.query_one(VerticalScroll).mount(reply)
+        for start in range(0, len(text), 7):  # pieces as the relay sends them
+            await reply.append(text[start:start + 7])
+            await pilot.pause(0.02)
+        await pilot.pause(0.2)
+        shown = [str(block.render()) for block in reply.markdown.children if isinstance(block, MarkdownBlock)]
+        assert shown == ["Page 1 page 2 page 3 ends here. The last line of it.", "Next paragraph.", "Third one."]
+        await reply.finish(text, {})
+        await pilot.pause()
+        assert reply.text == text  # what is saved and exported is the model's text

@@ -25,6 +25,19 @@ FINISH_NOTES = {
 }
 
 
+# Characters where str.splitlines() breaks a line but Markdown does not. Textual's
+# Markdown.append indexes the text's splitlines() with the line numbers of its Markdown
+# parser, so each one of these in a streamed reply (a form feed from a PDF, U+2028 from
+# a web page, NEL from Latin-1 text) shifted the re-parse back a line and drew the line
+# before it twice. Markdown shows them as spaces anyway.
+NOT_MARKDOWN_LINE_BREAKS = str.maketrans({c: " " for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def displayable(markdown: str) -> str:
+    """Markdown text as the Markdown widget should get it (see NOT_MARKDOWN_LINE_BREAKS)."""
+    return markdown.translate(NOT_MARKDOWN_LINE_BREAKS)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -93,7 +106,7 @@ class ReplyMessage(Vertical):
     def compose(self):
         yield Label(Content(self.title), classes="role")
         yield from self.compose_progress()
-        yield Markdown(self.text or (self.WAITING if self.streaming else ""), open_links=False)
+        yield Markdown(displayable(self.text) or (self.WAITING if self.streaming else ""), open_links=False)
         yield Static("", classes="meta")
         yield Vertical(classes="citations")
 
@@ -119,7 +132,7 @@ class ReplyMessage(Vertical):
             await self.markdown.update("")
             self._stream = Markdown.get_stream(self.markdown)
         self._streamed.append(piece)
-        await self._stream.write(piece)
+        await self._stream.write(displayable(piece))
 
     async def finish(self, text: str, meta: dict[str, Any]) -> None:
         if self._stream is not None:
@@ -128,7 +141,7 @@ class ReplyMessage(Vertical):
         self.streaming = False
         self.text = text
         self.meta = dict(meta)
-        await self.markdown.update(text or "*(no text)*")
+        await self.markdown.update(displayable(text) or "*(no text)*")
         self.show_meta(self.meta)
 
     def _set_meta(self, text: str, problem: bool) -> None:
