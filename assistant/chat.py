@@ -19,6 +19,7 @@ from assistant.chunking import Chunk, split_for_retrieval
 from assistant.documents import Document
 from assistant.engines.base import Engine, GenerationStats, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptBuilder, PromptStyle
+from assistant.replytext import clean_reply
 from assistant.retrieval import PassageIndex
 
 INSTRUCTION = ("Answer the question using only the numbered passages below. After each statement, "
@@ -153,6 +154,7 @@ class ChatSession:
             self._shown |= {p.number for p in passages}
             self._builder.reply(done.token_ids)
         citations = [p for n in cited_numbers(done.text) if (p := self.passage(n)) and n in self._shown]
-        answer = Answer(question, done.text.strip(), citations, done.stats, notes, [p.number for p in passages])
+        answer = Answer(question, clean_reply(done.text).strip(), citations, done.stats, notes,
+                        [p.number for p in passages])
         self.history.append(answer)
         return answer

@@ -25,6 +25,7 @@ from assistant.chunking import split_document
 from assistant.documents import Document
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptStyle, single_turn
+from assistant.replytext import clean_reply
 from assistant.textstream import TextStream
 from models.errors import XGenError
 
@@ -297,7 +298,8 @@ class Summarizer:
     def _finish(text: str, stats: SummaryStats, started: float, *, stopped: bool,
                 partials: list[str] | None = None, note: str | None = None) -> SummaryResult:
         stats.seconds = time.perf_counter() - started
-        return SummaryResult(text.strip(), stats, stopped, partials or [], [note] if note else [])
+        return SummaryResult(clean_reply(text).strip(), stats, stopped, [clean_reply(p) for p in partials or []],
+                             [note] if note else [])
 
 
 def _join(texts: list[str]) -> str:

@@ -583,3 +583,37 @@ async def test_a_streamed_reply_draws_each_line_once(separator):
         await reply.finish(text, {})
         await pilot.pause()
         assert reply.text == text  # what is saved and exported is the model's text
+
+
+# -- 8. no \' in exports -------------------------------------------------------------------------
+
+
+@sync
+async def test_the_export_has_plain_apostrophes_where_the_model_escaped_them(store, tmp_path):
+    """XGen writes it\\'s; on screen Markdown hides the backslash, the export showed it."""
+    from assistant.tui.screens.export import ExportScreen
+
+    engine = FakeEngine(["It\\'s the unit\\'s fault, he said \\\"twice\\\". Code stays: `'it\\'s'`."])
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Whose fault is it?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        assert replies(app)[0].text == "It's the unit's fault, he said \"twice\". Code stays: `'it\\'s'`."
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+        target = tmp_path / "chat.md"
+        app.screen.query_one("#export-path").value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, target.exists)
+    text = target.read_text()
+    assert "It's the unit's fault, he said \"twice\"." in text and "`'it\\'s'`" in text
+    assert store.messages(app.conversation.session_id)[1].content.startswith("It's the unit's")
+
+
+def test_clean_reply_leaves_code_alone():
+    from assistant.replytext import clean_reply
+
+    text = "It\\'s here:\n\n```python\ns = 'it\\'s'\n```\n\nand `x = 'a\\'b'`, isn\\'t it?"
+    assert clean_reply(text) == "It's here:\n\n```python\ns = 'it\\'s'\n```\n\nand `x = 'a\\'b'`, isn't it?"
+    assert clean_reply("a \\\\ b \\n") == "a \\\\ b \\n"  # other backslashes stay
