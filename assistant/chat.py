@@ -23,6 +23,7 @@ from assistant.chunking import Chunk, split_for_retrieval
 from assistant.documents import Document
 from assistant.engines.base import ContextOverflow, Engine, GenerationStats, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptBuilder, PromptStyle
+from assistant.replytext import clean_reply
 from assistant.retrieval import PassageIndex
 from models.errors import XGenError
 
@@ -267,7 +268,7 @@ class ChatSession:
             self._builder.reply(done.token_ids)
         in_view = self._shown | {p.number for p in prepared.passages}
         citations = [p for n in cited_numbers(done.text) if (p := self.passage(n)) and n in in_view]
-        answer = Answer(prepared.question, done.text.strip(), citations, done.stats, list(prepared.notes),
+        answer = Answer(prepared.question, clean_reply(done.text).strip(), citations, done.stats, list(prepared.notes),
                         [p.number for p in prepared.passages],
                         [p for p in self.passages if p.number in in_view], len(self.passages))
         if answer.cut_short:

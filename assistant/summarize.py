@@ -25,6 +25,7 @@ from assistant.chunking import split_document
 from assistant.documents import Document, LargeTextFile
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptStyle, single_turn
+from assistant.replytext import clean_reply
 from models.errors import XGenError
 
 PROMPT_VERSION = 1  # bump when the wording below changes: it invalidates cached parts
@@ -335,7 +336,7 @@ class Summarizer:
         if stats.cut_final and not stopped:
             notes.append("the summary was cut at its length limit; ask for fewer words (--words) "
                          "or bullet points")
-        return SummaryResult(text.strip(), stats, stopped, partials or [], notes)
+        return SummaryResult(clean_reply(text).strip(), stats, stopped, [clean_reply(p) for p in partials or []], notes)
 
 
 def _join(texts: list[str]) -> str:

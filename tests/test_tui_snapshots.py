@@ -1,4 +1,4 @@
-"""SVG snapshots of the app at 100x32 (pytest-textual-snapshot; update with --snapshot-update)."""
+"""SVG snapshots of the app at 100x32 and 80x24 (pytest-textual-snapshot; update with --snapshot-update)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.test_tui_support import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngi
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("XGEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("assistant.tui.widgets.status.now", lambda: 0.0)  # live timers show 0 s
     with Store(tmp_path / "sessions.db") as store:
         yield store
 
@@ -67,3 +68,23 @@ def test_summarizing_in_progress(snap_compare, store, tmp_path):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_conversation_at_80x24(snap_compare, store, tmp_path):
+    """The smallest supported terminal: no sidebar (F2 shows it), the footer fits."""
+    notes = write(tmp_path, "notes.md", NOTES)
+    engine = SteadyEngine(["Widget 2 left the warehouse on **day 2** [1]."])
+    app = create_app(engine_factory=lambda ref: engine, store=store, files=[str(notes)])
+
+    async def run_before(pilot):
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        composer = app.chat.query_one(Composer)
+        composer.text = "When did widget 2 leave?"
+        composer.focus()
+        composer.move_cursor(composer.document.end)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.chat.query(".citation") and not app.chat.busy)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
-from assistant.session import Conversation
+from assistant.session import Conversation, absolute
 from assistant.store import Store
 from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
+from assistant.tui.screens.attach import ModelFileScreen
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
+from models.paths import data_dir
+
+
+BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
 
 
 class XGenApp(App[None]):
@@ -25,6 +32,7 @@ class XGenApp(App[None]):
     TITLE = "xgen-local"
     SUB_TITLE = "private, offline XGen-7B"
     # Keep Ctrl+P for the command palette; the footer shows it on the right.
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", tooltip="Quit xgen-local (sessions are saved)", priority=True)]
 
     def __init__(self, engine_factory: EngineFactory, store: Store, *, files: Sequence[str] = (),
                  model: str | None = None, session_id: str | None = None):
@@ -129,16 +137,21 @@ class XGenApp(App[None]):
         current = self.loaded.ref if self.loaded else None
         if current and current not in [ref for ref, _ in options]:
             options.insert(0, (current, f"{current}  (current)"))
-        if not options:
-            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
-            return
-        self.push_screen(PickerScreen("Switch model", options, highlighted=current,
-                                      hint="Enter loads it · Esc cancels · `xgen models` lists more"),
+        hint = ("Enter loads it · Esc cancels · `xgen models` lists more" if options else
+                "No model in xgen's folder yet: browse to a .gguf file, or run `xgen demo` or `xgen pull`")
+        options.append((BROWSE, "Browse for a .gguf file…"))
+        self.push_screen(PickerScreen("Switch model", options, highlighted=current, hint=hint),
                          callback=self._model_chosen)
 
     def _model_chosen(self, ref: str | None) -> None:
-        if ref:
+        if ref == BROWSE:
+            self.push_screen(ModelFileScreen(), callback=self._model_file_chosen)
+        elif ref:
             self.load_model(ref)
+
+    def _model_file_chosen(self, path: str | None) -> None:
+        if path:
+            self.load_model(str(absolute(path)))
 
     def close_model(self) -> None:
         """Free the model once no worker uses it (the command line calls this after run())."""
@@ -147,6 +160,25 @@ class XGenApp(App[None]):
         if loaded is not None:
             with self.engine_lock:
                 loaded.engine.close()
+
+    # -- screenshots -----------------------------------------------------------------------
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save an SVG screenshot (the palette's "Screenshot") in xgen's data folder,
+        `screenshots/` (created on demand), not ~/Downloads, which may not exist, and say
+        where. Returns the file's path, or None if it could not be written."""
+        folder = Path(path).expanduser() if path else data_dir() / "screenshots"
+        name = filename or f"xgen-local-{datetime.now().strftime(time_format or '%Y-%m-%d_%H-%M-%S')}.svg"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = Path(self.save_screenshot(name, str(folder))).resolve()
+        except OSError as exc:
+            self.notify(f"Cannot write {folder / name}: {exc.strerror or exc}", title="Screenshot not saved",
+                        severity="error", timeout=10)
+            return None
+        self.notify(str(saved), title="Screenshot saved", timeout=10)
+        return str(saved)
 
     # -- the command palette ---------------------------------------------------------------
 
@@ -157,7 +189,13 @@ class XGenApp(App[None]):
                 yield SystemCommand("Stop", "Stop the reply being written (Esc)", chat.action_stop)
             yield SystemCommand("New session", "Start an empty conversation (Ctrl+N)", chat.action_new_session)
             yield SystemCommand("Switch session", "Open a saved conversation", chat.action_switch_session)
+            yield SystemCommand("Rename session", "Give this conversation another title",
+                                chat.action_rename_session)
+            yield SystemCommand("Delete session", "Delete a saved conversation (asks first)",
+                                chat.action_delete_session)
             yield SystemCommand("Attach file", "Add a file to this session (Ctrl+O)", chat.action_attach)
+            yield SystemCommand("Detach file", "Remove a file from this session (the file itself stays)",
+                                chat.action_detach_file)
             yield SystemCommand("Summarize file", "Summarize an attached file in a paragraph (Ctrl+S)",
                                 chat.action_summarize)
             yield SystemCommand("Summarize file as bullet points", "Summarize an attached file as a list",

@@ -32,7 +32,7 @@ class TurnFailed(Message):
 class ReplyText(Message):
     message_id: int
     text: str
-    generated: int = 0  # tokens streamed so far
+    generated: int = 0  # tokens written so far in this reply (0: not counted)
 
 
 @dataclass
@@ -46,12 +46,21 @@ class ReplyDone(Message):
 
 
 @dataclass
+class PartProgress:
+    """Where the model is inside one part (or call) of a summary."""
+
+    read: int = 0  # prompt tokens read so far
+    written: int = 0  # tokens generated so far
+    seconds: float = 0.0  # since the part started
+
+
+@dataclass
 class SummaryProgress(Message):
     message_id: int
     stage: str
     done: int
     total: int
-    elapsed: float = 0.0
+    detail: PartProgress | None = None  # progress inside the current part, when the core reports it
 
 
 @dataclass

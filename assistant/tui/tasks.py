@@ -90,8 +90,6 @@ def run_summary(conversation: Conversation, model: LoadedModel, doc, form: Summa
                 post: Post) -> None:
     relay = TextRelay(post)
     started: list[int] = []
-    clock = time.monotonic()
-
     def on_saved(message) -> None:
         relay.message_id = message.id
         started.append(message.id)
@@ -99,7 +97,7 @@ def run_summary(conversation: Conversation, model: LoadedModel, doc, form: Summa
 
     def on_progress(stage: str, done: int, total: int) -> None:
         if started:
-            post(SummaryProgress(started[0], stage, done, total, elapsed=time.monotonic() - clock))
+            post(SummaryProgress(started[0], stage, done, total))
 
     result, error = _attempt(lambda: conversation.summarize(model, doc, form, stop=stop, on_text=relay.add,
                                                             on_progress=on_progress, on_saved=on_saved))

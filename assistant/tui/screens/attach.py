@@ -1,4 +1,7 @@
-"""Attach a file: type its path (Tab completes it) or pick it in the tree."""
+"""Choose a file by path: type it (Tab completes, the candidates are listed under the
+input) or pick it in the tree. A wrong path keeps the dialog open and says why.
+
+AttachScreen picks a document to attach; ModelFileScreen a .gguf model to load."""
 
 from __future__ import annotations
 
@@ -8,36 +11,70 @@ from pathlib import Path
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
-from textual.widgets import DirectoryTree, Input, Label
+from textual.widgets import DirectoryTree, Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from assistant.session import absolute
+
+MAX_CANDIDATES = 50
 
 
-def complete_path(value: str) -> str | None:
+def _entries(value: str, suffixes: tuple[str, ...] = ()) -> tuple[str, str, list[tuple[str, bool]]]:
+    """(head, separator, [(name, is folder)]) of what `value`'s last part may complete to:
+    hidden entries only when the part starts with a dot; with `suffixes`, folders and
+    files with one of them."""
+    head, sep, prefix = value.rpartition(os.sep)
+    folder = Path(head + sep or ".").expanduser()
+    try:
+        with os.scandir(folder) as scan:
+            found = []
+            for entry in scan:
+                name = entry.name
+                if not name.startswith(prefix) or (name.startswith(".") and not prefix.startswith(".")):
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if suffixes and not is_dir and not name.lower().endswith(suffixes):
+                    continue
+                found.append((name, is_dir))
+    except OSError:
+        return head, sep, []
+    return head, sep, sorted(found)
+
+
+def complete_path(value: str, suffixes: tuple[str, ...] = ()) -> str | None:
     """`value` with its last part completed from what is on disk (a folder gets a trailing
     separator); hidden entries only when the part starts with a dot."""
     if not value:
         return None
-    head, sep, prefix = value.rpartition(os.sep)
-    folder = Path(head + sep or ".").expanduser()
-    try:
-        names = sorted(entry.name for entry in os.scandir(folder)
-                       if entry.name.startswith(prefix) and (prefix.startswith(".") or not entry.name.startswith(".")))
-    except OSError:
-        return None
-    for name in names:
-        completed = head + sep + name + (os.sep if (folder / name).is_dir() else "")
+    head, sep, names = _entries(value, suffixes)
+    for name, is_dir in names:
+        completed = head + sep + name + (os.sep if is_dir else "")
         if completed != value:
             return completed
     return None
 
 
+def path_candidates(value: str, suffixes: tuple[str, ...] = ()) -> list[str]:
+    """The completions of `value` (folders end with a separator), at most MAX_CANDIDATES."""
+    if not value:
+        return []
+    head, sep, names = _entries(value, suffixes)
+    return [head + sep + name + (os.sep if is_dir else "") for name, is_dir in names[:MAX_CANDIDATES]]
+
+
 class PathSuggester(Suggester):
-    def __init__(self) -> None:
+    def __init__(self, suffixes: tuple[str, ...] = ()) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
+        self.suffixes = suffixes
 
     async def get_suggestion(self, value: str) -> str | None:
-        return complete_path(value)
+        return complete_path(value, self.suffixes)
 
 
 class PathInput(Input):
@@ -45,8 +82,8 @@ class PathInput(Input):
 
     BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
 
-    def __init__(self, value: str | None = None, **kwargs):
-        super().__init__(value, suggester=PathSuggester(), **kwargs)
+    def __init__(self, value: str | None = None, *, suffixes: tuple[str, ...] = (), **kwargs):
+        super().__init__(value, suggester=PathSuggester(suffixes), **kwargs)
 
     def action_complete(self) -> None:
         suggestion = self._suggestion
@@ -58,31 +95,117 @@ class PathInput(Input):
 
 
 class FileTree(DirectoryTree):
+    def __init__(self, path, *, suffixes: tuple[str, ...] = (), **kwargs):
+        super().__init__(path, **kwargs)
+        self.suffixes = suffixes
+
     def filter_paths(self, paths):
-        return [p for p in paths if not p.name.startswith(".")]
+        return [p for p in paths if not p.name.startswith(".")
+                and (not self.suffixes or p.name.lower().endswith(self.suffixes) or p.is_dir())]
 
 
-class AttachScreen(ModalScreen[str | None]):
-    """Dismisses with the path typed or picked, or None on Esc."""
+class PathScreen(ModalScreen[str | None]):
+    """Dismisses with the path typed or picked once it names a file (of the right kind),
+    or None on Esc."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    title_text = "Choose a file"
+    placeholder = "Path of a file (Tab completes)"
+    hint = "Enter chooses · Tab completes · Esc cancels"
+    suffixes: tuple[str, ...] = ()
+    dialog_id = "path-dialog"
 
     def __init__(self, folder: Path | None = None):
         super().__init__()
         self.folder = folder or Path.cwd()
+        self._error_for: str | None = None  # the value the error shown is about
 
     def compose(self):
-        with Vertical(classes="dialog", id="attach-dialog"):
-            yield Label("Attach a file", classes="dialog-title")
-            yield PathInput(placeholder="Path of a file (Tab completes)", id="attach-path")
-            yield FileTree(self.folder, id="attach-tree")
-            yield Label("Enter attaches · Tab moves to the tree · Esc cancels", classes="dialog-hint")
+        with Vertical(classes="dialog path-dialog", id=self.dialog_id):
+            yield Label(self.title_text, classes="dialog-title")
+            yield PathInput(placeholder=self.placeholder, suffixes=self.suffixes, id="attach-path")
+            yield OptionList(id="path-candidates", compact=True)
+            yield Label("", id="path-error")
+            yield FileTree(self.folder, suffixes=self.suffixes, id="attach-tree")
+            yield Label(self.hint, classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#path-candidates").display = False
+        self.query_one("#path-error").display = False
+        self.query_one("#attach-path").focus()
+
+    # -- what is typed -----------------------------------------------------------------------
+
+    @on(Input.Changed, "#attach-path")
+    def typing(self, event: Input.Changed) -> None:
+        if event.value != self._error_for:
+            self.show_error("")
+        candidates = self.query_one("#path-candidates", OptionList)
+        found = path_candidates(event.value, self.suffixes)
+        candidates.clear_options()
+        candidates.add_options([Option(Content(Path(c).name + (os.sep if c.endswith(os.sep) else "")), id=c)
+                                for c in found])
+        # Not when the only candidate is what is typed (nothing more to complete).
+        candidates.display = bool(found) and found != [event.value]
+
+    @on(OptionList.OptionSelected, "#path-candidates")
+    def candidate_chosen(self, event: OptionList.OptionSelected) -> None:
+        path_input = self.query_one("#attach-path", PathInput)
+        path_input.value = event.option.id or path_input.value
+        path_input.cursor_position = len(path_input.value)
+        path_input.focus()
+
+    def show_error(self, message: str) -> None:
+        error = self.query_one("#path-error", Label)
+        error.update(Content(message))
+        error.display = bool(message)
+
+    def problem(self, path: Path) -> str | None:
+        """Why `path` cannot be chosen, or None."""
+        if path.is_dir():
+            return f"{path.name or path} is a folder: choose one of its files"
+        if not path.exists():
+            return f"No such file: {path}"
+        if self.suffixes and not path.name.lower().endswith(self.suffixes):
+            return f"{path.name} is not a {' or '.join(self.suffixes)} file"
+        if not os.access(path, os.R_OK):
+            return f"{path.name} cannot be read (permission denied)"
+        return None
+
+    def choose(self, typed: str) -> None:
+        path = absolute(typed)
+        problem = self.problem(path)
+        if problem is None:
+            self.dismiss(typed)
+            return
+        path_input = self.query_one("#attach-path", PathInput)
+        if path.is_dir():  # continue from there: its files are listed under the input
+            path_input.value = typed.rstrip(os.sep) + os.sep
+            path_input.cursor_position = len(path_input.value)
+        self._error_for = path_input.value
+        self.show_error(problem)
+        path_input.focus()
 
     @on(Input.Submitted, "#attach-path")
     def typed(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.dismiss(event.value.strip())
+            self.choose(event.value.strip())
 
     @on(DirectoryTree.FileSelected)
     def picked(self, event: DirectoryTree.FileSelected) -> None:
-        self.dismiss(str(event.path))
+        self.choose(str(event.path))
+
+
+class AttachScreen(PathScreen):
+    title_text = "Attach a file"
+    hint = "Enter attaches · Tab completes · Esc cancels"
+    dialog_id = "attach-dialog"
+
+
+class ModelFileScreen(PathScreen):
+    title_text = "Load a model file (.gguf)"
+    placeholder = "Path of a .gguf file (Tab completes)"
+    hint = "Enter loads it · Tab completes · Esc cancels"
+    suffixes = (".gguf",)
+    dialog_id = "model-dialog"

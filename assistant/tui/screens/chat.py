@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,14 +25,27 @@ from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
-from assistant.tui.widgets.messages import ReplyMessage, SummaryMessage, UserMessage
+from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
 from assistant.tui.widgets.sidebar import Sidebar
+from assistant.tui.widgets import status as status_clock
 from assistant.tui.widgets.status import StatusBar
 from models.errors import XGenError
 from models.paths import data_dir
 
 if TYPE_CHECKING:
     from assistant.tui.app import XGenApp
+
+
+@dataclass
+class LiveRun:
+    """What the status bar shows of the reply or summary running now."""
+
+    started: float
+    summary: bool = False
+    generated: int = 0
+    first: tuple[float, int] | None = None  # (time, tokens) of the first streamed text
+    last: tuple[float, int] | None = None  # ... and of the latest
+    context: int = 0  # a summary's current call: tokens read + written, when reported
 
 
 def slug(text: str) -> str:
@@ -41,14 +55,19 @@ def slug(text: str) -> str:
 class ChatScreen(SessionsAndFiles, Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
+        # Like the command line: Ctrl+C stops a reply. Idle, check_action() turns this
+        # binding off so Ctrl+C keeps Textual's meaning (copy in the input).
+        Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
         Binding("ctrl+n", "new_session", "New"),
         Binding("ctrl+o", "attach", "Attach"),
         Binding("ctrl+s", "summarize", "Summarize"),
         # Not Ctrl+E / Ctrl+Y: the input uses them (end of line, redo).
         Binding("ctrl+t", "export", "Export"),
-        Binding("ctrl+g", "copy_answer", "Copy"),
-        Binding("f2", "toggle_sidebar", "Sidebar", show=False),  # not Ctrl+B: tmux's prefix
+        Binding("ctrl+g", "copy_answer", "Copy", show=False),  # in the palette; the footer is full at 80 columns
+        Binding("f2", "toggle_sidebar", "Sidebar"),  # not Ctrl+B: tmux's prefix
     ]
+    # The sidebar is hidden below 90 columns (F2 shows it) and narrower below 120.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-medium"), (120, "-wide")]
 
     busy: reactive[str] = reactive("")  # "", "reply" or "summary"
 
@@ -57,6 +76,8 @@ class ChatScreen(SessionsAndFiles, Screen):
         self._stop = threading.Event()
         self._reading_files = False
         self._pending: str | None = None
+        self._live: LiveRun | None = None
+        self._live_timer = None
 
     @property
     def xgen(self) -> "XGenApp":
@@ -69,7 +90,7 @@ class ChatScreen(SessionsAndFiles, Screen):
                 yield ConversationView(id="conversation")
                 yield Composer(id="composer")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         self.query_one(Composer).focus()
@@ -92,6 +113,7 @@ class ChatScreen(SessionsAndFiles, Screen):
         self.refresh_bindings()
         if not busy:
             self.status.activity = ""
+            self._stop_live()
 
     def on_unmount(self) -> None:
         self._stop.set()  # let a running worker return, so the app can exit
@@ -117,7 +139,53 @@ class ChatScreen(SessionsAndFiles, Screen):
         self._stop = threading.Event()
         self.busy = kind
         self.status.activity = activity
+        self._start_live(kind)
         return self._stop
+
+    # -- the live status bar ---------------------------------------------------------------
+
+    def _start_live(self, kind: str) -> None:
+        self._live = LiveRun(status_clock.now(), summary=kind == "summary")
+        self.status.elapsed = 0.0
+        if self._live_timer is None:
+            self._live_timer = self.set_interval(1.0, self._tick_live)
+        else:
+            self._live_timer.resume()
+
+    def _stop_live(self) -> None:
+        self._tick_live()  # the final elapsed time stays until the next run or session
+        self._live = None
+        if self._live_timer is not None:
+            self._live_timer.pause()
+
+    def _count_live(self, generated: int, context: int = 0) -> None:
+        live = self._live
+        if live is None:
+            return
+        now = status_clock.now()
+        if generated:
+            live.generated = generated
+            live.last = (now, generated)
+            if live.first is None:
+                live.first = live.last
+        if context:
+            live.context = context
+        self._tick_live()
+
+    def _tick_live(self) -> None:
+        """Elapsed time, tokens/s and context used, from the counts streamed so far."""
+        live = self._live
+        if live is None:
+            return
+        status = self.status
+        status.elapsed = status_clock.now() - live.started
+        if live.first and live.last and live.last[0] - live.first[0] >= 0.5:
+            status.speed = (live.last[1] - live.first[1]) / (live.last[0] - live.first[0])
+        if live.summary:
+            if live.context:
+                status.context_used = live.context
+        else:  # the prompt of this turn is in the conversation's count once the worker built it
+            status.context_used = self.xgen.conversation.context_used + live.generated
 
     @on(Composer.Submitted)
     async def send(self, event: Composer.Submitted) -> None:
@@ -129,6 +197,7 @@ class ChatScreen(SessionsAndFiles, Screen):
             return
         if self._ready() and await self.ask(event.text):
             event.composer.clear()
+            event.composer.remember(event.text)
 
     def pending_dropped(self) -> None:
         if self._pending:
@@ -145,6 +214,7 @@ class ChatScreen(SessionsAndFiles, Screen):
             self.status.activity = ""
         if composer.text.strip() == pending and self._ready() and await self.ask(pending):
             composer.clear()
+            composer.remember(pending)
 
     async def ask(self, question: str) -> bool:
         """Hand the question to the core in a worker; the messages appear once it has saved them."""
@@ -176,9 +246,12 @@ class ChatScreen(SessionsAndFiles, Screen):
                     severity="error", timeout=12)
 
     async def on_reply_text(self, event: ReplyText) -> None:
+        self._count_live(event.generated)
         widget = self.view.reply(event.message_id)
         if widget is not None:
             await widget.append(event.text)
+        if isinstance(widget, SummaryMessage):
+            widget.set_written(event.generated)
 
     def on_reply_message_citation_opened(self, event: ReplyMessage.CitationOpened) -> None:
         self.app.push_screen(PassageScreen(event.citation))
@@ -187,6 +260,9 @@ class ChatScreen(SessionsAndFiles, Screen):
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)
+            widget.set_detail(event.detail)
+        if event.detail is not None:
+            self._count_live(0, event.detail.read + event.detail.written)
 
     async def on_reply_done(self, event: ReplyDone) -> None:
         widget = self.view.reply(event.message_id)
@@ -295,5 +371,25 @@ class ChatScreen(SessionsAndFiles, Screen):
         self.notify(f"{len(reply.text):,} characters (through your terminal, OSC 52)", title="Copied the last answer")
 
     def action_toggle_sidebar(self) -> None:
-        sidebar = self.query_one(Sidebar)
-        sidebar.display = not sidebar.display
+        # Classes, not sidebar.display, so the width breakpoints keep working after F2.
+        shown = self.query_one(Sidebar).display
+        self.set_class(shown, "-hide-sidebar")
+        self.set_class(not shown, "-show-sidebar")
+
+    def action_chat_page(self, direction: int) -> None:
+        """PageUp/PageDown from the input scroll the conversation."""
+        view = self.view
+        if direction < 0:
+            view.scroll_page_up()
+        else:
+            view.scroll_page_down()
+
+    @property
+    def composer(self) -> Composer:
+        return self.query_one(Composer)
+
+    def on_screen_resume(self) -> None:
+        # Back from a dialog or the command palette: to the input, whose draft is kept.
+        # A citation keeps the focus, so the next source is one Tab away.
+        if not isinstance(self.focused, CitationButton):
+            self.composer.focus()

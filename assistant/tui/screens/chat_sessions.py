@@ -15,6 +15,7 @@ from assistant.tui import tasks
 from assistant.session import absolute
 from assistant.tui.events import FilesLoaded
 from assistant.tui.screens.attach import AttachScreen
+from assistant.tui.screens.dialogs import ConfirmScreen, TextScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.sidebar import Sidebar
@@ -79,8 +80,9 @@ class SessionsAndFiles:
             self.notify(str(exc), title="Cannot open the session", severity="error")
             return
         await self.view.show(reopened.messages)
+        self.query_one(Composer).set_history([m.content for m in reopened.messages if m.role == "user"])
         self.refresh_sidebar()
-        self.status.context_used = 0
+        self.status.reset()
         if reopened.files:
             self._reading_files = True
             self.read_session_files(reopened.session.id)
@@ -90,8 +92,9 @@ class SessionsAndFiles:
             return
         self.xgen.conversation.new()
         await self.view.show([])
+        self.query_one(Composer).set_history([])
         self.refresh_sidebar()
-        self.status.context_used = 0
+        self.status.reset()
 
     async def action_new_session(self) -> None:
         await self.new_session()
@@ -124,9 +127,97 @@ class SessionsAndFiles:
                 for doc in conversation.documents]
         await self.new_session()
         self._add_documents(keep)
+        self.refresh_sidebar()  # the new session's files
         self.notify("Cleared: the model starts afresh" + (" with the same files." if keep else "."))
 
+    # -- rename, delete --------------------------------------------------------------------
+
+    def action_rename_session(self) -> None:
+        session = self.xgen.conversation.session
+        if session is None:
+            self.notify("Nothing to rename yet: this session is empty.", severity="warning")
+            return
+        self.app.push_screen(TextScreen("Rename this session", session.title, "Enter renames · Esc cancels"),
+                             callback=self._rename_chosen)
+
+    def _rename_chosen(self, title: str | None) -> None:
+        session = self.xgen.conversation.session
+        if not title or session is None:
+            return
+        try:
+            self.xgen.store.rename_session(session.id, title)
+        except XGenError as exc:
+            self.notify(str(exc), title="Cannot rename the session", severity="error")
+            return
+        self.refresh_sidebar()
+        self.notify(self.xgen.conversation.session.title, title="Renamed")
+
+    def action_delete_session(self) -> None:
+        if self._refuse_while_busy():
+            return
+        sessions = self.xgen.store.list_sessions()
+        if not sessions:
+            self.notify("No saved sessions yet.")
+            return
+        options = [(s.id, f"{s.title or '(untitled)'}  · {s.message_count} messages") for s in sessions]
+        self.app.push_screen(PickerScreen("Delete which session?", options,
+                                          highlighted=self.xgen.conversation.session_id,
+                                          hint="Enter asks to confirm · Esc cancels"),
+                             callback=self._delete_picked)
+
+    def _delete_picked(self, session_id: str | None) -> None:
+        if not session_id:
+            return
+        try:
+            session = self.xgen.store.get_session(session_id)
+        except XGenError as exc:
+            self.notify(str(exc), title="Cannot delete the session", severity="error")
+            return
+        title = session.title or "(untitled)"
+        message = (f"Its {session.message_count} messages, its list of files and its summaries are removed "
+                   "for good (the files themselves stay).")
+        self.app.push_screen(ConfirmScreen(f"Delete “{title}”?", message),
+                             callback=lambda yes: self._delete_confirmed(session_id, title) if yes else None)
+
+    async def _delete_confirmed(self, session_id: str, title: str) -> None:
+        if self._refuse_while_busy():
+            return
+        try:
+            self.xgen.store.delete_session(session_id)
+        except XGenError as exc:
+            self.notify(str(exc), title="Cannot delete the session", severity="error")
+            return
+        if session_id == self.xgen.conversation.session_id:
+            await self.new_session()
+        else:
+            self.refresh_sidebar()
+        self.notify(title, title="Deleted")
+
     # -- files ---------------------------------------------------------------------------
+
+    def action_detach_file(self) -> None:
+        if self._refuse_while_busy():
+            return
+        files = self.xgen.conversation.files()
+        if not files:
+            self.notify("No file is attached to this session.", severity="warning")
+            return
+        self.app.push_screen(PickerScreen("Detach which file?", [(f.path, f"{f.name}  ({f.path})") for f in files],
+                                          hint="Enter detaches it (the file itself stays) · Esc cancels"),
+                             callback=self._detach_chosen)
+
+    def _detach_chosen(self, path: str | None) -> None:
+        if not path or self._refuse_while_busy():
+            return
+        try:
+            self.xgen.conversation.detach(path)
+        except XGenError as exc:
+            self.notify(str(exc), title="Cannot detach the file", severity="error")
+            return
+        self.refresh_sidebar()
+        self.status.context_used = self.xgen.conversation.context_used
+        self.notify(f"{Path(path).name}: the model no longer reads it; the conversation so far stays.",
+                    title="Detached")
 
     def action_attach(self) -> None:
         self.app.push_screen(AttachScreen(), callback=self._attach_chosen)
@@ -135,10 +226,25 @@ class SessionsAndFiles:
         if path:
             self.attach_paths([path])
 
+    def _attached_paths(self) -> set[str]:
+        conversation = self.xgen.conversation
+        return {f.path for f in conversation.files()} | {d.source for d in conversation.documents}
+
+    def _say_already_attached(self, name: str) -> None:
+        self.notify(f"{name} is already attached to this session.", title="Already attached", severity="warning")
+
     def attach_paths(self, paths: list[str]) -> None:
+        attached, fresh = self._attached_paths(), []
+        for path in map(absolute, paths):
+            if str(path) in attached or path in fresh:
+                self._say_already_attached(path.name)
+            else:
+                fresh.append(path)
+        if not fresh:
+            return
         self._reading_files = True
         self.status.activity = "reading files…"
-        self.read_new_files([absolute(p) for p in paths])
+        self.read_new_files(fresh)
 
     @work(thread=True, group="files")
     def read_new_files(self, paths: list[Path]) -> None:
@@ -154,9 +260,12 @@ class SessionsAndFiles:
         had_context = self.xgen.conversation.has_context
         added = []
         for doc, n_tokens in documents:
+            if any(d.source == doc.source for d in self.xgen.conversation.documents):
+                self._say_already_attached(doc.name)  # attached meanwhile (two reads of it in flight)
+                continue
             try:
                 if not self.xgen.conversation.attach(doc, model=model):
-                    self.notify(f"{doc.name} is attached already.", severity="warning")
+                    self._say_already_attached(doc.name)
                     continue
             except XGenError as exc:
                 self.notify(f"{exc}. Start a new session (Ctrl+N) and attach it again.",

@@ -12,6 +12,10 @@ from textual.content import Content
 from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from textual.widgets._markdown import MarkdownStream
 
+from assistant.tui.events import PartProgress
+from assistant.tui.widgets import status as status_clock
+from assistant.tui.widgets.status import clock
+
 ROLE_TITLES = {"user": "You", "assistant": "XGen", "summary": "Summary", "system": "System"}
 
 FINISH_NOTES = {
@@ -20,6 +24,19 @@ FINISH_NOTES = {
     "context": "the context is full: start a new session (Ctrl+N) or clear this one (Ctrl+P → Clear)",
     "streaming": "interrupted: the app closed while this was being written",
 }
+
+
+# Characters where str.splitlines() breaks a line but Markdown does not. Textual's
+# Markdown.append indexes the text's splitlines() with the line numbers of its Markdown
+# parser, so each one of these in a streamed reply (a form feed from a PDF, U+2028 from
+# a web page, NEL from Latin-1 text) shifted the re-parse back a line and drew the line
+# before it twice. Markdown shows them as spaces anyway.
+NOT_MARKDOWN_LINE_BREAKS = str.maketrans({c: " " for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def displayable(markdown: str) -> str:
+    """Markdown text as the Markdown widget should get it (see NOT_MARKDOWN_LINE_BREAKS)."""
+    return markdown.translate(NOT_MARKDOWN_LINE_BREAKS)
 
 
 def _plural(n: int, word: str) -> str:
@@ -90,7 +107,7 @@ class ReplyMessage(Vertical):
     def compose(self):
         yield Label(Content(self.title), classes="role")
         yield from self.compose_progress()
-        yield Markdown(self.text or (self.WAITING if self.streaming else ""), open_links=False)
+        yield Markdown(displayable(self.text) or (self.WAITING if self.streaming else ""), open_links=False)
         yield Static("", classes="meta")
         yield Vertical(classes="citations")
 
@@ -116,7 +133,7 @@ class ReplyMessage(Vertical):
             await self.markdown.update("")
             self._stream = Markdown.get_stream(self.markdown)
         self._streamed.append(piece)
-        await self._stream.write(piece)
+        await self._stream.write(displayable(piece))
 
     async def finish(self, text: str, meta: dict[str, Any]) -> None:
         if self._stream is not None:
@@ -125,7 +142,7 @@ class ReplyMessage(Vertical):
         self.streaming = False
         self.text = text
         self.meta = dict(meta)
-        await self.markdown.update(text or "*(no text)*")
+        await self.markdown.update(displayable(text) or "*(no text)*")
         self.show_meta(self.meta)
 
     def _set_meta(self, text: str, problem: bool) -> None:
@@ -158,13 +175,19 @@ class ReplyMessage(Vertical):
 
 
 class SummaryMessage(ReplyMessage):
-    """A summary in progress shows which part is being read, with a progress bar."""
+    """A summary in progress shows which part is being read, with a progress bar, and
+    inside the part the tokens read and written so far and its time (ticking each second)."""
 
     def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
                  title: str | None = None, streaming: bool = False):
         name = (meta or {}).get("file")
         super().__init__(message_id, text, meta, role="summary", streaming=streaming,
                          title=title or (f"Summary of {name}" if name else None))
+        self._stage = "Preparing…"
+        self._stage_started = status_clock.now()
+        self._detail: PartProgress | None = None
+        self._written = 0
+        self._ticker = None
 
     def compose_progress(self):
         yield Label("", classes="stage")
@@ -175,7 +198,32 @@ class SummaryMessage(ReplyMessage):
         self.query_one(".stage").display = self.streaming
         self.query_one(ProgressBar).display = self.streaming
         if self.streaming:
-            self.query_one(".stage", Label).update("Preparing…")
+            self._show_stage()
+            self._ticker = self.set_interval(1.0, self._show_stage)
+
+    def _show_stage(self) -> None:
+        detail = self._detail
+        parts = [self._stage]
+        if detail is not None and detail.read:
+            parts.append(f"{detail.read:,} tokens read")
+        written = detail.written if detail is not None and detail.written else self._written
+        if written:
+            parts.append(f"{written:,} written")
+        seconds = detail.seconds if detail is not None and detail.seconds else status_clock.now() - self._stage_started
+        parts.append(clock(seconds))
+        self.query_one(".stage", Label).update(Content(" · ".join(parts)))
+
+    def set_detail(self, detail: PartProgress | None) -> None:
+        """Progress inside the current part (tokens read, written, time), when reported."""
+        if detail is not None:
+            self._detail = detail
+            self._show_stage()
+
+    def set_written(self, generated: int) -> None:
+        """Tokens streamed so far by the call writing the summary."""
+        if generated:
+            self._written = generated
+            self._show_stage()
 
     def set_progress(self, stage: str, done: int, total: int) -> None:
         if stage == "map":
@@ -184,12 +232,17 @@ class SummaryMessage(ReplyMessage):
             label = f"Combining summaries ({stage.removeprefix('combine ')}): {min(done + 1, total)} of {total}"
         else:
             label = "Writing the summary"
-        self.query_one(".stage", Label).update(label)
+        if label != self._stage:  # a new part: its own counts and time
+            self._stage, self._stage_started = label, status_clock.now()
+            self._detail, self._written = None, 0
+        self._show_stage()
         bar = self.query_one(ProgressBar)
         bar.display = stage != "final"  # one call: the text streaming below shows the progress
         bar.update(total=total, progress=done)
 
     async def finish(self, text: str, meta: dict[str, Any]) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
         self.query_one(".stage").display = False
         self.query_one(ProgressBar).display = False
         await super().finish(text, meta)

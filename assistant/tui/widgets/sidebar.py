@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual import on
+from textual import events, on
 from textual.containers import Vertical
 from textual.content import Content
 from textual.message import Message
@@ -54,8 +54,14 @@ class Sidebar(Vertical):
             options.add_option(Option(Content.assemble(f.name, (f"  {short_count(f.n_tokens)} tok", "dim")),
                                       id=f.path))
         options.display = bool(files)
-        self.query_one("#files-hint", Label).update("Enter or ^S summarizes" if files
-                                                    else "None yet (^O attaches)")
+        # At most 20 columns: the sidebar is 22 wide below 120 columns.
+        self.query_one("#files-hint", Label).update("Enter/^S: summary" if files else "None (^O attaches)")
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # A list reached with Tab shows a selected row at once, so Enter acts on it.
+        options = event.widget
+        if isinstance(options, OptionList) and options.highlighted is None and options.option_count:
+            options.highlighted = 0
 
     @property
     def highlighted_file(self) -> str | None:
