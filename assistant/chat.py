@@ -81,6 +81,47 @@ class Answer:
         return self.stats.finish in ("length", "context")
 
 
+@dataclass(frozen=True)
+class SourceGroup:
+    """Passages listed together under an answer: one cited passage, or a run of consecutive
+    uncited ones from one file (so 40 passages given do not take 40 lines)."""
+
+    passages: tuple[Passage, ...]
+    cited: bool
+
+    @property
+    def numbers(self) -> str:
+        first, last = self.passages[0].number, self.passages[-1].number
+        return f"[{first}]" if first == last else f"[{first}]-[{last}]"
+
+    @property
+    def label(self) -> str:
+        first, last = self.passages[0].chunk, self.passages[-1].chunk
+        return first.document.location(first.start, last.end)
+
+
+def source_groups(answer: Answer) -> list[SourceGroup]:
+    """The passages the model was given for `answer`, grouped for listing; cited ones alone."""
+    cited = {p.number for p in answer.citations}
+    groups: list[SourceGroup] = []
+    run: list[Passage] = []
+    for p in answer.sources:
+        if p.number not in cited and run and p.number == run[-1].number + 1 \
+                and p.chunk.document is run[-1].chunk.document:
+            run.append(p)
+            continue
+        if run:
+            groups.append(SourceGroup(tuple(run), False))
+            run = []
+        if p.number in cited:
+            groups.append(SourceGroup((p,), True))
+        else:
+            run = [p]
+    if run:
+        groups.append(SourceGroup(tuple(run), False))
+    return groups
+
+
 @dataclass
 class PreparedTurn:
     """A question checked against the budget, ready to generate (nothing stored yet)."""

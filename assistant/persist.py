@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from assistant.chat import Answer
+from assistant.chat import Answer, source_groups
 from assistant.engines.base import GenerationStats
 from assistant.store import Message, Store
 from models.errors import XGenError
@@ -25,10 +25,9 @@ def stats_meta(stats: GenerationStats) -> dict[str, Any]:
 
 
 def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
-    cited = {p.number for p in answer.citations}
     return {"citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
-            "sources": [{"number": p.number, "label": p.label, "cited": p.number in cited} for p in answer.sources],
-            "passages_total": answer.passages_total,
+            "sources": [{"numbers": g.numbers, "label": g.label, "cited": g.cited} for g in source_groups(answer)],
+            "passages_given": len(answer.sources), "passages_total": answer.passages_total,
             "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
             "context_used": context_used, "n_ctx": n_ctx}
 

@@ -187,8 +187,13 @@ def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
     assert note == (f"{total - given} of {total} passages did not fit the context; the {given} that best "
                     f"match the questions were given to the model")
     sources = saved.meta["sources"]
-    assert [s["number"] for s in sources] == [p.number for p in answer.sources]
-    assert [s["cited"] for s in sources].count(True) == len(answer.citations)
+    assert saved.meta["passages_given"] == given and saved.meta["passages_total"] == total
+    assert [s["cited"] for s in sources].count(True) == len(answer.citations) == 1
+    (cited,) = [s for s in sources if s["cited"]]
+    assert cited["numbers"] == f"[{chat.passages[2].number}]" and cited["label"] == chat.passages[2].label
+    listed = sum(1 + int(s["numbers"].split("]-[")[-1].strip("[]")) - int(s["numbers"].split("]")[0].strip("["))
+                 for s in sources)
+    assert listed == given  # every passage given is listed once
 
 
 def test_a_reply_cut_at_its_limit_says_so(store, tmp_path):

@@ -203,37 +203,19 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
 
 def _print_sources(answer) -> None:
     """The passages the model was given, consecutive uncited ones on one line; * marks the cited."""
+    from assistant.chat import source_groups
+
     if not answer.sources:
         return
     given, total = len(answer.sources), answer.passages_total
     left = f"; {total - given} did not fit the context" if given < total else ""
     click.echo(f"\nSources ({given} of {total} passages given to the model{left}; * cited):")
-    cited = {p.number for p in answer.citations}
-    run: list = []
-
-    def flush() -> None:
-        if run:
-            first, last = run[0], run[-1]
-            numbers = f"[{first.number}]" if first is last else f"[{first.number}]-[{last.number}]"
-            click.echo(f"    {numbers} {_span(first, last)}")
-            run.clear()
-
-    for p in answer.sources:
-        if p.number in cited:
-            flush()
-            click.echo(f"  * [{p.number}] {p.label}")
-            click.echo(_indent(p.chunk.text.strip()))
-        elif run and (p.number != run[-1].number + 1 or p.chunk.document is not run[-1].chunk.document):
-            flush()
-            run.append(p)
+    for group in source_groups(answer):
+        if group.cited:
+            click.echo(f"  * {group.numbers} {group.label}")
+            click.echo(_indent(group.passages[0].chunk.text.strip()))
         else:
-            run.append(p)
-    flush()
-
-
-def _span(first, last) -> str:
-    """One label for consecutive passages of one file: name:first-last line (or pages)."""
-    return first.chunk.document.location(first.chunk.start, last.chunk.end)
+            click.echo(f"    {group.numbers} {group.label}")
 
 
 def _indent(text: str, width: int = 300) -> str:

@@ -64,6 +64,19 @@ def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
     return " · ".join(parts), problem
 
 
+def sources_line(meta: dict[str, Any]) -> str:
+    """The passages the model was given, as `xgen ask` lists them: * marks the cited ones."""
+    groups = meta.get("sources") or []
+    if not groups:
+        return ""
+    given, total = meta.get("passages_given", 0), meta.get("passages_total", 0)
+    head = f"Sources: {given} of {total} passages given"
+    if total > given:
+        head += f" ({total - given} did not fit)"
+    items = [("* " if g.get("cited") else "") + f"{g.get('numbers', '')} {g.get('label', '')}" for g in groups]
+    return head + " · " + " · ".join(items)
+
+
 def citation_title(citation: dict[str, Any], position: int = 1) -> str:
     from assistant.store import citation_label
 
@@ -109,6 +122,7 @@ class ReplyMessage(Vertical):
         yield from self.compose_progress()
         yield Markdown(displayable(self.text) or (self.WAITING if self.streaming else ""), open_links=False)
         yield Static("", classes="meta")
+        yield Static("", classes="sources")
         yield Vertical(classes="citations")
 
     def compose_progress(self):
@@ -153,6 +167,10 @@ class ReplyMessage(Vertical):
 
     def show_meta(self, meta: dict[str, Any]) -> None:
         self._set_meta(*describe(meta, self.role))
+        line = self.query_one(".sources", Static)
+        text = sources_line(meta)
+        line.update(Content(text))
+        line.display = bool(text)
         box = self.query_one(".citations", Vertical)
         box.remove_children()
         citations = list(meta.get("citations") or [])
