@@ -73,6 +73,10 @@ def default_model_name() -> str | None:
     return None
 
 
+DEMO_NOTE = ("using the tiny demo model, whose weights are random: its text is nonsense. For real answers run "
+             "`xgen pull xgen-7b-8k-inst` (about 27 GB download, 4.2 GB result)")
+
+
 class NoModel(XGenError):
     """No model at all on this machine: the user needs `xgen pull` or `xgen demo`."""
 
@@ -113,15 +117,24 @@ class LoadedModel:
     style: PromptStyle = CHAT
     ref: str | None = None  # what the user asked for (None: the default model)
     location: str = ""  # the resolved file, folder or URL, kept with sessions to reopen them
+    note: str = ""  # to show once when it is used (the demo, taken without being asked for)
 
     @property
     def engine_name(self) -> str:
         return self.engine.name
 
 
+def is_demo(location: str) -> bool:
+    return Path(location).name.startswith(DEMO_FILE_PREFIX)
+
+
 def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int | None = None,
-               threads: int | None = None, kv_cache: str | None = None) -> LoadedModel:
-    """Resolve `model_ref` (None: the default model) and open it with its engine."""
+               threads: int | None = None, kv_cache: str | None = None, *,
+               implicit: bool | None = None) -> LoadedModel:
+    """Resolve `model_ref` (None: the default model) and open it with its engine.
+
+    `implicit` (default: no model_ref and no XGEN_MODEL) says the user did not choose this
+    model; the demo taken that way carries a note saying what it is."""
     from assistant.engines import open_engine
 
     ref = resolve_model(model_ref)
@@ -134,7 +147,10 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
     if kv_cache and kind == "llama":  # the other engines keep their own cache types
         options["kv_type"] = kv_cache
     engine = open_engine(kind, ref.location, **options)
-    return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location)
+    if implicit is None:
+        implicit = model_ref is None and not os.environ.get("XGEN_MODEL")
+    note = DEMO_NOTE if implicit and is_demo(ref.location) else ""
+    return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location, note)
 
 
 EngineFactory = Callable[[str | None], "Engine | LoadedModel"]
@@ -156,8 +172,11 @@ class ModelLoader:
 
     def __call__(self, ref: str | None) -> LoadedModel:
         # The first load may be a reopened session's model rather than `model`.
-        same, self._first = ref == self.model or self._first, False
-        return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache)
+        first, self._first = self._first, False
+        same = ref == self.model or first
+        implicit = first and self.model is None and not os.environ.get("XGEN_MODEL")
+        return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache,
+                          implicit=implicit)
 
 
 def as_loaded(result: "Engine | LoadedModel", ref: str | None) -> LoadedModel:

@@ -258,3 +258,21 @@ def test_ctrl_c_during_ask_on_a_local_engine(kind, home, notes, tmp_path, conver
         reply = store.messages(session.id)[1]
     assert reply.meta["finish"] == "stopped" and len(reply.content) >= 40
     assert shown.strip().startswith(reply.content)
+
+
+def test_the_demo_is_named_when_used_without_being_asked_for(home, notes, converted):
+    import shutil
+
+    from models.paths import models_dir
+
+    models_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(converted("q8_0"), models_dir() / "xgen-demo-q8_0.gguf")
+    implicit = CliRunner().invoke(main, ["ask", str(notes), "-q", "When?", "--max-tokens", "16"])
+    assert implicit.exit_code == 0, implicit.output
+    assert "note: using the tiny demo model, whose weights are random" in implicit.output
+    assert "xgen pull xgen-7b-8k-inst" in implicit.output
+    asked = CliRunner().invoke(main, ["ask", str(notes), "-q", "When?", "--max-tokens", "16", "--model", "demo"])
+    assert asked.exit_code == 0, asked.output
+    assert "demo model" not in asked.output
+    summary = CliRunner().invoke(main, ["summarize", str(notes)])
+    assert "note: using the tiny demo model" in summary.output

@@ -101,3 +101,18 @@ def test_a_stop_request_aborts_llama_decode_mid_batch(small_gguf, capfd):
             fresh.close()
     finally:
         engine.close()
+
+
+def test_too_old_bindings_are_refused_with_the_version_needed(converted, monkeypatch):
+    import llama_cpp
+
+    from assistant.engines import llama as engine_module
+    from models.errors import XGenError
+
+    monkeypatch.setattr(llama_cpp, "__version__", "0.3.16")
+    with pytest.raises(XGenError, match=r"llama-cpp-python 0\.3\.16 is too old.*needs 0\.3\.35 or newer"):
+        open_engine("llama", converted("q8_0"))
+    monkeypatch.undo()
+    monkeypatch.delattr(llama_cpp, "llama_set_abort_callback")
+    with pytest.raises(XGenError, match="lacks llama_set_abort_callback"):
+        engine_module._check_bindings(llama_cpp)

@@ -546,3 +546,19 @@ async def test_a_reopened_session_remembers_its_turns_and_its_model(store, tmp_p
     assert prompt.index("Question: When did widget 2 leave?") < prompt.index("Widget 2 left on day 2 [1].") \
         < prompt.index("Question: And widget 3?")
     assert "Line 3: the shipment" in prompt
+
+
+@sync
+async def test_the_app_names_the_demo_when_it_opens_it_by_default(store, home, converted):
+    import shutil
+
+    from models.paths import models_dir
+
+    models_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(converted("q8_0"), models_dir() / "xgen-demo-q8_0.gguf")
+    app = create_app(store=store)  # the command line's loader, no --model
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app, timeout=60)
+        assert "demo" in app.chat.status.model and "random weights" in app.chat.status.model
+        (note,) = [n for n in notifications(app) if n.title == "Demo model"]
+        assert "xgen pull xgen-7b-8k-inst" in note.message

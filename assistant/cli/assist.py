@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -77,6 +78,8 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
     store = Store()
     model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
+    if model.note:
+        click.echo(f"note: {model.note}", err=True)
     results = []
     interrupted = False
     for doc in docs:
@@ -164,6 +167,7 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
     from assistant.store import Store
 
     conversation = Conversation(Store())
+    implicit = model_ref is None and not os.environ.get("XGEN_MODEL")  # the user chose no model
     if session_id:
         reopened = conversation.open(session_id)
         read = conversation.read_files()
@@ -179,7 +183,9 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
         conversation.attach(doc, record=False)
     if not conversation.documents:
         raise XGenError("give at least one file to ask about (or - for standard input), or --session")
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit)
+    if model.note:
+        click.echo(f"note: {model.note}", err=True)
     settings = SamplingSettings(temperature=temperature)
     for question in questions:
         click.echo(f"\n> {question.strip()}\n")

@@ -16,6 +16,7 @@ top-k, top-p and a seeded draw.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -57,6 +58,32 @@ def _quiet_logs(llama_cpp) -> None:
         llama_cpp.llama_log_set(_log_callback, None)
 
 
+LLAMA_CPP_PYTHON_FLOOR = (0, 3, 35)
+
+
+def _check_bindings(llama_cpp) -> None:
+    """The llama-cpp-python features this engine relies on, checked before a model loads:
+    a version older than the floor fails later in ways that are easy to miss (prefix reuse
+    silently lost when kv_cache_seq_rm returns nothing, a TypeError from add_penalties)."""
+    import inspect
+
+    from llama_cpp._internals import LlamaContext, LlamaSampler
+
+    version = getattr(llama_cpp, "__version__", "0")
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    missing = [name for name, ok in (
+        ("llama_set_abort_callback", hasattr(llama_cpp, "llama_set_abort_callback")),
+        ("LlamaContext.kv_cache_seq_rm", hasattr(LlamaContext, "kv_cache_seq_rm")),
+        ("LlamaSampler.add_penalties(n_vocab, ...)",
+         len(inspect.signature(LlamaSampler.add_penalties).parameters) == 6),
+    ) if not ok]
+    if parts < LLAMA_CPP_PYTHON_FLOOR or missing:
+        floor = ".".join(map(str, LLAMA_CPP_PYTHON_FLOOR))
+        lacking = f" (it lacks {', '.join(missing)})" if missing else ""
+        raise XGenError(f"llama-cpp-python {version} is too old for xgen-local{lacking}: it needs {floor} or "
+                        f"newer; run ./setup.sh again, or pip install 'llama-cpp-python>={floor}'")
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -77,6 +104,7 @@ class LlamaEngine(Engine):
         """
         import llama_cpp
 
+        _check_bindings(llama_cpp)
         _quiet_logs(llama_cpp)
         path = Path(model_path)
         summary = read_gguf(path)  # clear errors for a missing, damaged or non-XGen file

@@ -109,6 +109,10 @@ class XGenApp(App[None]):
         status.engine = event.model.engine_name
         status.n_ctx = event.model.engine.n_ctx
         status.context_used = 0
+        if event.model.note:  # the demo, taken without being asked for: say so, visibly
+            status.model = f"{event.model.name} (demo: random weights)"
+            note = event.model.note
+            self.notify(note[0].upper() + note[1:] + ".", title="Demo model", severity="warning", timeout=30)
         await self.chat.send_pending()
 
     def on_model_failed(self, event: ModelFailed) -> None:
