@@ -137,20 +137,30 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
     model; the demo taken that way carries a note saying what it is."""
     from assistant.engines import open_engine
 
+    from assistant.fit import check_torch_fits, plan_gguf
+
     ref = resolve_model(model_ref)
     kind = engine_kind or ref.default_engine
     options: dict = {}
+    notes: list[str] = []
     if n_ctx:
         options["n_ctx"] = n_ctx
     if threads and kind == "llama":
         options["n_threads"] = threads
-    if kv_cache and kind == "llama":  # the other engines keep their own cache types
-        options["kv_type"] = kv_cache
+    if kind == "llama" and ref.kind == "gguf":  # fits before it loads (the other engines keep their caches)
+        plan = plan_gguf(ref.location, n_ctx or 0, kv_cache)
+        options["n_ctx"], options["kv_type"] = plan.n_ctx, plan.kv_type
+        notes += [plan.note] if plan.note else []
+    if kind == "torch" and ref.kind == "hf":
+        from models.xgen import pick_device_dtype
+
+        check_torch_fits(ref.location, pick_device_dtype(None, None)[0].type)
     engine = open_engine(kind, ref.location, **options)
     if implicit is None:
         implicit = model_ref is None and not os.environ.get("XGEN_MODEL")
-    note = DEMO_NOTE if implicit and is_demo(ref.location) else ""
-    return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location, note)
+    if implicit and is_demo(ref.location):
+        notes.insert(0, DEMO_NOTE)
+    return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location, "; ".join(notes))
 
 
 EngineFactory = Callable[[str | None], "Engine | LoadedModel"]

@@ -13,7 +13,6 @@ ctypes releases the GIL, so row ranges run on several threads.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as Q, LlamaFileType
 
 from models.errors import XGenError
+from models.hardware import usable_cores
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def quantize(data: np.ndarray, qtype: Q, threads: int | None = None) -> np.ndarr
     lib.ggml_quantize_init(int(qtype))
     row_bytes = tensor_nbytes((1, n_per_row), qtype)
     dst = np.empty((rows, row_bytes), dtype=np.uint8)
-    threads = max(1, min(threads or os.cpu_count() or 1, rows))
+    threads = max(1, min(threads or usable_cores(), rows))
     step = -(-rows // threads)
     src_ptr, dst_ptr = src.ctypes.data, dst.ctypes.data
 

@@ -28,6 +28,10 @@ class GGUFSummary:
     n_tokens: int
     chat_template: str | None
     nbytes: int
+    n_layers: int = 0
+    n_embd: int = 0
+    n_head: int = 0
+    n_head_kv: int = 0
 
 
 # GGUF value types -> struct format of a scalar (8 = string, 9 = array).
@@ -158,4 +162,8 @@ def read_gguf(path: str | Path) -> GGUFSummary:
         n_tokens=len(tokens),
         chat_template=meta.get("tokenizer.chat_template"),
         nbytes=size,
+        n_layers=int(meta.get("llama.block_count") or 0),
+        n_embd=int(meta.get("llama.embedding_length") or 0),
+        n_head=int(meta.get("llama.attention.head_count") or 0),
+        n_head_kv=int(meta.get("llama.attention.head_count_kv") or meta.get("llama.attention.head_count") or 0),
     )

@@ -68,7 +68,8 @@ def _sigterm_as_interrupt() -> None:
 @click.option("-t", "--type", "file_type", default="q4_k_m", show_default=True,
               help="f32, f16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("--threads", type=click.IntRange(1, 256), help="Quantization threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, 256),
+              help="Quantization threads (default: the physical cores this process may use).")
 @click.option("--variant", help="Registry name of the model, when SRC is a local copy of a published one.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) to download.")
 @click.option("--verify", "then_verify", is_flag=True, help="Check the result against the source afterwards.")

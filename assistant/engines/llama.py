@@ -15,7 +15,6 @@ top-k, top-p and a seeded draw.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from assistant.engines.base import Completion, Engine, GenerationRun, OnText, SamplingSettings, common_prefix_length
 from models.errors import XGenError
 from models.gguf_file import read_gguf
+from models.hardware import usable_cores
 from models.llama_cpp_utils import detokenize
 from models.tokenizer import N_VOCAB
 
@@ -116,12 +116,13 @@ class LlamaEngine(Engine):
             raise XGenError(f"n_batch must be positive, not {n_batch}")
         if kv_type is not None and kv_type.lower() not in KV_TYPES:
             raise XGenError(f"unknown KV cache type {kv_type!r}; use f16 or q8_0")
-        kv = KV_TYPES[(kv_type or "f16").lower()]
+        self.kv_type = (kv_type or "f16").lower()
+        kv = KV_TYPES[self.kv_type]
         if kv != KV_TYPES["f16"]:
             flash_attn = True
         if n_gpu_layers is None:
             n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or usable_cores()
         self.model_name = summary.name
         self.path = path
         try:
