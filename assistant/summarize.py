@@ -73,18 +73,20 @@ class SummaryForm:
 class SummaryCache(Protocol):
     def cache_get(self, key: str) -> str | None: ...
 
-    def cache_put(self, key: str, value: str) -> None: ...
+    def cache_put(self, key: str, value: str, source: str | None = None) -> None: ...
 
 
 class MemoryCache:
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
+        self.sources: dict[str, str | None] = {}
 
     def cache_get(self, key: str) -> str | None:
         return self.data.get(key)
 
-    def cache_put(self, key: str, value: str) -> None:
+    def cache_put(self, key: str, value: str, source: str | None = None) -> None:
         self.data[key] = value
+        self.sources[key] = source
 
 
 @dataclass
@@ -166,14 +168,14 @@ class Summarizer:
         for i, chunk in enumerate(chunks, 1):
             progress("map", i - 1, len(chunks))
             instruction = MAP_INSTRUCTION.format(part=i, parts=len(chunks), name=doc.name)
-            text = self._cached_call(instruction, chunk.text, self.part_tokens, stats, stop)
+            text = self._cached_call(instruction, chunk.text, self.part_tokens, stats, stop, doc.sha256)
             if text is None:
                 return self._finish("", stats, started, stopped=True, partials=partials,
                                     note=f"stopped after {len(partials)} of {len(chunks)} parts; "
                                          "their summaries are cached, so a re-run continues from there")
             partials.append(text.strip())
         progress("map", len(chunks), len(chunks))
-        return self._reduce(doc.name, partials, form, stats, started, stop, on_text, progress)
+        return self._reduce(doc.name, partials, form, stats, started, stop, on_text, progress, doc.sha256)
 
     def summarize_stream(self, stream: LargeTextFile, form: SummaryForm = SummaryForm(), *,
                          stop: threading.Event | None = None, on_text: OnText | None = None,
@@ -192,7 +194,7 @@ class Summarizer:
 
         def summarize_part(text: str, n_tokens: int) -> bool:
             instruction = STREAM_MAP_INSTRUCTION.format(part=len(partials) + 1, name=stream.name)
-            summary = self._cached_call(instruction, text, self.part_tokens, stats, stop)
+            summary = self._cached_call(instruction, text, self.part_tokens, stats, stop, stream.source)
             if summary is None:
                 return False
             partials.append(summary.strip())
@@ -214,7 +216,7 @@ class Summarizer:
                 return self._stopped_stream(stats, started, partials)
         if not partials:
             raise XGenError(f"{stream.name} has no text: it holds only whitespace")
-        return self._reduce(stream.name, partials, form, stats, started, stop, on_text, progress)
+        return self._reduce(stream.name, partials, form, stats, started, stop, on_text, progress, stream.source)
 
     def _stopped_stream(self, stats: SummaryStats, started: float, partials: list[str]) -> SummaryResult:
         return self._finish("", stats, started, stopped=True, partials=partials,
@@ -228,7 +230,8 @@ class Summarizer:
         return budget
 
     def _reduce(self, name: str, partials: list[str], form: SummaryForm, stats: SummaryStats, started: float,
-                stop: threading.Event, on_text: OnText | None, progress: ProgressFn) -> SummaryResult:
+                stop: threading.Event, on_text: OnText | None, progress: ProgressFn,
+                source: str | None = None) -> SummaryResult:
         """Combine partials in groups that fit until one final call can take them all."""
         n_ctx = self.engine.n_ctx
         final_budget = form.answer_tokens(self.final_tokens)
@@ -243,7 +246,7 @@ class Summarizer:
             merged = []
             for g, group in enumerate(groups, 1):
                 progress(f"combine level {stats.levels}", g - 1, len(groups))
-                text = self._cached_call(group_instruction, _join(group), self.part_tokens, stats, stop)
+                text = self._cached_call(group_instruction, _join(group), self.part_tokens, stats, stop, source)
                 if text is None:
                     return self._finish("", stats, started, stopped=True, partials=partials,
                                         note="stopped while combining partial summaries")
@@ -292,7 +295,7 @@ class Summarizer:
         return done
 
     def _cached_call(self, instruction: str, body: str, max_tokens: int, stats: SummaryStats,
-                     stop: threading.Event) -> str | None:
+                     stop: threading.Event, source: str | None) -> str | None:
         """A partial summary from the cache or the model; None if stopped midway.
 
         A summary cut at its cap is redone once with a tighter target; one still cut is
@@ -313,13 +316,17 @@ class Summarizer:
         if done.stats.finish in CUT:
             stats.cut_parts += 1
             return done.text
-        self.cache.cache_put(key, done.text)
+        self.cache.cache_put(key, done.text, source)
         return done.text
 
     def _cache_key(self, instruction: str, body: str, max_tokens: int) -> str:
+        # Everything that changes the text: the model file and its settings (not its display
+        # name: two quantizations of one checkpoint share that), the context size (it sets
+        # the parts), the prompt wording and version, and the sampling settings.
         material = json.dumps({
-            "v": PROMPT_VERSION, "model": self.engine.model_name, "style": self.style.name,
-            "instruction": instruction, "body": hashlib.sha256(body.encode()).hexdigest(),
+            "v": PROMPT_VERSION, "model": self.engine.identity, "n_ctx": self.engine.n_ctx,
+            "style": self.style.name, "instruction": instruction,
+            "body": hashlib.sha256(body.encode()).hexdigest(),
             "max_tokens": max_tokens, "settings": asdict(self.settings),
         }, sort_keys=True)
         return "summary-part:" + hashlib.sha256(material.encode()).hexdigest()

@@ -154,3 +154,16 @@ def _open_safetensors(shard: Path):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """A cheap identity of an HF checkpoint folder: its config.json, and the name and size of
+    every weight file (reading 28 GB of shards to hash them is out of the question)."""
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".bin", ".safetensors", ".json") and f.is_file():
+            digest.update(f"{f.name}:{f.stat().st_size};".encode())
+    return digest.hexdigest()[:32]

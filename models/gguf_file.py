@@ -167,3 +167,19 @@ def read_gguf(path: str | Path) -> GGUFSummary:
         n_head=int(meta.get("llama.attention.head_count") or 0),
         n_head_kv=int(meta.get("llama.attention.head_count_kv") or meta.get("llama.attention.head_count") or 0),
     )
+
+
+def file_fingerprint(path: str | Path, sample: int = 1 << 20) -> str:
+    """A cheap content identity of a model file: its size and the sha256 of its first and
+    last MiB (the GGUF header, with the type of every tensor, and tensor data). Two files
+    differing only in their name share it; two quantizations of one checkpoint do not."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        digest.update(f.read(sample))
+        f.seek(max(0, size - sample))
+        digest.update(f.read(sample))
+    return f"{size}-{digest.hexdigest()[:32]}"

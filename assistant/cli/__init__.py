@@ -5,9 +5,9 @@ commands live in main.py, the others are added here."""
 from assistant.cli.app import chat
 from assistant.cli.assist import ask, models, pull, summarize
 from assistant.cli.main import main, run
-from assistant.cli.sessions import sessions
+from assistant.cli.sessions import cache, sessions
 
-for _command in (models, pull, summarize, ask, sessions, chat):
+for _command in (models, pull, summarize, ask, sessions, cache, chat):
     main.add_command(_command)
 
 __all__ = ["main", "run"]

@@ -100,3 +100,28 @@ def delete(session_id: str, yes: bool) -> None:
                           f"({session.message_count} messages)?", abort=True)
         store.delete_session(session.id)
     click.echo(f"deleted session {session.short_id}")
+
+
+@click.group()
+def cache() -> None:
+    """The cache of partial summaries (in sessions.db; bounded, oldest used out first).
+
+    Entries are keyed on the model file, its settings and the prompt, so another model or
+    quantization never reuses them; deleting a session deletes those of its files.
+    """
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """How many partial summaries are cached, and their size."""
+    with Store() as store:
+        entries, chars = store.cache_info()
+    click.echo(f"{entries:,} cached partial summaries, {chars / 2**20:.1f} MiB of text, in {store.path}")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Delete every cached partial summary (sessions and finished summaries stay)."""
+    with Store() as store:
+        removed = store.cache_clear()
+    click.echo(f"cleared {removed:,} cached partial summaries")

@@ -130,6 +130,12 @@ class Engine(ABC):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
+    @property
+    def identity(self) -> str:
+        """What makes this engine's text what it is (the model's file, not its display name;
+        its type and cache settings), for keys of cached model output."""
+        return f"{self.name}:{self.model_name}"
+
     @abstractmethod
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
                  stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from assistant.engines.base import Completion, Engine, GenerationRun, OnText, SamplingSettings, common_prefix_length
 from models.errors import XGenError
-from models.gguf_file import read_gguf
+from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
 from models.llama_cpp_utils import detokenize
 from models.tokenizer import N_VOCAB
@@ -145,6 +145,10 @@ class LlamaEngine(Engine):
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
+
+    @property
+    def identity(self) -> str:
+        return f"llama:{file_fingerprint(self.path)}:{self.kv_type}"
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         if not text:

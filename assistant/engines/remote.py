@@ -120,6 +120,10 @@ class RemoteEngine(TiktokenVocab, Engine):
     def n_ctx(self) -> int:
         return self._n_ctx
 
+    @property
+    def identity(self) -> str:
+        return f"remote:{self.base_url}:{self.model or ''}"
+
     def close(self) -> None:
         self._client.close()
 

@@ -30,6 +30,7 @@ from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, S
                                     common_prefix_length)
 from assistant.engines.sampling import sample_next
 from models.checkpoint import CheckpointReader, find_checkpoint
+from models.checkpoint import folder_fingerprint
 from models.config import ModelArgs
 from models.errors import XGenError
 from models.tokenizer import XGenTokenizer
@@ -52,6 +53,7 @@ class TorchEngine(TiktokenVocab, Engine):
             raise XGenError(f"n_ctx {n_ctx} is out of range: this model's context is 2..{args.max_seq_len} tokens")
         self.args = args
         self.model_name = folder.resolve().name
+        self._fingerprint = folder_fingerprint(folder)
         self._tokenizer = XGenTokenizer(allow_download=False)
         self.model = build_model(args, self.device, self.dtype)
         load_hf_weights(self.model, CheckpointReader(checkpoint))  # one tensor at a time
@@ -68,6 +70,10 @@ class TorchEngine(TiktokenVocab, Engine):
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
+
+    @property
+    def identity(self) -> str:
+        return f"torch:{self._fingerprint}:{self.dtype}"
 
     def close(self) -> None:
         if getattr(self, "model", None) is not None:

@@ -87,6 +87,16 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE sessions ADD COLUMN model_ref TEXT NOT NULL DEFAULT '';
     ALTER TABLE files ADD COLUMN content TEXT;
     """,
+    # 3: cached partial summaries know the document they came from (deleting a session
+    # deletes them) and when they were last used (the cache is bounded, oldest out first).
+    # Entries keyed on a model's display name are dropped: the keys now name the file.
+    """
+    DELETE FROM cache;
+    ALTER TABLE cache ADD COLUMN source TEXT;
+    ALTER TABLE cache ADD COLUMN used_at TEXT NOT NULL DEFAULT '';
+    CREATE INDEX cache_by_source ON cache (source);
+    CREATE INDEX cache_by_use ON cache (used_at);
+    """,
 ]
 
 

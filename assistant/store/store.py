@@ -23,6 +23,8 @@ from models.errors import XGenError
 ROLES = ("user", "assistant", "system", "summary")
 TITLE_LENGTH = 60
 SHORT_ID = 8  # characters of a session id shown in lists
+CACHE_MAX_ENTRIES = 20_000  # cached partial summaries: a few hundred documents' worth
+CACHE_MAX_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,14 @@ class Store(Database):
         return self.get_session(session.id)
 
     def delete_session(self, id_or_prefix: str) -> Session:
-        """Delete a session with its messages, files and summaries; returns what was deleted."""
+        """Delete a session with its messages, files, summaries, and the cached partial
+        summaries of its files (unless another session has the same file); returns it."""
         session = self.get_session(id_or_prefix)
         with self._write() as db:
+            db.execute("DELETE FROM cache WHERE source IN (SELECT sha256 FROM files WHERE session_id = ?1 "
+                       "UNION SELECT path FROM files WHERE session_id = ?1) "
+                       "AND source NOT IN (SELECT sha256 FROM files WHERE session_id != ?1 "
+                       "UNION SELECT path FROM files WHERE session_id != ?1)", (session.id,))
             db.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
         self._flush_wal()
         return session
@@ -308,15 +315,39 @@ class Store(Database):
     # -- cache ----------------------------------------------------------------------------
 
     def cache_get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()
+        with self._write() as db:
+            row = db.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()
+            if row:
+                db.execute("UPDATE cache SET used_at = ? WHERE key = ?", (self._now(), key))
         return row[0] if row else None
 
-    def cache_put(self, key: str, value: str) -> None:
+    def cache_put(self, key: str, value: str, source: str | None = None) -> None:
+        """Keep `value` under `key`; `source` names the document it came from (its sha256 or
+        path), so deleting the sessions that use it deletes it. Oldest-used entries go first
+        beyond CACHE_MAX_ENTRIES or CACHE_MAX_BYTES."""
+        now = self._now()
         with self._write() as db:
-            db.execute("INSERT INTO cache (key, value, created_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
-                       (key, value, self._now()))
+            db.execute("INSERT INTO cache (key, value, created_at, source, used_at) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, "
+                       "source = excluded.source, used_at = excluded.used_at", (key, value, now, source, now))
+            count, size = db.execute("SELECT count(*), coalesce(sum(length(value)), 0) FROM cache").fetchone()
+            while count > CACHE_MAX_ENTRIES or size > CACHE_MAX_BYTES:
+                oldest = db.execute("SELECT key, length(value) FROM cache ORDER BY used_at, rowid LIMIT 1").fetchone()
+                db.execute("DELETE FROM cache WHERE key = ?", (oldest[0],))
+                count, size = count - 1, size - oldest[1]
+
+    def cache_info(self) -> tuple[int, int]:
+        """(entries, characters) in the cache."""
+        with self._lock:
+            count, size = self._db.execute("SELECT count(*), coalesce(sum(length(value)), 0) FROM cache").fetchone()
+        return count, size
+
+    def cache_clear(self) -> int:
+        """Empty the cache; returns how many entries went."""
+        with self._write() as db:
+            removed = db.execute("DELETE FROM cache").rowcount
+        self._flush_wal()
+        return removed
 
     # -- export ---------------------------------------------------------------------------
 
