@@ -56,6 +56,15 @@ class ProgressiveSave:
         if self.clock() - self._last >= self.interval:
             self.flush()
 
+    def tee(self, on_text: Callable[[str], None] | None) -> Callable[[str], None]:
+        """An on_text that saves each piece, then passes it on."""
+        def stream(piece: str) -> None:
+            self.add(piece)
+            if on_text is not None:
+                on_text(piece)
+
+        return stream
+
     def flush(self) -> None:
         self._last = self.clock()
         try:

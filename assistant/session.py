@@ -257,14 +257,8 @@ class Conversation:
         if on_saved is not None:
             on_saved(user, reply)
         saver = ProgressiveSave(self.store, reply.id)
-
-        def stream(piece: str) -> None:
-            saver.add(piece)
-            if on_text is not None:
-                on_text(piece)
-
         try:
-            answer = chat.complete(prepared, stop=stop, on_text=stream)
+            answer = chat.complete(prepared, stop=stop, on_text=saver.tee(on_text))
         except BaseException as exc:
             if created and not saver.text:
                 self._forget_session(session)
@@ -291,14 +285,8 @@ class Conversation:
         if on_saved is not None:
             on_saved(message)
         saver = ProgressiveSave(self.store, message.id)
-
-        def stream(piece: str) -> None:
-            saver.add(piece)
-            if on_text is not None:
-                on_text(piece)
-
         try:
-            result = summarize_document(model, doc, form, self.store, stop=stop, on_text=stream,
+            result = summarize_document(model, doc, form, self.store, stop=stop, on_text=saver.tee(on_text),
                                         on_progress=on_progress, settings=settings, session_id=session.id)
         except BaseException as exc:
             saver.finish(saver.text, base | {"finish": "error", "error": str(exc) or type(exc).__name__})

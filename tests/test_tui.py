@@ -18,36 +18,16 @@ from assistant.tui.screens.welcome import NoModelScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
 from models.errors import XGenError
-from tests.test_tui_support import AUDIT, NOTES, SIZE, SummaryEngine, sync, wait_for, wait_idle, write
+from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
+    AUDIT, NOTES, SIZE, SummaryEngine, app_with, home, notifications, replies, store, sync, wait_for,
+    wait_idle, write)
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("XGEN_HOME", str(home))
-    monkeypatch.delenv("XGEN_MODEL", raising=False)
-    return home
 
 
-@pytest.fixture
-def store(home):
-    with Store(home / "sessions.db") as store:
-        yield store
 
-
-def app_with(engine, store, **kwargs) -> XGenApp:
-    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
-
-
-def replies(app) -> list[ReplyMessage]:
-    return list(app.chat.query(ReplyMessage))
-
-
-def notifications(app) -> list:
-    return list(app._notifications)
 
 
 async def send(pilot, text: str) -> None:

@@ -15,34 +15,17 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import ReplyMessage
 from assistant.tui.widgets.sidebar import Sidebar
-from tests.test_tui_support import NOTES, sync, wait_for, wait_idle, write
+from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
+    NOTES, app_with, home, notifications, replies, store, sync, wait_for, wait_idle,
+    write)
 
 SMALL = (80, 24)
 LARGE = (120, 40)
 WORDS = " ".join(f"word{i}" for i in range(60))
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("XGEN_HOME", str(home))
-    monkeypatch.delenv("XGEN_MODEL", raising=False)
-    return home
 
 
-@pytest.fixture
-def store(home):
-    with Store(home / "sessions.db") as store:
-        yield store
-
-
-def app_with(engine, store, **kwargs) -> XGenApp:
-    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
-
-
-def replies(app) -> list[ReplyMessage]:
-    return list(app.chat.query(ReplyMessage))
 
 
 def composer(app) -> Composer:

@@ -7,7 +7,10 @@ import functools
 import threading
 from pathlib import Path
 
+import pytest
+
 from assistant.engines.fake import FakeEngine
+from assistant.store import Store
 
 SIZE = (100, 32)
 
@@ -85,3 +88,35 @@ def steady(done):
 class SteadyEngine(FakeEngine):
     def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
         return steady(super().generate(prompt_ids, settings, stop=stop, on_text=on_text))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh data directory for the app's sessions and models (imported by the TUI tests)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("XGEN_HOME", str(home))
+    monkeypatch.delenv("XGEN_MODEL", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(home):
+    with Store(home / "sessions.db") as store:
+        yield store
+
+
+def app_with(engine, store, **kwargs):
+    from assistant.tui.app import create_app
+
+    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
+
+
+def replies(app) -> list:
+    from assistant.tui.widgets.messages import ReplyMessage
+
+    return list(app.chat.query(ReplyMessage))
+
+
+def notifications(app) -> list:
+    return list(app._notifications)
