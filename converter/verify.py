@@ -68,8 +68,10 @@ class VerifyReport:
             else:
                 worst = max(self.logits, key=lambda a: a.nmse if np.isfinite(a.nmse) else np.inf)
                 if not np.isfinite(worst.nmse) or worst.nmse > self.nmse_bound:
-                    found.append(f"logits NMSE {worst.nmse:.2e} exceeds the {self.file_type} bound "
-                                 f"{self.nmse_bound:.0e} (prompt {worst.prompt[:30]!r}); the weights "
+                    error = (f"{worst.nmse:.2e} exceeds" if np.isfinite(worst.nmse)
+                             else "is not finite (NaN/inf logits), so above")
+                    found.append(f"logits NMSE {error} the {self.file_type} bound "
+                                 f"{self.nmse_bound:.1e} (prompt {worst.prompt[:30]!r}); the weights "
                                  "differ from the reference")
         return found
 
@@ -81,7 +83,8 @@ class VerifyReport:
 def nmse(test: np.ndarray, reference: np.ndarray) -> float:
     """Normalised mean squared error: ||test - ref||^2 / ||ref||^2."""
     ref = reference.astype(np.float64)
-    return float(np.sum((test.astype(np.float64) - ref) ** 2) / np.sum(ref ** 2))
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged files give inf/NaN: a failure, not a warning
+        return float(np.sum((test.astype(np.float64) - ref) ** 2) / np.sum(ref ** 2))
 
 
 def torch_logits(model, ids: list[int]) -> np.ndarray:
@@ -102,11 +105,30 @@ def check_tokenizer(llm, tokenizer, texts: list[str], report: VerifyReport) -> N
             report.roundtrip_failures.append(text)
 
 
+def check_same_model(path: str | Path, reference: str | Path) -> None:
+    """The GGUF's shapes are the reference checkpoint's, or a one-line XGenError."""
+    from models.checkpoint import find_checkpoint
+    from models.config import ModelArgs
+    from models.gguf_file import parse_header
+
+    args = ModelArgs.from_folder(reference)
+    find_checkpoint(reference)
+    meta, _ = parse_header(Path(path))
+    for key, ours in (("llama.block_count", args.n_layers), ("llama.embedding_length", args.dim),
+                      ("llama.feed_forward_length", args.intermediate_size),
+                      ("llama.attention.head_count", args.n_heads)):
+        if key in meta and int(meta[key]) != ours:
+            raise XGenError(f"{path} has {key.split('.', 1)[1]} {meta[key]} and {reference} has {ours}; "
+                            "it was not converted from this checkpoint")
+
+
 def verify(path: str | Path, reference: str | Path | None = None, *, threads: int | None = None) -> VerifyReport:
     from models.tokenizer import XGenTokenizer
 
     report = VerifyReport(Path(path))
     summary = read_gguf(path)
+    if reference is not None:
+        check_same_model(path, reference)  # before the slow parts
     ftype = file_type_of(summary.file_type)
     report.file_type = ftype.name if ftype else ftype_label(summary.file_type)
     report.nmse_bound = ftype.logits_nmse_bound if ftype else None

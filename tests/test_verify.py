@@ -17,7 +17,7 @@ from gguf import GGMLQuantizationType as Q, GGUFReader
 
 from assistant.cli import main
 from converter.quant import FILE_TYPES, LOGITS_NMSE_BOUNDS, file_type_of
-from converter.verify import PromptAgreement, VerifyReport, verify
+from converter.verify import PromptAgreement, VerifyReport
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.errors import XGenError
 from models.streamed import reference_logits, streamed_logits
@@ -111,8 +111,9 @@ def _report(nmse_value: float, file_type: str = "q8_0", bound: float | None = 6e
 
 def test_report_judges_the_worst_prompt_against_the_bound():
     assert _report(5e-4).ok
-    assert not _report(7e-4).ok and "7.00e-04 exceeds the q8_0 bound 6e-04" in _report(7e-4).problems[0]
+    assert not _report(7e-4).ok and "7.00e-04 exceeds the q8_0 bound 6.0e-04" in _report(7e-4).problems[0]
     assert not _report(float("nan")).ok  # NaN logits from a damaged scale must not pass
+    assert "NMSE is not finite" in _report(float("nan")).problems[0]
     assert not _report(float("inf")).ok
     assert not _report(1e-6, "MOSTLY_Q3_K_M", None).ok  # no bound known: not silently passed
     tokenizer_only = VerifyReport(path=None, file_type="q8_0", nmse_bound=6e-4)
@@ -183,18 +184,17 @@ def test_file_with_one_tensor_overwritten_fails(file_type, tensor, fill, convert
     damaged = tmp_path / f"damaged-{file_type}.gguf"
     _overwrite(converted(file_type), damaged, tensor, fill)
 
-    report = verify(damaged, tiny_checkpoint)
-    assert not report.ok
-    assert len(report.problems) == 1 and "logits NMSE" in report.problems[0]
-    assert report.tokenizer_mismatches == [] and report.roundtrip_failures == []  # only the weights differ
-
     result = run("verify", str(damaged), "--reference", str(tiny_checkpoint))
+    print(result.output)
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "Warning" not in result.output
+    assert ", 0 mismatches, 0 round-trip failures" in result.output  # only the weights differ
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
-    assert f"exceeds the {file_type} bound {LOGITS_NMSE_BOUNDS[file_type]:.0e}" in errors[0], errors[0]
+    assert "logits NMSE" in errors[0], errors[0]
+    assert f"the {file_type} bound {LOGITS_NMSE_BOUNDS[file_type]:.1e}" in errors[0], errors[0]
     assert str(damaged) in errors[0] and "verification failed" in errors[0]
+    assert "tokeniz" not in errors[0]
 
 
 def test_without_reference_only_the_tokenizer_is_judged(converted):
@@ -220,13 +220,24 @@ def test_convert_verify_fails_on_a_wrong_conversion(tiny_checkpoint, tmp_path, m
     assert "ok: tokenizer and logits agree with the reference (f16)" in result.output
 
 
-def test_reference_from_another_model_is_refused(converted, tmp_path, tiny_args):
+@pytest.mark.parametrize("change, message", [
+    ({"vocab_size": 51456}, "51200 logits per token and"),
+    ({"n_layers": 5}, "has block_count 6 and"),
+    ({"dim": 512, "intermediate_size": 1024, "n_heads": 8, "n_kv_heads": 8}, "has embedding_length 256 and"),
+])
+def test_reference_from_another_model_is_refused(change, message, converted, tmp_path, tiny_args):
     from dataclasses import replace
 
     from models.synthetic import write_checkpoint
 
-    other = write_checkpoint(tmp_path / "other", replace(tiny_args, vocab_size=51456), n_shards=1, seed=0)
+    other = write_checkpoint(tmp_path / "other", replace(tiny_args, **change), n_shards=1, seed=0)
     result = run("verify", str(converted("q8_0")), "--reference", str(other))
     assert result.exit_code == 1, result.output
-    assert result.output.splitlines()[-1].startswith("error: ") and "not converted from this checkpoint" \
-        in result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("error: ") and message in last and "not converted from this checkpoint" in last, last
+
+
+def test_missing_reference_folder_is_one_line(converted, tmp_path):
+    result = run("verify", str(converted("q8_0")), "--reference", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"error: {tmp_path / 'nowhere'}: no such folder"]

@@ -162,7 +162,7 @@ def _print_verify(report) -> None:
                f"{len(report.roundtrip_failures)} round-trip failures")
     for note in report.notes:
         click.echo(f"note: {note}")
-    bound = f"bound {report.nmse_bound:.0e} for {report.file_type}" if report.nmse_bound else "no bound"
+    bound = f"bound {report.nmse_bound:.1e} for {report.file_type}" if report.nmse_bound else "no bound"
     for agreement in report.logits:
         click.echo(f"logits: NMSE {agreement.nmse:.2e} ({bound}), top-1 agreement {agreement.top1:.0%} "
                    f"over {agreement.n_tokens} tokens of {agreement.prompt[:40]!r}")
