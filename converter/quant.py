@@ -31,21 +31,30 @@ class FileType:
     name: str
     ftype: LlamaFileType  # written to general.file_type; what llama_model_quantize takes
     base: Q  # the type most tensors get
+    # Largest normalised MSE of llama.cpp's logits against the fp32 PyTorch model that
+    # `verify` and tests/test_convert.py accept for a file of this type.
+    logits_nmse_bound: float
 
 
+# The bounds: NMSE measured on the tests' tiny random model (45 tokens): f32 3.5e-8,
+# f16 4.0e-7, q8_0 2.8e-4, q6_k 1.9e-3, q5_k_m 6.3e-3, q4_k_m 2.3e-2, q4_0 3.1e-2; each
+# bound is about twice that (f32/f16: 1e-4). Random weights quantize worse than trained
+# ones, so a real model sits well inside them; a damaged tensor is orders of magnitude out.
 FILE_TYPES: dict[str, FileType] = {
     ft.name: ft
     for ft in (
-        FileType("f32", LlamaFileType.ALL_F32, Q.F32),
-        FileType("f16", LlamaFileType.MOSTLY_F16, Q.F16),
-        FileType("q8_0", LlamaFileType.MOSTLY_Q8_0, Q.Q8_0),
-        FileType("q4_0", LlamaFileType.MOSTLY_Q4_0, Q.Q4_0),
-        FileType("q4_k_m", LlamaFileType.MOSTLY_Q4_K_M, Q.Q4_K),
-        FileType("q5_k_m", LlamaFileType.MOSTLY_Q5_K_M, Q.Q5_K),
-        FileType("q6_k", LlamaFileType.MOSTLY_Q6_K, Q.Q6_K),
+        FileType("f32", LlamaFileType.ALL_F32, Q.F32, 1e-4),
+        FileType("f16", LlamaFileType.MOSTLY_F16, Q.F16, 1e-4),
+        FileType("q8_0", LlamaFileType.MOSTLY_Q8_0, Q.Q8_0, 6e-4),
+        FileType("q4_0", LlamaFileType.MOSTLY_Q4_0, Q.Q4_0, 6e-2),
+        FileType("q4_k_m", LlamaFileType.MOSTLY_Q4_K_M, Q.Q4_K, 4.5e-2),
+        FileType("q5_k_m", LlamaFileType.MOSTLY_Q5_K_M, Q.Q5_K, 1.2e-2),
+        FileType("q6_k", LlamaFileType.MOSTLY_Q6_K, Q.Q6_K, 4e-3),
     )
 }
 DEFAULT_FILE_TYPE = "q4_k_m"
+# The one table of logits bounds, by type name.
+LOGITS_NMSE_BOUNDS: dict[str, float] = {name: ft.logits_nmse_bound for name, ft in FILE_TYPES.items()}
 
 UNQUANTIZED = (Q.F32, Q.F16)
 
@@ -55,6 +64,19 @@ def get_file_type(name: str) -> FileType:
         return FILE_TYPES[name.lower()]
     except KeyError:
         raise XGenError(f"unknown type {name!r}; choose one of: {', '.join(FILE_TYPES)}") from None
+
+
+def file_type_of(ftype: int) -> FileType | None:
+    """Our FileType for a GGUF's `general.file_type` value, or None for a type we do not make."""
+    return next((ft for ft in FILE_TYPES.values() if int(ft.ftype) == ftype), None)
+
+
+def ftype_label(ftype: int) -> str:
+    """A readable name for a `general.file_type` value (LlamaFileType's, or the number)."""
+    try:
+        return LlamaFileType(ftype).name
+    except ValueError:
+        return str(ftype)
 
 
 # --- the policy -------------------------------------------------------------------

@@ -6,22 +6,13 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q, GGUFReader
 
-from converter.quant import FILE_TYPES, tensor_type
+from converter.quant import FILE_TYPES, LOGITS_NMSE_BOUNDS, tensor_type
 from converter.verify import llama_logits, load_llama, nmse, torch_logits
 from models.registry import XGEN_CHAT_TEMPLATE
 
 # Normalised MSE of llama.cpp's logits against the fp32 torch model (tiny random model,
-# 45 tokens). Measured: f32 3.5e-8, f16 4.0e-7, q8_0 2.8e-4, q6_k 1.9e-3, q5_k_m 6.3e-3,
-# q4_0 3.1e-2, q4_k_m 2.3e-2; bounds are about twice that (f32/f16: the 1e-4).
-NMSE_BOUNDS = {
-    "f32": 1e-4,
-    "f16": 1e-4,
-    "q8_0": 6e-4,
-    "q6_k": 4e-3,
-    "q5_k_m": 1.2e-2,
-    "q4_0": 6e-2,
-    "q4_k_m": 4.5e-2,
-}
+# 45 tokens): the bounds are the ones `xgen verify` enforces (converter/quant.py).
+NMSE_BOUNDS = LOGITS_NMSE_BOUNDS
 PROMPT = ("The quick brown fox jumps over the lazy dog. "
           "def main():\n    return 42\n\tprint('tabs')   and   spaces. Résumé, naïve, 東京.")
 

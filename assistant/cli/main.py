@@ -163,11 +163,16 @@ def _print_verify(report) -> None:
                f"{len(report.roundtrip_failures)} round-trip failures")
     for note in report.notes:
         click.echo(f"note: {note}")
+    bound = f"bound {report.nmse_bound:.1e} for {report.file_type}" if report.nmse_bound else "no bound"
     for agreement in report.logits:
-        click.echo(f"logits: NMSE {agreement.nmse:.2e}, top-1 agreement {agreement.top1:.0%} "
+        click.echo(f"logits: NMSE {agreement.nmse:.2e} ({bound}), top-1 agreement {agreement.top1:.0%} "
                    f"over {agreement.n_tokens} tokens of {agreement.prompt[:40]!r}")
     if not report.ok:
-        raise XGenError(f"{report.path}: the GGUF does not tokenize like XGen")
+        raise XGenError(f"{report.path}: verification failed: {'; '.join(report.problems)}")
+    if report.logits_checked:
+        click.echo(f"ok: tokenizer and logits agree with the reference ({report.file_type})")
+    else:
+        click.echo("ok: tokenizer agrees (pass --reference to also compare logits)")
 
 
 @main.command()
