@@ -169,9 +169,11 @@ class TensorSink:
         self.errors: dict[str, float] = {}
         self.last_crc = 0
 
-    def write(self, data: np.ndarray) -> PlannedTensor:
+    def write(self, data: np.ndarray, quantized: np.ndarray | None = None) -> PlannedTensor:
+        """Append the next planned tensor (`quantized`: its bytes, when the caller made them)."""
         p = self.planned[self.next]
-        quantized = quantize(data, p.qtype, self.threads)
+        if quantized is None:
+            quantized = quantize(data, p.qtype, self.threads)
         if quantized.nbytes != p.nbytes:
             raise RuntimeError(f"{p.source.gguf_name}: {quantized.nbytes} bytes quantized, {p.nbytes} planned")
         if self.measure_error:

@@ -78,51 +78,111 @@ def weight_shards(reader: RangeReader, repo: HubRepo) -> list[str]:
     raise XGenError(f"{repo.repo_id}: no pytorch_model*.bin weights to stream")
 
 
-class _Job:
-    """One tensor being fetched: its span's buffer, filled by chunks on the pool."""
+class Job:
+    """One tensor being fetched: its span's buffer, filled by chunks on the pool.
 
-    def __init__(self, tensor: RemoteTensor, n_chunks: int):
+    The converter can start on the data before all of it is in: `wait_data(n)` returns once
+    the first n bytes of the entry's data have arrived (chunks complete out of order; what
+    counts is the unbroken prefix). Nothing is final until `verified()` (size and CRC-32
+    checked, fetched again if needed: then `refetched` is set and earlier reads are void).
+    """
+
+    def __init__(self, tensor: RemoteTensor, bounds: list[tuple[int, int]]):
         self.tensor = tensor
         self.buffer = bytearray(tensor.entry.span)
-        self.pending = n_chunks
-        self.lock = threading.Lock()
+        self.bounds = bounds
+        self.complete = [False] * len(bounds)
+        self.prefix = 0  # chunks complete from the first on
+        self.pending = len(bounds)
+        self.cond = threading.Condition()
         self.done = threading.Event()
+        self.header_len: int | None = None
         self.data: memoryview | None = None
         self.error: BaseException | None = None
+        self.refetched = False
+
+    def chunk_done(self, i: int) -> bool:
+        """Record chunk i; True when it was the last one."""
+        with self.cond:
+            self.complete[i] = True
+            while self.prefix < len(self.bounds) and self.complete[self.prefix]:
+                self.prefix += 1
+            if self.header_len is None and self.prefix:
+                self.header_len = local_header_length(self.buffer, self.bounds[self.prefix - 1][1])
+            self.pending -= 1
+            self.cond.notify_all()
+            return self.pending == 0
+
+    def available(self) -> int:
+        """Bytes of data (after the local header) arrived without a gap."""
+        if self.header_len is None:
+            return 0
+        end = self.bounds[self.prefix - 1][1] if self.prefix else 0
+        return max(0, min(self.tensor.entry.size, end - self.header_len))
+
+    def wait_data(self, n: int, tick: Callable[[], None] | None = None) -> int:
+        """Block until n data bytes are in or the fetch ended; returns the bytes available."""
+        with self.cond:
+            while self.available() < n and not self.done.is_set():
+                self.cond.wait(0.25)
+                if tick:
+                    tick()
+            return self.available()
+
+    def verified(self, tick: Callable[[], None] | None = None) -> memoryview:
+        """The whole checked data; raises the fetch's error."""
+        while not self.done.wait(0.25):
+            if tick:
+                tick()
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+    def finish(self) -> None:
+        with self.cond:
+            self.done.set()
+            self.cond.notify_all()
+
+    def array(self, tick: Callable[[], None] | None = None) -> np.ndarray:
+        return tensor_array(self.tensor.ref, self.verified(tick))
+
+
+def local_header_length(buffer, have: int) -> int | None:
+    """Length of the zip local header at the start of `buffer`, once `have` bytes cover it."""
+    if have < 30:
+        return None
+    name_len, extra_len = int.from_bytes(buffer[26:28], "little"), int.from_bytes(buffer[28:30], "little")
+    return 30 + name_len + extra_len if have >= 30 + name_len + extra_len else None
 
 
 class Prefetcher:
-    """Yields (RemoteTensor, f32 array) in the given order, fetching ahead on a thread pool."""
+    """Hands out Jobs in the given order, fetching ahead on a thread pool within a byte budget."""
 
     def __init__(self, reader: RangeReader, tensors: list[RemoteTensor], *, connections: int = CONNECTIONS,
-                 chunk_bytes: int = CHUNK_BYTES, budget: int = BUDGET_BYTES,
-                 tick: Callable[[], None] | None = None):
+                 chunk_bytes: int = CHUNK_BYTES, budget: int = BUDGET_BYTES):
         self.reader, self.tensors = reader, tensors
-        self.chunk_bytes, self.budget, self.tick = chunk_bytes, budget, tick
+        self.chunk_bytes, self.budget = chunk_bytes, budget
         self.pool = ThreadPoolExecutor(max(1, connections), thread_name_prefix="xgen-fetch")
+        self.window: deque[Job] = deque()
+        self.ahead = 0  # bytes fetched or in flight, not yet handed to the converter
+        self.upcoming = iter(tensors)
+        self.nxt = next(self.upcoming, None)
+        self.fill()  # start at once: the caller may still be writing the header
 
-    def __iter__(self) -> Iterator[tuple[RemoteTensor, np.ndarray]]:
-        window: deque[_Job] = deque()
-        ahead = 0  # bytes fetched or in flight, not yet handed to the converter
-        upcoming = iter(self.tensors)
-        nxt = next(upcoming, None)
+    def fill(self) -> None:
+        while self.nxt is not None and (not self.window or self.ahead + self.nxt.entry.span <= self.budget):
+            self.window.append(self._start(self.nxt))
+            self.ahead += self.nxt.entry.span
+            self.nxt = next(self.upcoming, None)
+
+    def __iter__(self) -> Iterator[Job]:
         try:
             for _ in self.tensors:
-                while nxt is not None and (not window or ahead + nxt.entry.span <= self.budget):
-                    window.append(self._start(nxt))
-                    ahead += nxt.entry.span
-                    nxt = next(upcoming, None)
-                job = window.popleft()
-                while not job.done.wait(0.25):
-                    if self.tick:
-                        self.tick()
-                ahead -= job.tensor.entry.span
-                if job.error is not None:
-                    raise job.error
-                array = tensor_array(job.tensor.ref, job.data)
-                job.buffer = job.data = None  # the array keeps the bytes alive as long as needed
-                yield job.tensor, array
-                del array
+                self.fill()
+                job = self.window.popleft()
+                self.ahead -= job.tensor.entry.span
+                self.fill()
+                yield job
         finally:
             self.close()
 
@@ -130,30 +190,28 @@ class Prefetcher:
         self.reader.stop.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _start(self, tensor: RemoteTensor) -> _Job:
+    def _start(self, tensor: RemoteTensor) -> Job:
         span = tensor.entry.span
-        bounds = list(range(0, span, self.chunk_bytes)) or [0]
-        job = _Job(tensor, len(bounds))
-        for first in bounds:
-            self.pool.submit(self._fetch_chunk, job, first, min(span, first + self.chunk_bytes))
+        bounds = [(a, min(span, a + self.chunk_bytes)) for a in range(0, span, self.chunk_bytes)] or [(0, 0)]
+        job = Job(tensor, bounds)
+        for i in range(len(bounds)):
+            self.pool.submit(self._fetch_chunk, job, i)
         return job
 
-    def _fetch_chunk(self, job: _Job, first: int, last: int) -> None:
+    def _fetch_chunk(self, job: Job, i: int) -> None:
+        first, last = job.bounds[i]
         entry = job.tensor.entry
         try:
-            if job.error is None:
+            if job.error is None and last > first:
                 self.reader.read_into(job.tensor.filename, entry.start + first, memoryview(job.buffer)[first:last])
         except BaseException as exc:  # handed to the consumer, which re-raises it in its thread
             job.error = job.error or exc
-        with job.lock:
-            job.pending -= 1
-            last_one = job.pending == 0
-        if last_one:
+        if job.chunk_done(i):
             if job.error is None:
                 self._check(job)
-            job.done.set()
+            job.finish()
 
-    def _check(self, job: _Job) -> None:
+    def _check(self, job: Job) -> None:
         """Size and CRC-32 against the zip entry; a mismatch is fetched again (whole), then refused."""
         label = f"{self.reader.repo.repo_id}/{job.tensor.filename}"
         entry = job.tensor.entry
@@ -167,6 +225,7 @@ class Prefetcher:
                                               "the file on the Hub or the connection is corrupting data, "
                                               "nothing was written")
                     return
+            job.refetched = True
             try:
                 self.reader.read_into(job.tensor.filename, entry.start, memoryview(job.buffer))
             except BaseException as exc:  # handed to the consumer

@@ -130,6 +130,26 @@ def test_parallel_range_requests_within_a_byte_budget(hub, reference, tmp_path, 
     assert biggest > budget  # the embeddings: a tensor larger than the budget still goes through
 
 
+def test_rows_quantized_as_they_arrive_give_the_same_bytes(hub, reference, tmp_path, monkeypatch):
+    """Blocks of rows (whole heads for q and k) are quantized while the tensor still arrives."""
+    import converter.pull as pull_module
+
+    monkeypatch.setattr(pull_module, "ROWS_BYTES", 48 << 10)  # 48 rows: q/k blocks round to 64-row heads
+    blocks: list[tuple[str, int]] = []
+    real = pull_module.quantize
+
+    def spy(block, qtype, threads=None):
+        blocks.append((qtype.name, block.shape[0]))
+        return real(block, qtype, threads)
+
+    monkeypatch.setattr(pull_module, "quantize", spy)
+    hub.connection_rate = 60e6
+    out = tmp_path / "rows.gguf"
+    pull(out, chunk_bytes=256 << 10)
+    assert out.read_bytes() == reference
+    assert len(blocks) > 2 * 57  # more blocks than tensors: the big ones went in pieces
+
+
 # -- resume -------------------------------------------------------------------------------
 
 
