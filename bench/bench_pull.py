@@ -6,7 +6,7 @@ token bucket: parallel ranges do not beat the link). For each depth and speed, i
 run, alternating which goes first:
 
 - download alone: huggingface_hub's `snapshot_download` of the repo into a fresh HF cache;
-- conversion alone: `xgen convert FOLDER --type q4_k_m` of the local checkpoint (once per depth);
+- conversion alone: `xgen convert FOLDER --type q4_k_m` of the local checkpoint;
 - ours: `xgen convert <hub id> --type q4_k_m`, streamed (no copy of the shards).
 
 Download-then-convert costs download + conversion. Targets: ours <= 1.1 x max(download
@@ -16,7 +16,7 @@ subprocess (bench/memory.py: wall time, peak RssAnon, peak size of the watched f
 
     .venv/bin/python bench/bench_pull.py                          # 2 and 4 layers, 3 link speeds
     .venv/bin/python bench/bench_pull.py --layers 2 --rates 80    # one case
-    .venv/bin/python bench/bench_pull.py --quick                  # tiny model, one speed (CI)
+    .venv/bin/python bench/bench_pull.py --quick                  # tiny model, one speed, disk target only (CI)
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ DOWNLOAD = ("import sys; from huggingface_hub import snapshot_download; "
 
 
 def env_for(url: str | None) -> dict:
-    env = dict(os.environ, HF_HUB_DISABLE_XET="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, HF_HUB_DISABLE_XET="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(REPO)) if p)
     env.pop("HF_HUB_OFFLINE", None)  # the stand-in is on 127.0.0.1; nothing else is reachable
     if url:
         env["HF_ENDPOINT"] = url
@@ -55,7 +56,8 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*") if p.is_file())
 
 
-def run_case(src: Path, hub: HubStandIn, rate_mb: float, work: Path, file_type: str, ours_first: bool) -> dict:
+def run_case(src: Path, hub: HubStandIn, rate_mb: float, work: Path, file_type: str, turn: int) -> dict:
+    """The three steps back to back, in an order that rotates with `turn` (a shared machine drifts)."""
     hub.rate = rate_mb * 1e6
     out_dir = work / "out"
     cache = work / "hf-cache"
@@ -77,14 +79,13 @@ def run_case(src: Path, hub: HubStandIn, rate_mb: float, work: Path, file_type: 
         shutil.rmtree(cache)
         return stats.seconds, stats.peak_disk_bytes
 
-    if ours_first:
-        o = ours()
-        d = download()
-    else:
-        d = download()
-        o = ours()
+    steps = {"ours": ours, "download": download, "convert": lambda: convert_alone(src, work, file_type)}
+    order = ["ours", "download", "convert"]
+    order = order[turn % 3:] + order[:turn % 3]
+    got = {name: steps[name]() for name in order}
+    o, d, c = got["ours"], got["download"], got["convert"]
     return {"rate": rate_mb, "ours_s": o[0], "ours_anon": o[1], "ours_disk": o[2], "out": o[3],
-            "download_s": d[0], "download_disk": d[1]}
+            "download_s": d[0], "download_disk": d[1], "convert_s": c[0], "order": " > ".join(order)}
 
 
 def convert_alone(src: Path, work: Path, file_type: str) -> tuple[float, int]:
@@ -115,18 +116,18 @@ def main() -> int:
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="pull-") as tmp, \
                 HubStandIn({REPO_ID: Repo(src)}) as hub:
             work = Path(tmp)
-            conv_s, _ = convert_alone(src, work, opts.type)
-            print(f"{src.name}: conversion alone {conv_s:.1f} s", flush=True)
             for i, rate in enumerate(rates):
-                row = run_case(src, hub, rate, work, opts.type, ours_first=i % 2 == 0)
-                row |= {"model": src.name, "ckpt": ckpt_bytes, "convert_s": conv_s}
+                row = run_case(src, hub, rate, work, opts.type, turn=len(rows))
+                row |= {"model": src.name, "ckpt": ckpt_bytes}
                 rows.append(row)
-                bound = max(row["download_s"], conv_s)
+                bound = max(row["download_s"], row["convert_s"])
                 row["ratio"] = row["ours_s"] / bound
                 row["extra"] = max(0, row["ours_disk"] - row["out"])
-                print(f"  {rate:.0f} MB/s: download {row['download_s']:.1f} s, ours {row['ours_s']:.1f} s, "
+                print(f"  {src.name} {rate:.0f} MB/s: download {row['download_s']:.1f} s, "
+                      f"conversion {row['convert_s']:.1f} s, ours {row['ours_s']:.1f} s, "
                       f"ratio {row['ratio']:.2f}, extra disk {row['extra'] / 2**20:.1f} MiB", flush=True)
-                if row["ratio"] > MAX_OVERLAP_RATIO:
+                # The tiny model (--quick) is all fixed costs (imports, index, vocabulary): no time target.
+                if row["ratio"] > MAX_OVERLAP_RATIO and not opts.quick:
                     failures.append(f"{src.name} at {rate:.0f} MB/s: time ratio {row['ratio']:.2f} > "
                                     f"{MAX_OVERLAP_RATIO}")
                 if row["extra"] >= MAX_EXTRA_DISK:
@@ -143,13 +144,13 @@ def main() -> int:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| checkpoint | GB | link MB/s | download alone s | conversion alone s | download + convert s "
+    lines = ["| checkpoint | GB | link MB/s | order | download alone s | conversion alone s | download + convert s "
              "| ours streamed s | ours / max(download, conversion) | ours / (download + convert) "
              "| ours extra disk MiB | download-then-convert extra disk GB | ours peak RssAnon GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         both = r["download_s"] + r["convert_s"]
-        lines.append(f"| {r['model']} | {r['ckpt'] / 1e9:.2f} | {r['rate']:.0f} | {r['download_s']:.1f} | "
+        lines.append(f"| {r['model']} | {r['ckpt'] / 1e9:.2f} | {r['rate']:.0f} | {r['order']} | {r['download_s']:.1f} | "
                      f"{r['convert_s']:.1f} | {both:.1f} | {r['ours_s']:.1f} | {r['ratio']:.2f} | "
                      f"{r['ours_s'] / both:.2f} | {r['extra'] / 2**20:.1f} | {r['download_disk'] / 1e9:.2f} | "
                      f"{r['ours_anon']:.2f} |")

@@ -224,8 +224,10 @@ def test_another_type_does_not_resume_a_partial(hub, tmp_path):
     assert GGUFReader(out).get_field("general.file_type").contents() == 1  # MOSTLY_F16
 
 
-def test_kill_9_mid_pull_then_the_same_command_finishes_it(hub, reference, tmp_path):
-    """A real `xgen convert <hub id>` process killed with SIGKILL while it writes tensors."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_mid_pull_then_the_same_command_finishes_it(hub, reference, tmp_path, sig):
+    """A real `xgen convert <hub id>` process killed (kill -9, or `kill` as Ctrl+C is handled)
+    while it writes tensors; the same command then fetches the rest."""
     hub.rate = 15e6  # ~8 s for the tiny checkpoint: time to land the kill mid-way
     out = tmp_path / "k.gguf"
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1")
@@ -242,14 +244,18 @@ def test_kill_9_mid_pull_then_the_same_command_finishes_it(hub, reference, tmp_p
                 pass
             time.sleep(0.05)
         assert proc.poll() is None, (tmp_path / "log").read_text()
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(30) == -signal.SIGKILL
+        proc.send_signal(sig)
+        assert proc.wait(30) == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert not out.exists() and partial_path(out).is_file()
     kept = len(json.loads(record_path(out).read_text())["tensors"])
+    if sig == signal.SIGTERM:
+        log = (tmp_path / "log").read_text()
+        assert "Traceback" not in log
+        assert f"interrupted; {kept} of 57 tensors are kept" in log and "run the same command again" in log
     hub.rate = None
     hub.stats.bytes_sent.clear()
     result = run("convert", REPO_ID, "-o", str(out), "--type", TYPE)
