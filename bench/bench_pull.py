@@ -150,7 +150,8 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         both = r["download_s"] + r["convert_s"]
-        lines.append(f"| {r['model']} | {r['ckpt'] / 1e9:.2f} | {r['rate']:.0f} | {r['order']} | {r['download_s']:.1f} | "
+        lines.append(f"| {r['model']} | {r['ckpt'] / 1e9:.2f} | {r['rate']:.0f} | {r['order']} | "
+                     f"{r['download_s']:.1f} | "
                      f"{r['convert_s']:.1f} | {both:.1f} | {r['ours_s']:.1f} | {r['ratio']:.2f} | "
                      f"{r['ours_s'] / both:.2f} | {r['extra'] / 2**20:.1f} | {r['download_disk'] / 1e9:.2f} | "
                      f"{r['ours_anon']:.2f} |")

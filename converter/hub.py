@@ -134,58 +134,62 @@ class RangeReader:
 
     def read_into(self, filename: str, start: int, out: memoryview) -> None:
         """Fill `out` with the file's bytes [start, start + len(out))."""
-        got, attempt, wait = 0, 1, self.retry.base_wait
-        while got < len(out):
+        got = [0]  # bytes in `out` so far, kept across attempts: a retry asks only for the rest
+        attempt, wait = 1, self.retry.base_wait
+        while got[0] < len(out):
             if self.stop.is_set():
                 raise KeyboardInterrupt
             try:
-                got += self._request(filename, start + got, out[got:])
-                if got < len(out):
-                    raise TransientError(f"the connection closed after {got} of {len(out)} bytes")
+                self._request(filename, start, out, got)
+                if got[0] < len(out):
+                    raise TransientError(f"the connection closed after {got[0]} of {len(out)} bytes")
             except (TransientError, *network_errors()) as exc:
                 if attempt >= self.retry.attempts:
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise TransferError(f"{self.repo.repo_id}: reading {filename} kept failing ({reason}); "
-                                    "check the network and run the same command again to resume") from None
+                                        "check the network and run the same command again to resume") from None
                 with self._lock:
                     self.retries += 1
                 if self.stop.wait(wait):
                     raise KeyboardInterrupt from None
                 attempt, wait = attempt + 1, min(self.retry.max_wait, wait * 2)
 
-    def _request(self, filename: str, start: int, out: memoryview) -> int:
-        """One range request into `out`; returns the bytes received (maybe fewer)."""
+    def _request(self, filename: str, start: int, out: memoryview, got: list[int]) -> None:
+        """One range request for what `out` still lacks (from got[0] on); got[0] counts what arrives."""
         from huggingface_hub.errors import HfHubHTTPError
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
 
-        headers = build_hf_headers(headers={"Range": f"bytes={start}-{start + len(out) - 1}",
+        first = start + got[0]
+        headers = build_hf_headers(headers={"Range": f"bytes={first}-{start + len(out) - 1}",
                                             "Accept-Encoding": "identity"})
-        got = 0
-        with hub_errors(self.repo.repo_id, f"reading {filename}", network=False), http_stream_backoff(
-                "GET", self.repo.url(filename), headers=headers, follow_redirects=True,
-                timeout=self.retry.timeout, max_retries=self.retry.attempts - 1, retry_on_exceptions=(),
-                base_wait_time=self.retry.base_wait, max_wait_time=self.retry.max_wait) as response:
-            if response.status_code >= 400:
-                response.read()
-                try:
+        try:
+            with http_stream_backoff(
+                    "GET", self.repo.url(filename), headers=headers, follow_redirects=True,
+                    timeout=self.retry.timeout, max_retries=self.retry.attempts - 1, retry_on_exceptions=(),
+                    base_wait_time=self.retry.base_wait, max_wait_time=self.retry.max_wait) as response:
+                if response.status_code >= 400:
+                    response.read()
                     hf_raise_for_status(response)
-                except HfHubHTTPError as exc:
-                    if response.status_code in (408, 429) or response.status_code >= 500:
-                        raise TransferError(f"{self.repo.repo_id}: the Hub kept answering HTTP {response.status_code} "
-                                        f"for {filename}; wait a moment and run the same command again to "
-                                        "resume") from None
-                    raise exc
-            if response.status_code != 206 and not (start == 0 and response.status_code == 200):
-                raise XGenError(f"{self.repo.repo_id}: the server ignored a range request for {filename} "
-                                f"(HTTP {response.status_code}); use --keep-source to download it whole")
-            for chunk in response.iter_bytes(1 << 20):
-                n = min(len(chunk), len(out) - got)
-                out[got: got + n] = chunk[:n]
-                got += n
-                with self._lock:
-                    self.fetched += n
-                if got >= len(out):
-                    break
-                if self.stop.is_set():
-                    raise KeyboardInterrupt
-        return got
+                self._receive(response, filename, first, out, got)
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in (408, 429) or status >= 500:  # still failing after huggingface_hub's retries
+                raise TransferError(f"{self.repo.repo_id}: the Hub kept answering HTTP {status} for {filename}; "
+                                    "wait a moment and run the same command again to resume") from None
+            with hub_errors(self.repo.repo_id, f"reading {filename}", network=False):
+                raise
+
+    def _receive(self, response, filename: str, first: int, out: memoryview, got: list[int]) -> None:
+        if response.status_code != 206 and not (first == 0 and response.status_code == 200):
+            raise XGenError(f"{self.repo.repo_id}: the server ignored a range request for {filename} "
+                            f"(HTTP {response.status_code}); use --keep-source to download it whole")
+        for chunk in response.iter_bytes():  # as received: a cut-off body keeps what came
+            n = min(len(chunk), len(out) - got[0])
+            out[got[0]: got[0] + n] = chunk[:n]
+            got[0] += n
+            with self._lock:
+                self.fetched += n
+            if got[0] >= len(out):
+                break
+            if self.stop.is_set():
+                raise KeyboardInterrupt

@@ -269,18 +269,21 @@ def test_killed_mid_pull_then_the_same_command_finishes_it(hub, reference, tmp_p
 
 
 def test_transient_errors_are_retried(hub, reference, tmp_path):
-    hub.faults += [Fault("status", file="00002", status=503, times=2),
-                   Fault("status", file="00001", status=429, retry_after=0),
-                   Fault("reset", file="00001", after=300_000, times=2),
-                   Fault("status", file="00002", status=502)]
+    hub.faults += [Fault("status", file="-00002-of", status=503, times=2),
+                   Fault("status", file="-00001-of", status=429, retry_after=0),
+                   Fault("reset", file="-00001-of", after=300_000, times=2, min_length=1_000_000),
+                   Fault("status", file="-00002-of", status=502)]
     out = tmp_path / "x.gguf"
     pull(out, retry=RetryPolicy(attempts=4, base_wait=0.01, max_wait=0.05))
     assert out.read_bytes() == reference
     assert all(f.times == 0 for f in hub.faults)
+    # A body cut short is resumed: the retry asks for the bytes after the 300,000 received.
+    starts = {int(rng[6:].split("-")[0]) for _, name, rng in hub.stats.requests if "00001" in name and rng}
+    assert any(s + 300_000 in starts for s in starts)
 
 
 def test_corrupted_bytes_are_fetched_again(hub, reference, tmp_path):
-    hub.faults.append(Fault("corrupt", file="00002", after=5000, times=1, min_length=100_000))
+    hub.faults.append(Fault("corrupt", file="-00002-of", after=5000, times=1, min_length=100_000))
     out = tmp_path / "c.gguf"
     pull(out, chunk_bytes=64 << 20)
     assert out.read_bytes() == reference
@@ -288,7 +291,7 @@ def test_corrupted_bytes_are_fetched_again(hub, reference, tmp_path):
 
 
 def test_persistent_corruption_is_refused_and_nothing_is_kept(hub, tmp_path):
-    hub.faults.append(Fault("corrupt", file="00002", after=5000, times=10_000, min_length=100_000))
+    hub.faults.append(Fault("corrupt", file="-00002-of", after=5000, times=10_000, min_length=100_000))
     out = tmp_path / "bad.gguf"
     result = run("convert", REPO_ID, "-o", str(out), "--type", TYPE)
     assert result.exit_code == 1, result.output
@@ -303,7 +306,7 @@ def test_lost_network_keeps_the_partial_and_says_how_to_resume(hub, reference, t
 
     # The index reads go through; then every tensor read of the first shard breaks off: the
     # first two tensors in GGUF order (output, output_norm) come from the second one.
-    hub.faults.append(Fault("reset", file="00001", after=1000, times=10_000, min_length=100_000))
+    hub.faults.append(Fault("reset", file="-00001-of", after=1000, times=10_000, min_length=100_000))
     out = tmp_path / "n.gguf"
     with pytest.raises(TransferError, match="run the same command again to resume") as info:
         pull(out)
@@ -313,6 +316,15 @@ def test_lost_network_keeps_the_partial_and_says_how_to_resume(hub, reference, t
     hub.faults.clear()
     pull(out)
     assert out.read_bytes() == reference
+
+
+def test_a_hub_that_keeps_failing_is_one_line_that_says_to_resume(hub, tmp_path):
+    from converter.hub import TransferError
+
+    hub.faults.append(Fault("status", file="-00001-of", status=503, times=10_000, min_length=100_000))
+    with pytest.raises(TransferError, match="kept answering HTTP 503.*run the same command again to resume"):
+        pull(tmp_path / "s.gguf")
+    assert partial_path(tmp_path / "s.gguf").is_file()
 
 
 # -- errors the user can act on -----------------------------------------------------------
