@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.memory import measure  # noqa: E402
+from bench.memory import measure as measure_wall  # noqa: E402
 from bench.models import CACHE, checkpoint  # noqa: E402
 from bench.report import append_results, kib_to_gib  # noqa: E402
 from tests.hub_standin import HubStandIn, Repo  # noqa: E402
@@ -41,6 +41,18 @@ MAX_OVERLAP_RATIO = 1.1  # ours / max(download alone, conversion alone)
 MAX_EXTRA_DISK = 64 << 20
 DOWNLOAD = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3])")
+
+
+def measure(cmd, **kwargs):
+    """bench.memory.measure plus the child's CPU time (user + system): a shared machine's load
+    stretches wall times, CPU seconds show what each side really costs."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = measure_wall(cmd, **kwargs)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return stats
 
 
 def env_for(url: str | None) -> dict:
@@ -71,7 +83,7 @@ def run_case(src: Path, hub: HubStandIn, rate_mb: float, work: Path, file_type: 
         size = out.stat().st_size
         shutil.rmtree(out_dir)
         shutil.rmtree(cache, ignore_errors=True)
-        return stats.seconds, kib_to_gib(stats.peak_anon_kib), stats.peak_disk_bytes, size
+        return stats.seconds, kib_to_gib(stats.peak_anon_kib), stats.peak_disk_bytes, size, stats.cpu
 
     def download() -> tuple[float, int]:
         stats = measure([sys.executable, "-c", DOWNLOAD, REPO_ID, str(cache), hub.url], watch=work,
@@ -85,7 +97,8 @@ def run_case(src: Path, hub: HubStandIn, rate_mb: float, work: Path, file_type: 
     got = {name: steps[name]() for name in order}
     o, d, c = got["ours"], got["download"], got["convert"]
     return {"rate": rate_mb, "ours_s": o[0], "ours_anon": o[1], "ours_disk": o[2], "out": o[3],
-            "download_s": d[0], "download_disk": d[1], "convert_s": c[0], "order": " > ".join(order)}
+            "download_s": d[0], "download_disk": d[1], "convert_s": c[0], "order": " > ".join(order),
+            "ours_cpu": o[4], "convert_cpu": c[2], "load": os.getloadavg()[0]}
 
 
 def convert_alone(src: Path, work: Path, file_type: str) -> tuple[float, int]:
@@ -95,7 +108,7 @@ def convert_alone(src: Path, work: Path, file_type: str) -> tuple[float, int]:
     stats = measure([sys.executable, "-m", "assistant.cli", "convert", str(src), "-o", str(out), "--type",
                      file_type, "--force"], watch=out_dir, env=env_for(None))
     shutil.rmtree(out_dir)
-    return stats.seconds, stats.peak_disk_bytes
+    return stats.seconds, stats.peak_disk_bytes, stats.cpu
 
 
 def main() -> int:
@@ -146,15 +159,16 @@ def main() -> int:
 def table(rows: list[dict]) -> str:
     lines = ["| checkpoint | GB | link MB/s | order | download alone s | conversion alone s | download + convert s "
              "| ours streamed s | ours / max(download, conversion) | ours / (download + convert) "
-             "| ours extra disk MiB | download-then-convert extra disk GB | ours peak RssAnon GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ours extra disk MiB | download-then-convert extra disk GB | ours peak RssAnon GiB "
+             "| CPU s ours / conversion | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         both = r["download_s"] + r["convert_s"]
         lines.append(f"| {r['model']} | {r['ckpt'] / 1e9:.2f} | {r['rate']:.0f} | {r['order']} | "
                      f"{r['download_s']:.1f} | "
                      f"{r['convert_s']:.1f} | {both:.1f} | {r['ours_s']:.1f} | {r['ratio']:.2f} | "
                      f"{r['ours_s'] / both:.2f} | {r['extra'] / 2**20:.1f} | {r['download_disk'] / 1e9:.2f} | "
-                     f"{r['ours_anon']:.2f} |")
+                     f"{r['ours_anon']:.2f} | {r['ours_cpu']:.0f} / {r['convert_cpu']:.0f} | {r['load']:.1f} |")
     return "\n".join(lines)
 
 
