@@ -16,13 +16,17 @@ import io
 import pickle
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.errors import XGenError
+
+try:  # ISA-L's CRC-32 is ~4x zlib's: 27.6 GB of shards cost ~7 s of CPU instead of ~30 s
+    from isal.isal_zlib import crc32
+except ImportError:  # same function, slower
+    from zlib import crc32
 
 ReadFn = Callable[[int, int], bytes]  # read(start, end) -> the bytes [start, end) of the file
 
@@ -214,7 +218,7 @@ def check_entry(entry: ZipEntry, data, label: str) -> None:
     """Size and CRC-32 of an entry's bytes against the central directory."""
     if len(data) != entry.size:
         raise ChecksumError(f"{label}: {entry.name} has {len(data)} bytes, the archive says {entry.size}")
-    if zlib.crc32(data) != entry.crc32:
+    if crc32(data) != entry.crc32:
         raise ChecksumError(f"{label}: {entry.name} fails its CRC-32 check")
 
 
