@@ -4,7 +4,8 @@ A torch checkpoint is a zip archive whose entries are stored uncompressed: `<ste
 (the state dict, with each tensor's storage key, dtype, shape, stride and offset) and one
 entry `<stem>/data/<key>` per storage, each with its CRC-32 in the central directory. Given
 a `read(start, end)` over the file's bytes (a local file or HTTP range requests), this reads
-the central directory, `data.pkl` and the local headers, so each storage is one byte range.
+the central directory and `data.pkl`, so each storage is one byte range: from its local
+header (whose length is only known once read) to the next entry, fetched in one piece.
 
 `data.pkl` is parsed by a restricted unpickler that only knows the few names a state dict
 uses: nothing in it is executed, and any other global is refused.
@@ -152,7 +153,7 @@ def _rebuild_tensor(storage, offset, shape, stride, *_unused):
 
 
 def read_index(read: ReadFn, size: int, label: str) -> ShardIndex:
-    """Index one shard: central directory, data.pkl and the local headers of its storages."""
+    """Index one shard: its central directory and data.pkl (a few range reads)."""
     try:
         with zipfile.ZipFile(io.BufferedReader(_RangeFile(read, size), buffer_size=1 << 16)) as archive:
             infos = archive.infolist()
