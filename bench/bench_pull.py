@@ -58,7 +58,8 @@ def measure(cmd, **kwargs):
 def env_for(url: str | None) -> dict:
     env = dict(os.environ, HF_HUB_DISABLE_XET="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(REPO)) if p)
-    env.pop("HF_HUB_OFFLINE", None)  # the stand-in is on 127.0.0.1; nothing else is reachable
+    for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # huggingface_hub reads either
+        env.pop(flag, None)  # the stand-in is on 127.0.0.1; the smoke test's guard still blocks the rest
     if url:
         env["HF_ENDPOINT"] = url
     return env
