@@ -102,8 +102,22 @@ def test_convert_hub_id_with_keep_source_downloads_then_converts(hub, reference,
     result = run("convert", REPO_ID, "--keep-source", "-o", str(out), "--type", TYPE)
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == reference
-    kept = list(hub.hf_cache.rglob("pytorch_model-*.bin"))
+    kept = list(hub.hf_cache.glob("*/snapshots/*/pytorch_model-*.bin"))
     assert len(kept) == 2  # the old path: the shards stay in the HF cache
+
+
+def test_a_safetensors_repo_is_downloaded_whole_with_a_note(hub, reference, tiny_args, tmp_path_factory, tmp_path):
+    """Only pickle shards are streamed; safetensors take the --keep-source path, and say so."""
+    from models.synthetic import write_checkpoint
+
+    folder = write_checkpoint(tmp_path_factory.mktemp("st"), tiny_args, n_shards=2, seed=0, fmt="safetensors")
+    hub.repos["acme/st-model"] = Repo(folder)
+    out = tmp_path / "st.gguf"
+    result = run("convert", "acme/st-model", "--variant", "xgen-7b-8k-inst", "-o", str(out), "--type", TYPE)
+    assert result.exit_code == 0, result.output
+    assert "ships safetensors" in result.output
+    assert out.read_bytes() == reference
+    assert len(list(hub.hf_cache.glob("*/snapshots/*/*.safetensors"))) == 2
 
 
 def test_parallel_range_requests_within_a_byte_budget(hub, reference, tmp_path, monkeypatch):
