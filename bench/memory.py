@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -31,14 +32,16 @@ def _status(pid: int) -> dict[str, int]:
 
 
 def _folder_bytes(folder: Path | None) -> int:
+    """Bytes of the files under `folder`, subfolders included (symlinks counted as links)."""
     if folder is None:
         return 0
     total = 0
-    for p in folder.iterdir():
-        try:
-            total += p.stat().st_size
-        except FileNotFoundError:
-            pass
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                pass
     return total
 
 

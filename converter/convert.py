@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gguf
@@ -56,7 +58,18 @@ class ConversionResult:
         return counts
 
 
-ProgressFn = Callable[[int, int, PlannedTensor], None]  # (done, total, tensor just written)
+@dataclass(frozen=True)
+class Progress:
+    """Where a conversion is: tensors written, source bytes read (or fetched), the tensor just done."""
+
+    tensors_done: int
+    tensors_total: int
+    bytes_done: int
+    bytes_total: int
+    tensor: PlannedTensor | None = None
+
+
+ProgressFn = Callable[[Progress], None]
 
 
 def plan_tensors(sources: list[TensorSource], file_type: FileType, n_layers: int) -> list[PlannedTensor]:
@@ -69,60 +82,125 @@ def plan_tensors(sources: list[TensorSource], file_type: FileType, n_layers: int
 
 def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, force: bool = False,
             threads: int | None = None, variant: Variant | None = None, name: str | None = None,
-            progress: ProgressFn | None = None, measure_error: bool = False) -> ConversionResult:
+            progress: ProgressFn | None = None, measure_error: bool = False,
+            notify: Callable[[str], None] | None = None) -> ConversionResult:
     """Convert the checkpoint folder `src` into the GGUF file `out`.
 
     measure_error: also compute each tensor's quantization error (ConversionResult.errors),
-    which dequantizes everything once more in numpy (slower; off by default)."""
+    which dequantizes everything once more in numpy (slower; off by default).
+    notify: told one-line notes (e.g. a context length taken from the registry)."""
     started = time.perf_counter()
     ftype = get_file_type(file_type)
     out = Path(out)
     if out.exists() and not force:
         raise XGenError(f"{out} already exists; pass --force to overwrite it")
-    args = ModelArgs.from_folder(src)
-    if args.vocab_size < 50313:
-        raise XGenError(f"{src}/config.json: vocab_size {args.vocab_size} is smaller than XGen's 50313 tokens")
+    args = checked_args(ModelArgs.from_folder(src), str(src), variant, notify)
     reader = CheckpointReader(find_checkpoint(src))
     sources = match_tensors({n: reader.shape(n) for n in reader.names()}, args)
     planned = plan_tensors(sources, ftype, args.n_layers)
-    total = sum(p.nbytes for p in planned)
-    check_free_space(out.parent if str(out.parent) else Path("."), total + METADATA_MARGIN)
-    vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
-    errors: dict[str, float] = {}
+    check_free_space(out.parent if str(out.parent) else Path("."), sum(p.nbytes for p in planned) + METADATA_MARGIN)
+    source_bytes = [4 * int(np.prod(s.shape)) for s in sources]
+    arrays = iter_gguf_arrays(sources, reader.get, args)
 
+    with disk_errors(out), atomic_output(out, force=force) as tmp:
+        header_end = write_header(tmp, args, ftype, variant, name or Path(src).name, planned)
+        with open(tmp, "r+b") as f:
+            f.seek(header_end)
+            sink = TensorSink(f, planned, threads, measure_error)
+            for done, (source, data) in enumerate(arrays, 1):
+                p = sink.write(data)
+                del data
+                if progress:
+                    progress(Progress(done, len(planned), sum(source_bytes[:done]), sum(source_bytes), p))
+    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned, sink.errors)
+
+
+def checked_args(args: ModelArgs, src: str, variant: Variant | None,
+                 notify: Callable[[str], None] | None = None) -> ModelArgs:
+    """Reject a vocabulary too small for XGen; give a published variant its training context."""
+    if args.vocab_size < 50313:
+        raise XGenError(f"{src}/config.json: vocab_size {args.vocab_size} is smaller than XGen's 50313 tokens")
+    args, note = training_context(args, variant)
+    if note and notify:
+        notify(note)
+    return args
+
+
+def training_context(args: ModelArgs, variant: Variant | None) -> tuple[ModelArgs, str | None]:
+    """A published variant whose config.json under-reports its context gets the registry's.
+
+    XGen-8K's config.json says less than the 8,192 tokens it was trained for (a config
+    without the field reads as 2,048, transformers' default); written as is, llama.cpp and
+    the assistant would default to a quarter of the model's context."""
+    if variant is None or args.max_seq_len >= variant.context_length:
+        return args, None
+    note = (f"config.json gives a context of {args.max_seq_len} tokens; {variant.name} was trained for "
+            f"{variant.context_length}, which the GGUF records")
+    return replace(args, max_seq_len=variant.context_length), note
+
+
+def write_header(path: Path, args: ModelArgs, ftype: FileType, variant: Variant | None, name: str,
+                 planned: list[PlannedTensor]) -> int:
+    """Write the GGUF header, metadata, vocabulary and tensor infos; returns where they end."""
+    vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
+    writer = gguf.GGUFWriter(path, "llama")
     try:
-        with atomic_output(out, force=force) as tmp:
-            writer = gguf.GGUFWriter(tmp, "llama")
-            try:
-                _write_metadata(writer, args, ftype, variant, name or Path(src).name)
-                write_vocab(writer, vocab)
-                for p in planned:
-                    _add_tensor_info(writer, p)
-                writer.write_header_to_file()
-                writer.write_kv_data_to_file()
-                writer.write_ti_data_to_file()
-                by_name = {p.source.gguf_name: p for p in planned}
-                for done, (source, data) in enumerate(iter_gguf_arrays(sources, reader.get, args), 1):
-                    p = by_name[source.gguf_name]
-                    quantized = quantize(data, p.qtype, threads)
-                    if measure_error:
-                        errors[p.source.gguf_name] = quantization_error(data, quantized, p.qtype)
-                    writer.write_tensor_data(quantized)
-                    del data, quantized
-                    if progress:
-                        progress(done, len(planned), p)
-                writer.close()  # flushes the last buffered bytes: a full disk can show only here
-            finally:
-                try:
-                    writer.close()
-                except OSError:
-                    pass  # already failing: closing flushes into the same full disk; report the first error
+        _write_metadata(writer, args, ftype, variant, name)
+        write_vocab(writer, vocab)
+        for p in planned:
+            _add_tensor_info(writer, p)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        writer.flush()
+    finally:
+        writer.close()
+    return path.stat().st_size
+
+
+class TensorSink:
+    """Quantizes and appends tensors in plan order, padded as gguf's writer pads them."""
+
+    def __init__(self, f, planned: list[PlannedTensor], threads: int | None, measure_error: bool = False,
+                 first: int = 0):
+        self.f, self.planned, self.threads = f, planned, threads
+        self.measure_error = measure_error
+        self.next = first
+        self.errors: dict[str, float] = {}
+        self.last_crc = 0
+
+    def write(self, data: np.ndarray, quantized: np.ndarray | None = None) -> PlannedTensor:
+        """Append the next planned tensor (`quantized`: its bytes, when the caller made them)."""
+        p = self.planned[self.next]
+        if quantized is None:
+            quantized = quantize(data, p.qtype, self.threads)
+        if quantized.nbytes != p.nbytes:
+            raise RuntimeError(f"{p.source.gguf_name}: {quantized.nbytes} bytes quantized, {p.nbytes} planned")
+        if self.measure_error:
+            self.errors[p.source.gguf_name] = quantization_error(data, quantized, p.qtype)
+        before = _pad(self.f.tell())
+        self.f.write(before)
+        quantized.tofile(self.f)
+        after = _pad(quantized.nbytes)
+        self.f.write(after)
+        self.last_crc = zlib.crc32(after, zlib.crc32(quantized, zlib.crc32(before)))
+        self.next += 1
+        return p
+
+
+def _pad(n: int, align: int = gguf.GGUF_DEFAULT_ALIGNMENT) -> bytes:
+    return bytes(-n % align)
+
+
+@contextmanager
+def disk_errors(out: Path) -> Iterator[None]:
+    try:
+        yield
     except OSError as exc:
         if _out_of_space(exc):
             raise XGenError(f"{out.parent}: file too large for this file system or disk full while writing "
                             "the GGUF; nothing was kept") from None
         raise
-    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned, errors)
 
 
 def _out_of_space(exc: OSError) -> bool:
@@ -178,4 +256,4 @@ def check_free_space(folder: Path, needed: int) -> None:
                         f"{free / 2**30:.1f} GiB free")
 
 
-__all__ = ["FILE_TYPES", "ConversionResult", "PlannedTensor", "convert", "plan_tensors"]
+__all__ = ["FILE_TYPES", "ConversionResult", "PlannedTensor", "Progress", "convert", "plan_tensors"]

@@ -123,11 +123,12 @@ def permute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
             .reshape(w.shape))
 
 
-def to_gguf_array(source: TensorSource, tensor: torch.Tensor, args: ModelArgs) -> np.ndarray:
+def to_gguf_array(source: TensorSource, tensor: torch.Tensor | np.ndarray, args: ModelArgs) -> np.ndarray:
     """The f32 numpy array llama.cpp expects for one tensor (no copy when none is needed)."""
-    if tensor.dtype != torch.float32:
-        tensor = tensor.float()
-    data = tensor.numpy()
+    if isinstance(tensor, np.ndarray):
+        data = tensor if tensor.dtype == np.float32 else tensor.astype(np.float32)
+    else:
+        data = (tensor if tensor.dtype == torch.float32 else tensor.float()).numpy()
     if source.gguf_name.endswith("attn_q.weight"):
         data = permute_rotary(data, args.n_heads)
     elif source.gguf_name.endswith("attn_k.weight"):

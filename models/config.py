@@ -104,7 +104,8 @@ class ModelArgs:
             vocab_size=integer("vocab_size"),
             norm_eps=float(eps),
             rope_theta=float(theta),
-            max_seq_len=integer("max_position_embeddings"),
+            # transformers' LlamaConfig reads a missing field as 2048.
+            max_seq_len=integer("max_position_embeddings", 2048),
             bos_token_id=int(cfg.get("bos_token_id", 50256)),
             eos_token_id=_first(cfg.get("eos_token_id", 50256)),
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),

@@ -35,15 +35,21 @@ def models() -> None:
 @click.argument("name")
 @click.option("-t", "--type", "file_type", default=None, help="GGUF type (default: the model's, q4_k_m).")
 @click.option("--force", is_flag=True, help="Convert again even if the file exists.")
-def pull(name: str, file_type: str | None, force: bool) -> None:
-    """Download a registry model from the Hugging Face Hub and convert it into the models folder."""
-    from assistant.cli.main import convert
+@click.option("--keep-source", is_flag=True, help="Download the checkpoint whole into the Hugging Face cache "
+              "first and keep it (default: stream it, no copy on disk).")
+def pull(name: str, file_type: str | None, force: bool, keep_source: bool) -> None:
+    """Stream a registry model from the Hugging Face Hub into a GGUF in the models folder.
+
+    Tensors are fetched by range requests while earlier ones are quantized; Ctrl+C (or a
+    lost network) keeps what was written, and the same command resumes.
+    """
+    from assistant.cli.main import print_conversion, run_conversion
     from models.registry import get_variant
 
     variant = get_variant(name)
-    ctx = click.get_current_context()
-    ctx.invoke(convert, src=variant.hub_id, out=None, file_type=file_type or variant.default_quant,
-               force=force, threads=None, variant=variant.name, revision=None, then_verify=False)
+    outcome = run_conversion(variant.hub_id, file_type=file_type, variant=variant, force=force,
+                             keep_source=keep_source)
+    print_conversion(outcome.result)
 
 
 def _non_empty(ctx, param, values):

@@ -72,59 +72,68 @@ def _sigterm_as_interrupt() -> None:
               help="Quantization threads (default: the physical cores this process may use).")
 @click.option("--variant", help="Registry name of the model, when SRC is a local copy of a published one.")
 @click.option("--revision", help="Hub revision (branch, tag or commit) to download.")
+@click.option("--keep-source", is_flag=True, help="Download the Hub checkpoint whole into the Hugging Face cache "
+              "first, and keep it there (default: stream it, no copy on disk).")
 @click.option("--verify", "then_verify", is_flag=True, help="Check the result against the source afterwards.")
 @click.option("--report", is_flag=True, help="Print each tensor's quantization error (NMSE of the dequantized "
               "weights; slower: everything is dequantized once more).")
 def convert(src: str, out: Path | None, file_type: str, force: bool, threads: int | None,
-            variant: str | None, revision: str | None, then_verify: bool, report: bool = False) -> None:
+            variant: str | None, revision: str | None, then_verify: bool, report: bool = False,
+            keep_source: bool = False) -> None:
     """Convert an XGen checkpoint (a local folder or a Hub id) into a GGUF file.
 
-    A Hub id such as Salesforce/xgen-7b-8k-inst is downloaded first (only the files
-    needed; an interrupted download resumes). The conversion streams one tensor at a
-    time and quantizes with llama.cpp's own code, so a 7B model converts on a laptop.
+    A Hub id such as Salesforce/xgen-7b-8k-inst is streamed: each tensor is read from the
+    Hub by range requests (checked against its CRC-32), quantized and written, with no copy
+    of the shards on disk; an interrupted run resumes. --keep-source downloads the shards
+    into the Hugging Face cache first. The conversion quantizes with llama.cpp's own code,
+    one tensor at a time, so a 7B model converts on a laptop.
     """
-    from converter.convert import convert as run_convert
-    from converter.download import download, looks_like_hub_id
-    from converter.quant import get_file_type
-    from models.paths import models_dir
-    from models.registry import get_variant, variant_for_hub_id
-
-    ftype = get_file_type(file_type)
-    chosen = get_variant(variant) if variant else None
-    if looks_like_hub_id(src):
-        chosen = chosen or variant_for_hub_id(src)
-        name = chosen.name if chosen else src.split("/")[-1]
-    else:
-        name = chosen.name if chosen else Path(src).resolve().name
-    out = out or models_dir() / f"{name}-{ftype.name}.gguf"
-    if out.exists() and not force:
-        raise XGenError(f"{out} already exists; pass --force to overwrite it")
-    if looks_like_hub_id(src):
-        click.echo(f"downloading {src} from the Hugging Face Hub", err=True)
-        folder = download(src, revision=revision)
-    else:
-        folder = Path(src)
-    result = _convert_with_progress(run_convert, folder, out, ftype.name, force, threads, chosen, name, report)
+    outcome = run_conversion(src, out=out, file_type=file_type, force=force, threads=threads, variant=variant,
+                             revision=revision, keep_source=keep_source, measure_error=report)
     if report:
-        _print_error_report(result)
-    _print_conversion(result)
+        _print_error_report(outcome.result)
+    print_conversion(outcome.result)
     if then_verify:
-        _print_verify(_verify(result.path, folder, threads))
+        if outcome.reference is None:
+            click.echo("note: streamed, so no local weights to compare logits with (--keep-source keeps them)",
+                       err=True)
+        _print_verify(_verify(outcome.result.path, outcome.reference, threads))
 
 
-def _convert_with_progress(run_convert, folder, out, file_type, force, threads, variant, name, report=False):
+def run_conversion(src: str, **options):
+    """`convert_source` with a progress bar (bytes, tensors, rate, time left) and notes on stderr.
+
+    Ctrl+C or `kill` during a streamed pull keeps its partial output for the next run and says so."""
     from tqdm import tqdm
 
-    bar = tqdm(total=None, unit="tensor", desc="converting", file=sys.stderr, leave=False)
+    from converter.pipeline import convert_source
+    from converter.pull import PullInterrupted
 
-    def progress(done: int, total: int, tensor) -> None:
-        bar.total = total
-        bar.set_postfix_str(f"{tensor.source.gguf_name} {tensor.qtype.name}", refresh=False)
-        bar.update(1)
+    _sigterm_as_interrupt()
+    bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="converting", file=sys.stderr,
+               leave=False)
+
+    def progress(p) -> None:
+        bar.total = p.bytes_total
+        bar.n = p.bytes_done
+        label = f"{p.tensors_done}/{p.tensors_total} tensors"
+        if p.tensor is not None:
+            label += f", {p.tensor.source.gguf_name} {p.tensor.qtype.name}"
+        bar.set_postfix_str(label, refresh=False)
+        bar.refresh()
+
+    def notify(line: str) -> None:
+        bar.clear()
+        click.echo(f"note: {line}", err=True)
+        if line.startswith("streaming"):
+            bar.set_description("pulling")
 
     try:
-        return run_convert(folder, out, file_type, force=force, threads=threads, variant=variant,
-                           name=name, progress=progress, measure_error=report)
+        return convert_source(src, progress=progress, notify=notify, **options)
+    except PullInterrupted as exc:
+        bar.close()
+        click.echo(f"\n{exc}", err=True)
+        click.get_current_context().exit(130)
     finally:
         bar.close()
 
@@ -145,7 +154,7 @@ def _print_error_report(result) -> None:
                    f"worst {max(errors):.2e}")
 
 
-def _print_conversion(result) -> None:
+def print_conversion(result) -> None:
     types = ", ".join(f"{n} {k}" for k, n in sorted(result.type_counts().items()))
     click.echo(f"wrote {result.path} ({result.nbytes / 2**20:.1f} MiB, {result.file_type}) "
                f"in {result.seconds:.1f} s; tensors: {types}")
