@@ -144,7 +144,8 @@ async def test_the_status_bar_is_live_during_a_reply_and_resets_on_a_new_session
         await wait_for(pilot, lambda: app.chat.busy and status.elapsed >= 1, timeout=5, what="a second")
         assert app.chat.busy  # these are live figures, not the finished reply's
         assert status.speed > 0 and status.context_used > 0
-        assert str(app.chat.query_one("#elapsed").render()) in ("1 s", "2 s")
+        shown = str(app.chat.query_one("#elapsed").render())  # whole seconds, ticking (a loaded machine lags)
+        assert shown.endswith(" s") and int(shown[:-2]) >= 1
         assert "tok/s" in str(app.chat.query_one("#speed").render())
         await wait_for(pilot, lambda: not app.chat.busy, timeout=10)
         await pilot.press("ctrl+n")
