@@ -149,6 +149,9 @@ class Database:
         except sqlite3.OperationalError as exc:
             self._db.close()
             raise self._operational(exc) from None
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise self.damaged(str(exc)) from None
         except BaseException:
             self._db.close()
             raise
@@ -159,7 +162,13 @@ class Database:
         if not self.path.exists():
             # Conversations are private: only the user may read them (SQLite gives the
             # -wal and -shm files the same mode as the database).
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise XGenError(f"cannot create the sessions database {self.path}: "
+                                f"{exc.strerror or exc}") from None
+        elif not self.path.is_file():
+            raise XGenError(f"{self.path} is not a file; move it aside so a new sessions database can be made")
         try:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                  check_same_thread=False)
@@ -167,6 +176,8 @@ class Database:
             raise XGenError(f"cannot open the sessions database {self.path}: {exc}") from None
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Before anything writes (even the switch to WAL): never write into a damaged file.
+            self._check_intact(db)
             mode = _retry_while_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise XGenError(f"{self.path}: SQLite could not use WAL mode (got {mode}); "
@@ -179,11 +190,26 @@ class Database:
             raise self._operational(exc) from None
         except sqlite3.DatabaseError as exc:
             db.close()
-            raise XGenError(f"{self.path} is not a usable sessions database: {exc}") from None
+            raise self.damaged(str(exc)) from None
         except BaseException:
             db.close()
             raise
         return db
+
+    def _check_intact(self, db: sqlite3.Connection) -> None:
+        """`PRAGMA quick_check` (every page's structure, not index contents; fast): a
+        damaged file is refused before anything is written into it."""
+        rows = _retry_while_locked(lambda: db.execute("PRAGMA quick_check(1)").fetchall())
+        if rows != [("ok",)]:
+            raise sqlite3.DatabaseError(" ".join(str(rows[0][0]).split()) if rows else "quick_check failed")
+
+    def damaged(self, detail: str) -> XGenError:
+        """The one-line error for a damaged database: what happened and how to recover."""
+        p = self.path
+        what = "is not a usable sessions database" if "not a database" in detail else "is damaged"
+        return XGenError(f"the sessions database {p} {what} ({detail}); nothing was written to it. "
+                         f"Move it aside to start afresh (mv {p} {p}.damaged), and recover what it holds "
+                         f"with: sqlite3 {p}.damaged .recover | sqlite3 {p}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -200,6 +226,8 @@ class Database:
                     self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError):
                     raise self._operational(exc) from None
+                if type(exc) is sqlite3.DatabaseError:  # damage found after opening
+                    raise self.damaged(str(exc)) from None
                 raise
             try:
                 self._db.execute("COMMIT")
