@@ -200,7 +200,9 @@ def disk_errors(out: Path) -> Iterator[None]:
         if _out_of_space(exc):
             raise XGenError(f"{out.parent}: file too large for this file system or disk full while writing "
                             "the GGUF; nothing was kept") from None
-        raise
+        # A read-only file system, no permission...: name the file (the output, not its .partial).
+        where = exc.filename if exc.filename and not str(exc.filename).endswith(".partial") else out
+        raise XGenError(f"{where}: {exc.strerror or exc}; nothing was kept") from None
 
 
 def _out_of_space(exc: OSError) -> bool:

@@ -2,11 +2,17 @@
 
 An interrupted or failed write (Ctrl+C, a full disk, a bad shard) never leaves a
 half-written file under the name the user asked for.
+
+Only regular files are written: an output name that is a symbolic link is written
+through (the link stays, the file it points to gets the new content); a device, a FIFO
+or a socket is refused, never replaced. An output folder that cannot be written (a
+read-only file system, no permission) is a one-line error before anything starts.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,25 +24,63 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def output_target(path: str | Path, *, force: bool = False) -> Path:
+    """The regular file that writing `path` would replace: `path` itself, or the file a
+    symbolic link at `path` points to (it may not exist yet). Raises XGenError for a
+    folder, a device, a FIFO or a socket, and for an existing file without `force`."""
+    path = Path(path)
+    target = path
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if target.is_symlink():  # a loop of links: realpath gives up on it
+            raise XGenError(f"{path} is a symbolic link that leads nowhere (a loop); give a file name")
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise XGenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise XGenError(f"{path} is a folder; give a file name")
+        for test, what in _KINDS:
+            if test(st.st_mode):
+                raise XGenError(f"{path} is {what}, not a regular file; it is left as it is "
+                                "(write to a file, or to the standard output)")
+        if not force:
+            raise XGenError(f"{path} already exists; pass --force to overwrite it")
+    if not target.parent.is_dir():
+        raise XGenError(f"{target.parent}: no such folder for the output")
+    return target
+
+
 @contextmanager
 def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise XGenError(f"{path} already exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise XGenError(f"{path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise XGenError(f"{path.parent}: no such folder for the output")
-    tmp = partial_path(path)
-    # A run killed with SIGKILL leaves its .partial behind: remove it (never write through it).
-    tmp.unlink(missing_ok=True)
+    """Yield a temporary path beside `path` (or beside the file a link at `path` points
+    to); rename it onto that file if the block succeeds."""
+    target = output_target(path, force=force)
+    tmp = partial_path(target)
+    try:
+        # A run killed with SIGKILL leaves its .partial behind: remove it (never write
+        # through it), then make sure the folder takes a new file before any work starts.
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except OSError as exc:
+        raise XGenError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         # BaseException: Ctrl+C and SystemExit must clean up too; the error propagates.
-        tmp.unlink(missing_ok=True)
+        # The clean-up itself must not replace that error (a read-only or vanished folder).
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise
