@@ -11,6 +11,7 @@ import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, leave_now
 from assistant.cli.options import model_options, session_option
+from assistant.cli.output import flush_stdout, stdout_failed, stdout_is_broken
 from models.errors import XGenError
 
 
@@ -20,13 +21,20 @@ class XGenGroup(click.Group):
     def invoke(self, ctx: click.Context):
         _sigterm_as_interrupt()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            flush_stdout()  # a full disk or closed pipe behind `>` shows here, as one line
+            return result
         except XGenError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("\ninterrupted; nothing half-written was kept", err=True)
             ctx.exit(STOPPED_EXIT)
+        except OSError as exc:
+            if not stdout_is_broken(exc):
+                raise
+            click.echo(f"error: {stdout_failed(exc)}", err=True)  # `> /dev/full`, a closed pipe
+            ctx.exit(1)
 
 
 @click.group(cls=XGenGroup, invoke_without_command=True)

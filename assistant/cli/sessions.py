@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from assistant.cli.output import write_stdout
 from assistant.store import Message, Session, Store, citation_label, parse_time
+from models.errors import XGenError
 
 
 def _local(stamp: str) -> str:
@@ -81,10 +83,13 @@ def export(session_id: str, output: Path | None, force: bool) -> None:
     with Store() as store:
         text = store.export_markdown(session_id)
     if output is None:
-        click.echo(text, nl=False)
+        write_stdout(text)
         return
-    with atomic_output(output, force=force) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    try:
+        with atomic_output(output, force=force) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a full disk, a folder gone read-only: the partial file is gone
+        raise XGenError(f"cannot write {output}: {exc.strerror or exc}; nothing was written") from None
     click.echo(f"wrote {output}", err=True)
 
 
