@@ -38,7 +38,29 @@ class ModelRef:
 
 
 def local_gguf_files() -> list[Path]:
-    return sorted(models_dir().glob("*.gguf"))
+    """The model files in the models folder: `*.gguf` regular files (or links to one) that
+    start like a GGUF; folders, dangling links, FIFOs and other files are left out."""
+    return [p for p in sorted(models_dir().glob("*.gguf")) if gguf_file_problem(p) is None]
+
+
+def gguf_file_problem(path: Path) -> str | None:
+    """Why `path` is not a model file (a quick look: kind of file, then its magic), or None."""
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return "a broken symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if magic == b"GGUF" else "not a GGUF file"
 
 
 def _style_for(name: str, chat_template: str | None) -> PromptStyle:

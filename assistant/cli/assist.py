@@ -15,20 +15,47 @@ from models.errors import XGenError
 @click.command()
 def models() -> None:
     """List the known XGen models, the GGUF files on this machine and the default."""
-    from assistant.modelref import default_model_name, local_gguf_files
+    from assistant.modelref import default_model_name
     from models.paths import models_dir
     from models.registry import VARIANTS
 
     click.echo("Known models (xgen pull NAME):")
     for v in VARIANTS.values():
         click.echo(f"  {v.name:<18} {v.hub_id:<30} {v.context_length:>5} ctx  {v.prompt_style:<10} {v.licence}")
-    click.echo(f"\nLocal models in {models_dir()}:")
-    files = local_gguf_files()
-    for path in files:
-        click.echo(f"  {path.name:<40} {path.stat().st_size / 2**30:6.2f} GiB")
+    folder = models_dir()
+    click.echo(f"\nLocal models in {folder}:")
+    files, unusable = _local_models(folder)
+    for path, size in files:
+        click.echo(f"  {path.name:<40} {size / 2**30:6.2f} GiB")
     if not files:
         click.echo("  (none yet: `xgen pull xgen-7b-8k-inst`, or `xgen demo` for a tiny demo model)")
+    if unusable:
+        click.echo("\nNot usable (left out):")
+        for path, why in unusable:
+            click.echo(f"  {path.name:<40} {why}")
     click.echo(f"\nDefault: {default_model_name() or '(none)'}")
+
+
+def _local_models(folder):
+    """(path, size) of the usable GGUF models in `folder`, and (path, why) of the `*.gguf`
+    entries that are not: folders, dangling links, damaged or truncated files."""
+    from assistant.modelref import gguf_file_problem
+    from models.gguf_file import read_gguf
+
+    files, unusable = [], []
+    for path in sorted(folder.glob("*.gguf")):
+        why = gguf_file_problem(path)
+        if why is None:
+            try:
+                read_gguf(path)
+                files.append((path, path.stat().st_size))
+                continue
+            except XGenError as exc:
+                why = str(exc).removeprefix(f"{path}: ")
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+        unusable.append((path, why))
+    return files, unusable
 
 
 @click.command()
