@@ -22,7 +22,7 @@ from pathlib import Path
 from assistant.documents.decoding import decode_text
 from assistant.documents.errors import too_large
 from assistant.documents.kinds import kind_from_name, sniff_kind
-from assistant.documents.load import DEFAULT_MAX_BYTES, load_document
+from assistant.documents.load import DEFAULT_MAX_BYTES, load_document, open_regular
 from assistant.documents.model import Document
 from models.errors import XGenError
 
@@ -69,7 +69,7 @@ class LargeTextFile:
         carry = b""
         consumed = 0
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path, self.source) as f:
                 while True:
                     block = f.read(self.window_bytes)
                     digest.update(block)
@@ -110,7 +110,7 @@ def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
     kind = kind_from_name(p.name)
     if kind is None or kind == "text":  # the content decides, as for small files
         try:
-            with open(p, "rb") as f:
+            with open_regular(p, source) as f:
                 head = f.read(65536)
         except OSError as exc:
             raise XGenError(f"Cannot read {source}: {exc.strerror or exc}") from None

@@ -50,11 +50,13 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
         raise XGenError(f"Cannot read {label}: {exc.strerror or one_line(exc)}") from None
     if stat.S_ISDIR(st.st_mode):
         raise XGenError(f"{label} is a folder, not a file; name a document inside it")
-    if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+    if not stat.S_ISREG(st.st_mode):
+        raise not_a_regular_file(label, st.st_mode)
+    if st.st_size > max_bytes:
         raise too_large(label, st.st_size, max_bytes)
     try:
-        with open(p, "rb") as f:
-            # A pipe or device has no size: read one byte past the limit to notice.
+        with open_regular(p, label) as f:
+            # The file may grow after the stat: read one byte past the limit to notice.
             data = f.read(max_bytes + 1)
     except PermissionError:
         raise XGenError(f"Cannot read {label}: permission denied") from None
@@ -65,6 +67,31 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
     if len(data) > max_bytes:
         raise too_large(label, None if not stat.S_ISREG(st.st_mode) else len(data), max_bytes)
     return document_from_bytes(data, source=source, name=p.name or source, max_bytes=max_bytes)
+
+
+def not_a_regular_file(label: str, mode: int) -> XGenError:
+    """Only regular files (or links to one) are read: opening a FIFO with no writer would
+    wait forever, and a device never ends."""
+    what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return XGenError(f"{label} is {what}, not a regular file; only files are read "
+                     f"(for piped text, give - and redirect it: - < {label})")
+
+
+def open_regular(path: Path, label: str) -> BinaryIO:
+    """Open a regular file for reading without ever blocking: O_NONBLOCK keeps open() from
+    waiting for a writer if a FIFO took the file's place after it was checked."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_a_regular_file(label, mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_stdin(stream: BinaryIO | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
