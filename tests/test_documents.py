@@ -358,10 +358,12 @@ def test_pdf_errors(tmp_path, pdf_bytes):
     for name, data in [
         ("garbage.pdf", b"%PDF-1.4\n" + bytes(range(1, 256)) * 8),
         ("truncated.pdf", pdf_bytes[: len(pdf_bytes) // 2]),
-        ("notpdf.pdf", b"this is not a PDF at all\n"),
     ]:
         with pytest.raises(XGenError, match="not a readable PDF"):
             load_document(write(tmp_path, name, data))
+    # Text named .pdf is not "damaged or truncated": it is text (tests/test_reliability_odd.py).
+    with pytest.raises(XGenError, match=r"notpdf\.pdf is not a PDF: it holds plain text"):
+        load_document(write(tmp_path, "notpdf.pdf", b"this is not a PDF at all\n"))
 
 
 def test_docx(tmp_path):
@@ -378,7 +380,7 @@ def test_docx(tmp_path):
 def test_docx_errors(tmp_path):
     good = make_docx(tmp_path / "good.docx").read_bytes()
     cases = {
-        "random.docx": (b"not a zip file at all", "not a readable Word .docx"),
+        "random.docx": (b"not a zip file at all", "is not a Word .docx file: it holds plain text"),
         "truncated.docx": (good[: len(good) // 2], "not a readable Word .docx"),
         "old.docx": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), r"old Word \.doc"),
     }

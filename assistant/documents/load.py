@@ -21,7 +21,7 @@ from assistant.documents.decoding import decode_text
 from assistant.documents.docx import docx_text
 from assistant.documents.errors import one_line, too_large
 from assistant.documents.html import html_to_text
-from assistant.documents.kinds import KINDS, kind_from_name, sniff_kind
+from assistant.documents.kinds import KINDS, kind_from_name, mislabelled, sniff_kind
 from assistant.documents.model import Document
 from assistant.documents.pdf import pdf_text
 from models.errors import XGenError
@@ -138,6 +138,9 @@ def document_from_bytes(
     if kind not in KINDS:
         raise ValueError(f"unknown document kind {kind!r}")
 
+    wrong = mislabelled(data, name, kind)
+    if wrong is not None:
+        raise wrong
     pages: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
     if kind == "pdf":
