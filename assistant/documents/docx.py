@@ -37,12 +37,42 @@ def docx_text(data: bytes, name: str, max_bytes: int) -> str:
         document = docx.Document(io.BytesIO(data))
         blocks = _docx_blocks(document)
     except Exception as exc:  # noqa: BLE001 - lxml, KeyError, ValueError for damaged parts
-        raise XGenError(f"{not_docx} (damaged): {one_line(exc)}") from None
+        raise XGenError(f"{not_docx} (damaged): {_damage(data, exc)}") from None
     text = "\n\n".join(b for b in blocks if b.strip())
     text = CONTROL_CHARS.sub("", normalize_text(text))
     if not text.strip():
         raise XGenError(f"{name} has no text (the Word document is empty or only images)")
     return text + "\n"
+
+
+def _damage(data: bytes, exc: Exception) -> str:
+    """What is damaged, in the user's terms: lxml's own messages ("AttValue: ' expected,
+    line 2, column 1173 (<string>, line 2)") become the part and where its XML breaks."""
+    try:
+        from lxml import etree
+    except ImportError:  # pragma: no cover - python-docx depends on lxml
+        return one_line(exc)
+    if not isinstance(exc, etree.LxmlError):
+        if isinstance(exc, KeyError):  # a part the document needs is missing from the archive
+            return f"a part is missing ({one_line(exc).strip(chr(34) + chr(39))})"
+        return one_line(exc)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith((".xml", ".rels")):
+                    continue
+                try:
+                    etree.fromstring(zf.read(info), parser)
+                except etree.XMLSyntaxError as bad:
+                    line, column = bad.position if bad.position else (None, None)
+                    at = f" at line {line}, column {column}" if line else ""
+                    return f"its part {info.filename} is not well-formed XML{at}"
+                except Exception:  # noqa: BLE001 - any other failure to read this part
+                    return f"its part {info.filename} cannot be read"
+    except Exception:  # noqa: BLE001
+        pass
+    return "its XML is not what a Word document holds"
 
 
 def _docx_blocks(document) -> list[str]:
