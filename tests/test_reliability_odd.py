@@ -489,3 +489,82 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block(tmp_path, monkeypatch)
     with pytest.raises(XGenError, match="is a FIFO"):
         load.load_document(fifo)
     assert time.monotonic() - t0 < 5
+
+
+# -- files whose name says PDF or DOCX but whose bytes do not -----------------------------
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("notes.pdf", b"Minutes of the meeting\nThe budget was approved.\n",
+     "notes.pdf is not a PDF: it holds plain text; rename it (e.g. to .txt) to read it as text"),
+    ("notes.docx", "Procès-verbal de la réunion\n".encode("cp1252"),
+     "notes.docx is not a Word .docx file: it holds plain text; rename it (e.g. to .txt) to read it as text"),
+    ("scan.pdf", b"\x89PNG\r\n\x1a\n" + bytes(200),
+     "scan.pdf is not a PDF: it is a PNG image (text in images needs OCR)"),
+    ("report.docx", b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n", "report.docx is a PDF, not a Word .docx file; "
+     "rename it to .pdf"),
+])
+def test_a_file_that_is_not_what_its_name_says(tmp_path, name, data, message):
+    from assistant.documents import load_document
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(XGenError) as caught:
+        load_document(path)
+    assert str(caught.value) == message
+    assert "damaged" not in str(caught.value)
+
+
+def test_a_docx_named_pdf_is_named_as_such(tmp_path):
+    from assistant.documents import load_document
+    from tests.test_documents import make_docx
+
+    path = make_docx(tmp_path / "real.docx").rename(tmp_path / "real.pdf")
+    with pytest.raises(XGenError, match=r"^real\.pdf is a Word \.docx file, not a PDF; rename it to \.docx$"):
+        load_document(path)
+
+
+def test_text_named_pdf_from_the_command_line(tmp_path):
+    path = tmp_path / "notes.pdf"
+    path.write_text("Minutes of the meeting\n")
+    out = xgen("summarize", str(path), "--model", "demo", env={"XGEN_HOME": str(tmp_path / "h")})
+    assert out.returncode == 1
+    assert one_error_line(out.stderr) == ("error: notes.pdf is not a PDF: it holds plain text; rename it "
+                                          "(e.g. to .txt) to read it as text")
+
+
+def _docx_with(tmp_path: Path, member: str, change) -> Path:
+    import io
+    import zipfile
+
+    from tests.test_documents import make_docx
+
+    raw = make_docx(tmp_path / "source.docx").read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(buf, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item)
+            dst.writestr(item.filename, change(content) if item.filename == member else content)
+    path = tmp_path / "bad.docx"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("member, change", [
+    ("word/document.xml", lambda c: c[: len(c) // 2]),
+    ("word/document.xml", lambda c: c.replace(b"<w:body>", b"<w:body><<")),
+    ("word/document.xml", lambda c: c.replace(b"budget", b"&undefined;")),
+    ("word/styles.xml", lambda c: c[:100]),
+    ("[Content_Types].xml", lambda c: c[:50]),
+    ("word/_rels/document.xml.rels", lambda c: c[:50]),
+], ids=["truncated", "bad-tag", "undefined-entity", "styles", "content-types", "rels"])
+def test_docx_with_bad_xml_names_the_part_not_lxml_internals(tmp_path, member, change):
+    from assistant.documents import load_document
+
+    with pytest.raises(XGenError) as caught:
+        load_document(_docx_with(tmp_path, member, change))
+    message = str(caught.value)
+    assert message.startswith(f"bad.docx is not a readable Word .docx file (damaged): its part {member} "
+                              "is not well-formed XML at line "), message
+    for internal in ("<string>", "AttValue", "StartTag", "Entity '", "standalone accepts"):
+        assert internal not in message
