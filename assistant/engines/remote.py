@@ -34,8 +34,11 @@ also fit llama.cpp's `llama-server` and vLLM serving an XGen model.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
+import time
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
@@ -46,6 +49,28 @@ from models.tokenizer import N_VOCAB, XGenTokenizer
 
 _PADDING_BIAS = {str(i): -100.0 for i in range(N_VOCAB, 51200)}  # OpenAI's bias range is [-100, 100]
 _POLL_SECONDS = 0.05
+
+# How long the server may stay silent: before its first answer (it may be busy with a
+# long prompt) and between streamed tokens. The user sets it with --timeout or
+# XGEN_REMOTE_TIMEOUT; while waiting, `on_wait` hears how long it has been.
+DEFAULT_TIMEOUT = 120.0
+TIMEOUT_ENV = "XGEN_REMOTE_TIMEOUT"
+WAIT_NOTICE_AFTER = 1.0  # seconds of silence before the first notice, then one notice a second
+OnWait = Callable[[str | None], None]  # "waiting for URL: 12 s", then None when the wait is over
+
+
+def default_timeout() -> float:
+    """XGEN_REMOTE_TIMEOUT (seconds), else DEFAULT_TIMEOUT."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise XGenError(f"{TIMEOUT_ENV} must be a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _rejects_id_prompt(status: int, body: str) -> bool:
@@ -66,7 +91,10 @@ class RemoteEngine(TiktokenVocab, Engine):
     name = "remote"
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
-                 n_ctx: int | None = None, timeout: float = 600.0):
+                 n_ctx: int | None = None, timeout: float | None = None, on_wait: OnWait | None = None):
+        """`timeout`: seconds the server may stay silent (before its first answer, between
+        tokens), default XGEN_REMOTE_TIMEOUT or 120; `on_wait` is told, about once a second
+        while it is silent, how long it has been (see OnWait)."""
         import httpx
 
         url = str(base_url).strip().rstrip("/")
@@ -79,8 +107,11 @@ class RemoteEngine(TiktokenVocab, Engine):
         host = parts.hostname or ""
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = float(timeout) if timeout else default_timeout()
+        self.on_wait = on_wait
+        # httpx's own limit is a backstop a little past ours (ours gives the clear message).
         self._client = httpx.Client(base_url=url, headers=headers, trust_env=not loopback,
-                                    timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
+                                    timeout=httpx.Timeout(self.timeout + 5, connect=min(10.0, self.timeout)))
         self._tokenizer = XGenTokenizer(allow_download=False)
         self.server_kind = "openai"
         self._ids_ok: bool | None = None  # does the server take token ids as the prompt? None: not known yet
@@ -153,13 +184,57 @@ class RemoteEngine(TiktokenVocab, Engine):
             return ContextOverflow(text)
         return XGenError(text)
 
-    def _get_json(self, path: str, optional: bool = False) -> dict:
+    def _silent_for(self, what: str) -> XGenError:
+        return XGenError(f"{self.base_url} sent nothing for {self.timeout:g} s {what}; it may be stuck, or busy "
+                         f"with a long prompt (wait longer with --timeout SECONDS or {TIMEOUT_ENV})")
+
+    def _notify_wait(self, waited: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(f"waiting for {self.base_url}: {waited:.0f} s (gives up after {self.timeout:g} s)")
+
+    def _end_wait(self, notified: bool) -> None:
+        if notified and self.on_wait is not None:
+            self.on_wait(None)
+
+    def _get(self, path: str):
+        """GET on a helper thread, so the wait is shown and bounded by `timeout`."""
         import httpx
 
+        result: queue.Queue = queue.Queue()
+
+        def run() -> None:
+            try:
+                result.put(("ok", self._client.get(path)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                result.put(("error", exc))
+
+        threading.Thread(target=run, name="xgen-remote-get", daemon=True).start()
+        started = time.monotonic()
+        next_notice, notified = WAIT_NOTICE_AFTER, False
         try:
-            response = self._client.get(path)
-        except httpx.HTTPError as exc:
-            raise self._connection_error(exc) from None
+            while True:
+                try:
+                    kind, value = result.get(timeout=_POLL_SECONDS)
+                    break
+                except queue.Empty:
+                    waited = time.monotonic() - started
+                    if waited > self.timeout:
+                        raise self._silent_for(f"after GET {path}") from None
+                    if waited >= next_notice:
+                        self._notify_wait(waited)
+                        notified, next_notice = True, next_notice + 1.0
+        finally:
+            self._end_wait(notified)
+        if kind == "error":
+            if isinstance(value, httpx.TimeoutException) and not isinstance(value, httpx.ConnectTimeout):
+                raise self._silent_for(f"after GET {path}") from None
+            if isinstance(value, httpx.HTTPError):
+                raise self._connection_error(value) from None
+            raise value
+        return value
+
+    def _get_json(self, path: str, optional: bool = False) -> dict:
+        response = self._get(path)
         if response.status_code >= 400:
             if optional and response.status_code in (404, 405, 501):
                 return {}
@@ -293,6 +368,8 @@ class RemoteEngine(TiktokenVocab, Engine):
             self._start_stream(self._request_body(prompt, settings, max_tokens), events, cancel)
             reason = None
             done = retry = False
+            last_event = time.monotonic()
+            next_notice, notified = WAIT_NOTICE_AFTER, False
             try:
                 while True:
                     if stopped():
@@ -300,7 +377,18 @@ class RemoteEngine(TiktokenVocab, Engine):
                     try:
                         kind, payload = events.get(timeout=_POLL_SECONDS)
                     except queue.Empty:
+                        silent = time.monotonic() - last_event
+                        if silent > self.timeout:
+                            raise self._silent_for("before the first token" if not n_chunks
+                                                   else "between two tokens") from None
+                        if silent >= next_notice:
+                            self._notify_wait(silent)
+                            notified, next_notice = True, next_notice + 1.0
                         continue
+                    last_event = time.monotonic()
+                    if notified:
+                        self._end_wait(notified)
+                        notified, next_notice = False, WAIT_NOTICE_AFTER
                     if kind == "end":
                         break
                     if kind == "done":
@@ -335,6 +423,7 @@ class RemoteEngine(TiktokenVocab, Engine):
                         reason = choice.get("finish_reason") or reason
             finally:
                 cancel.set()
+                self._end_wait(notified)
             if retry:
                 continue
             if not done and reason is None:
