@@ -152,11 +152,12 @@ def is_demo(location: str) -> bool:
 
 def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int | None = None,
                threads: int | None = None, kv_cache: str | None = None, *,
-               implicit: bool | None = None) -> LoadedModel:
+               implicit: bool | None = None, remote: dict | None = None) -> LoadedModel:
     """Resolve `model_ref` (None: the default model) and open it with its engine.
 
     `implicit` (default: no model_ref and no XGEN_MODEL) says the user did not choose this
-    model; the demo taken that way carries a note saying what it is."""
+    model; the demo taken that way carries a note saying what it is. `remote`: options
+    for the remote engine only (timeout, on_wait)."""
     from assistant.engines import open_engine
 
     from assistant.fit import check_torch_fits, plan_gguf
@@ -177,6 +178,8 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
         from models.xgen import pick_device_dtype
 
         check_torch_fits(ref.location, pick_device_dtype(None, None)[0].type)
+    if remote and kind == "remote":
+        options.update({k: v for k, v in remote.items() if v is not None})
     engine = open_engine(kind, ref.location, **options)
     if implicit is None:
         implicit = model_ref is None and not os.environ.get("XGEN_MODEL")

@@ -144,7 +144,7 @@ def test_cli_summarize_streams_a_file_over_the_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(large, "DEFAULT_MAX_BYTES", 4096)
     monkeypatch.setattr(large, "WINDOW_BYTES", 3000)
     engine = FakeEngine(n_ctx=1024, default_reply="Alarms were logged and the boiler was reset.")
-    monkeypatch.setattr("assistant.modelref.open_model", lambda *a: LoadedModel("fake", engine))
+    monkeypatch.setattr("assistant.modelref.open_model", lambda *a, **k: LoadedModel("fake", engine))
     path = tmp_path / "shift.log"
     write_log(path, 200)
     result = CliRunner().invoke(main, ["summarize", str(path), "--json"], catch_exceptions=False)

@@ -8,7 +8,7 @@ import os
 import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
-from assistant.cli.options import model_options, session_option
+from assistant.cli.options import model_options, remote_options, session_option, timeout_option
 from models.errors import XGenError
 
 
@@ -92,7 +92,9 @@ def _non_empty(ctx, param, values):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and its statistics as JSON.")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.3, show_default=True)
 @model_options
-def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads, kv_cache) -> None:
+@timeout_option
+def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads, kv_cache,
+              remote_timeout=None) -> None:
     """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
 
     A document longer than the context is summarized in parts whose summaries are then
@@ -110,7 +112,7 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     docs = _load_for_summary(files)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
     store = Store()
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache)
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout))
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     results = []
@@ -184,8 +186,9 @@ def _progress_printer(quiet: bool):
 @click.option("--max-tokens", type=click.IntRange(16, 4096),
               help="Longest answer in tokens (default: 512, less in small contexts).")
 @model_options
+@timeout_option
 def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads,
-        kv_cache) -> None:
+        kv_cache, remote_timeout=None) -> None:
     """Ask questions about FILES; answers list their sources as [n] = file and lines.
 
     A file that fits the context goes in whole; otherwise the passages that best match
@@ -216,7 +219,8 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
         conversation.attach(doc, record=False)
     if not conversation.documents:
         raise XGenError("give at least one file to ask about (or - for standard input), or --session")
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit)
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit,
+                       remote=remote_options(remote_timeout))
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     settings = SamplingSettings(temperature=temperature)

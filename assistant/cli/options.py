@@ -30,3 +30,17 @@ def model_options(command: Callable) -> Callable:
     for option in reversed((model_option, engine_option, ctx_option, threads_option, kv_cache_option)):
         command = option(command)
     return command
+
+
+timeout_option = click.option("--timeout", "remote_timeout", type=click.FloatRange(min=0, min_open=True),
+                              envvar="XGEN_REMOTE_TIMEOUT", metavar="SECONDS",
+                              help="Remote engine: give up when the server stays silent this long, before its "
+                                   "first token or between tokens (default 120; env XGEN_REMOTE_TIMEOUT). "
+                                   "The wait is shown as it goes.")
+
+
+def remote_options(timeout: float | None) -> dict:
+    """The remote engine's options from the command line: its timeout and a waiting line."""
+    from assistant.cli.output import wait_printer
+
+    return {"timeout": timeout, "on_wait": wait_printer()}

@@ -71,3 +71,21 @@ def _is_stdout(stream) -> bool:
         return stream.fileno() == sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def wait_printer():
+    """An `on_wait` for the remote engine: one stderr line, rewritten as the wait goes
+    on ("waiting for http://...: 12 s"), cleared when the server answers."""
+    shown = [0]
+
+    def show(message: str | None) -> None:
+        if message is None:
+            if shown[0]:
+                click.echo("\r" + " " * shown[0] + "\r", err=True, nl=False)
+                shown[0] = 0
+            return
+        line = message + "…"
+        click.echo("\r" + line.ljust(shown[0]), err=True, nl=False)
+        shown[0] = max(shown[0], len(line))
+
+    return show
