@@ -8,6 +8,7 @@ is about one f32 tensor plus its quantized copy, whatever the depth of the model
 from __future__ import annotations
 
 import errno
+import functools
 import shutil
 import time
 import zlib
@@ -31,8 +32,11 @@ from models.errors import XGenError
 from models.registry import XGEN_CHAT_TEMPLATE, Variant
 from models.tokenizer import XGenTokenizer
 
-# Header, metadata and the vocabulary take a few MB; keep a margin on top of the tensors.
-METADATA_MARGIN = 64 << 20
+# What estimate_output_bytes does not count item by item: the small metadata keys (name,
+# licence, chat template, hyperparameters: a few KB). A flat 64 MB margin here refused
+# a 34 MB output with 90 MB free.
+METADATA_SLACK = 256 << 10
+GGUF_ALIGNMENT = 32
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,8 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
     reader = CheckpointReader(find_checkpoint(src))
     sources = match_tensors({n: reader.shape(n) for n in reader.names()}, args)
     planned = plan_tensors(sources, ftype, args.n_layers)
-    check_free_space(out.parent if str(out.parent) else Path("."), sum(p.nbytes for p in planned) + METADATA_MARGIN)
+    check_free_space(out.parent if str(out.parent) else Path("."),
+                     estimate_output_bytes(planned, xgen_vocab(args.vocab_size)))
     source_bytes = [4 * int(np.prod(s.shape)) for s in sources]
     arrays = iter_gguf_arrays(sources, reader.get, args)
 
@@ -142,7 +147,7 @@ def training_context(args: ModelArgs, variant: Variant | None) -> tuple[ModelArg
 def write_header(path: Path, args: ModelArgs, ftype: FileType, variant: Variant | None, name: str,
                  planned: list[PlannedTensor]) -> int:
     """Write the GGUF header, metadata, vocabulary and tensor infos; returns where they end."""
-    vocab = build_gguf_vocab(XGenTokenizer(), args.vocab_size)
+    vocab = xgen_vocab(args.vocab_size)
     writer = gguf.GGUFWriter(path, "llama")
     try:
         _write_metadata(writer, args, ftype, variant, name)
@@ -251,11 +256,38 @@ def _write_metadata(writer: gguf.GGUFWriter, args: ModelArgs, ftype: FileType,
         writer.add_chat_template(XGEN_CHAT_TEMPLATE)
 
 
+@functools.lru_cache(maxsize=2)
+def xgen_vocab(vocab_size: int):
+    """XGen's GGUF vocabulary, built once (the free-space estimate and the header both use it)."""
+    return build_gguf_vocab(XGenTokenizer(), vocab_size)
+
+
+def estimate_output_bytes(planned: list[PlannedTensor], vocab) -> int:
+    """The GGUF's size, from what it will hold: each tensor's data in its target type
+    (exact, padded to the alignment), its tensor-info record, the vocabulary arrays
+    (tokens, types, merges) and METADATA_SLACK for the other keys. It is a little over
+    the real size, never under it (tests/test_reliability_odd.py checks both)."""
+    size = 4 + 4 + 8 + 8  # magic, version, tensor count, key count
+    size += sum(8 + len(t.encode("utf-8")) for t in vocab.tokens)  # each token: length + bytes
+    size += 4 * len(vocab.token_types)
+    size += sum(8 + len(m.encode("utf-8")) for m in vocab.merges)
+    size += 3 * (8 + 32 + 4 + 4 + 8)  # the three arrays' keys and headers
+    for p in planned:  # name, dimension count, dimensions, type, offset
+        size += 8 + len(p.source.gguf_name.encode("utf-8")) + 4 + 8 * len(p.source.shape) + 4 + 8
+    size += GGUF_ALIGNMENT  # padding before the tensor data
+    size += sum(-(-p.nbytes // GGUF_ALIGNMENT) * GGUF_ALIGNMENT for p in planned)
+    return size + METADATA_SLACK
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder if folder.exists() else Path(".")).free
     if free < needed:
-        raise XGenError(f"{folder}: {needed / 2**30:.1f} GiB needed for the output, only "
-                        f"{free / 2**30:.1f} GiB free")
+        raise XGenError(f"{folder}: {_size(needed)} needed for the output, only {_size(free)} free")
 
 
-__all__ = ["FILE_TYPES", "ConversionResult", "PlannedTensor", "Progress", "convert", "plan_tensors"]
+__all__ = ["FILE_TYPES", "ConversionResult", "PlannedTensor", "Progress", "convert", "estimate_output_bytes",
+           "plan_tensors"]

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 
-from converter.convert import (METADATA_MARGIN, ConversionResult, PlannedTensor, Progress, ProgressFn, TensorSink,
-                               check_free_space, checked_args, disk_errors, plan_tensors, write_header)
+from converter.convert import (ConversionResult, PlannedTensor, Progress, ProgressFn, TensorSink, check_free_space,
+                               checked_args, disk_errors, estimate_output_bytes, plan_tensors, write_header,
+                               xgen_vocab)
 from converter.hub import HubRepo, RangeReader, RetryPolicy, TransferError, resolve
 from converter.quant import get_file_type, quantize, tensor_nbytes
 from converter.resume import ResumeRecord, discard, record_path, sha256_prefix, usable_record
@@ -68,7 +69,7 @@ def pull(repo_id: str | HubRepo, out: str | Path, file_type: str = "q4_k_m", *, 
     checkpoint = RemoteCheckpoint(reader, repo)
     sources = match_tensors({n: checkpoint.shape(n) for n in checkpoint.names()}, args)
     planned = plan_tensors(sources, ftype, args.n_layers)
-    check_free_space(out.parent, sum(p.nbytes for p in planned) + METADATA_MARGIN)
+    check_free_space(out.parent, estimate_output_bytes(planned, xgen_vocab(args.vocab_size)))
     name = name or repo_id.split("/")[-1]
 
     fingerprint = _fingerprint(repo, ftype.name, variant, name, args)
