@@ -203,17 +203,25 @@ class Summarizer:
             return True
 
         carry = ""  # the last, possibly short, part of a window joins the next window
+        done_bytes = 0  # bytes of the file summarized so far (estimated inside a window)
+        window_start = 0  # bytes consumed before the current window
         for window, consumed in stream.windows():
-            progress("read", consumed, stream.size)
             doc = Document(stream.source, stream.name, "text", carry + window, "")
             chunks = split_document(doc, budget, self.engine.count_tokens)
+            # A 4 MB window holds hundreds of parts: progress moves with each part, not each
+            # window (it stayed at "read 4 of 60 MiB" for the whole first window).
+            position = _byte_position(len(carry), len(window), window_start, consumed)
             for chunk in chunks[:-1]:
                 if not summarize_part(chunk.text, chunk.n_tokens):
                     return self._stopped_stream(stats, started, partials)
+                done_bytes = max(done_bytes, position(chunk.end))
+                progress("read", done_bytes, stream.size)
             carry = doc.text[chunks[-1].start:] if chunks else ""
+            window_start = consumed
         if carry.strip():
             if not summarize_part(carry, self.engine.count_tokens(carry)):
                 return self._stopped_stream(stats, started, partials)
+        progress("read", stream.size, stream.size)
         if not partials:
             raise XGenError(f"{stream.name} has no text: it holds only whitespace")
         return self._reduce(stream.name, partials, form, stats, started, stop, on_text, progress, stream.source)
@@ -344,6 +352,19 @@ class Summarizer:
             notes.append("the summary was cut at its length limit; ask for fewer words (--words) "
                          "or bullet points")
         return SummaryResult(clean_reply(text).strip(), stats, stopped, [clean_reply(p) for p in partials or []], notes)
+
+
+def _byte_position(carry_chars: int, window_chars: int, window_start: int, window_end: int) -> Callable[[int], int]:
+    """Map a character offset in (carry + window) to an estimated byte offset in the file:
+    the carried text was counted with the previous window; the window's own characters
+    are spread evenly over its bytes (decoding makes the exact mapping uneven)."""
+    span = window_end - window_start
+
+    def position(chars: int) -> int:
+        inside = min(max(chars - carry_chars, 0), window_chars)
+        return window_start + (span * inside // window_chars if window_chars else 0)
+
+    return position
 
 
 def _join(texts: list[str]) -> str:

@@ -165,7 +165,7 @@ def _progress_printer(quiet: bool):
         if quiet or stage == "final":
             return
         if stage == "read":  # a streamed file: bytes, not parts
-            click.echo(f"\rread {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB ({done / max(total, 1):.0%})…",
+            click.echo(f"\rread {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
                        err=True, nl=False)
             if done >= total:
                 click.echo("", err=True)
