@@ -719,3 +719,44 @@ def test_free_space_just_below_the_output_size_is_refused(tiny_checkpoint, tmp_p
     with pytest.raises(XGenError, match=r"MiB needed for the output, only 32\.\d MiB free"):
         convert_module.convert(tiny_checkpoint, out, "q8_0")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- progress of a streamed summary ------------------------------------------------------
+
+
+def test_streamed_summary_progress_moves_with_each_part(tmp_path):
+    """A 4 MB window holds hundreds of parts for a real model: progress moved once per
+    window, so a 60 MB summary showed "read 4 of 60 MiB" for hours. It now moves per part."""
+    from assistant.documents import open_for_summary
+    from assistant.engines.fake import FakeEngine
+    from assistant.summarize import Summarizer
+
+    path = tmp_path / "shift.log"
+    path.write_text("".join(f"Entry {i}: the night shift logged {i} alarms on line {i % 9}.\n\n"
+                            for i in range(3000)))
+    size = path.stat().st_size
+    stream = open_for_summary(path, max_bytes=1024, window_bytes=size // 3 + 1)  # three windows
+    seen: list[tuple[str, int, int]] = []
+    result = Summarizer(FakeEngine(n_ctx=1024, default_reply="Alarms.")).summarize_stream(
+        stream, on_progress=lambda stage, done, total: seen.append((stage, done, total)))
+    reads = [done for stage, done, total in seen if stage == "read"]
+    assert all(total == size for stage, _, total in seen if stage == "read")
+    assert result.stats.parts > 30
+    assert len(reads) >= result.stats.parts  # once per part (and once at the end), not once per window
+    assert reads == sorted(reads) and reads[-1] == size
+    # Evenly spread: no jump of a whole window, and it moves within the first window.
+    steps = [b - a for a, b in zip([0, *reads], reads)]
+    assert max(steps) < size / 10, steps
+    assert len({r for r in reads if r < size // 3}) > 5
+
+
+def test_the_read_line_shows_the_movement(capsys):
+    from assistant.cli.assist import _progress_printer
+
+    show = _progress_printer(quiet=False)
+    total = 60 << 20
+    for done in (int(4.2 * 2**20), int(4.4 * 2**20), total):
+        show("read", done, total)
+    err = capsys.readouterr().err
+    assert "\rread 4.2 of 60.0 MiB (7%)…" in err and "\rread 4.4 of 60.0 MiB (7%)…" in err
+    assert err.endswith("\rread 60.0 of 60.0 MiB (100%)…\n")
