@@ -215,7 +215,7 @@ class Summarizer:
                 if not summarize_part(chunk.text, chunk.n_tokens):
                     return self._stopped_stream(stats, started, partials)
                 done_bytes = max(done_bytes, position(chunk.end))
-                progress("read", done_bytes, stream.size)
+                progress("read", done_bytes, stream.size or 0)  # 0: not known yet (standard input)
             carry = doc.text[chunks[-1].start:] if chunks else ""
             window_start = consumed
         if carry.strip():

@@ -141,10 +141,10 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 def _load_for_summary(files: tuple[str, ...]):
     """Documents for FILES ("-" is stdin); text files over the loader's size limit come
     back as large-file readers that the summarizer reads window by window."""
-    from assistant.documents import load_stdin, open_for_summary
+    from assistant.documents import open_for_summary, open_stdin_for_summary
     from assistant.session import absolute
 
-    return [load_stdin() if f == "-" else open_for_summary(absolute(f)) for f in files]
+    return [open_stdin_for_summary() if f == "-" else open_for_summary(absolute(f)) for f in files]
 
 
 def _print_summary_result(result) -> None:
@@ -164,7 +164,9 @@ def _progress_printer(quiet: bool):
     def progress(stage: str, done: int, total: int) -> None:
         if quiet or stage == "final":
             return
-        if stage == "read":  # a streamed file: bytes, not parts
+        if stage == "read" and not total:  # streamed standard input: its size is known at the end
+            click.echo(f"\rread {done / 2**20:,.1f} MiB…", err=True, nl=False)
+        elif stage == "read":  # a streamed file: bytes, not parts
             click.echo(f"\rread {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
                        err=True, nl=False)
             if done >= total:

@@ -13,16 +13,21 @@ encodings where that byte is always a newline, so UTF-16/32 files are not stream
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import os
 import stat
+import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from assistant.documents.decoding import decode_text
 from assistant.documents.errors import too_large
 from assistant.documents.kinds import kind_from_name, sniff_kind
-from assistant.documents.load import DEFAULT_MAX_BYTES, load_document, open_regular
+from assistant.documents.errors import one_line
+from assistant.documents.load import DEFAULT_MAX_BYTES, document_from_bytes, load_document, open_regular
 from assistant.documents.model import Document
 from models.errors import XGenError
 
@@ -49,16 +54,21 @@ def _utf8_cut(data: bytes) -> int:
 
 
 class LargeTextFile:
-    """A large text file as successive decoded windows (see module docstring)."""
+    """A large text file as successive decoded windows (see module docstring).
 
-    def __init__(self, path: Path, *, source: str, size: int, window_bytes: int = WINDOW_BYTES):
+    With `reader` (standard input), the bytes come from it instead of `path`, once; its
+    `size` is None until windows() has run to the end."""
+
+    def __init__(self, path: Path | None, *, source: str, size: int | None, window_bytes: int = WINDOW_BYTES,
+                 reader: BinaryIO | None = None, name: str | None = None):
         self.path = path
         self.source = source
-        self.name = path.name
+        self.name = name or (path.name if path is not None else source)
         self.size = size
         self.window_bytes = window_bytes
         self.sha256: str | None = None  # of the raw bytes, known once windows() has run to the end
         self.notes: tuple[str, ...] = ()  # as Document.notes: a text file loses nothing
+        self._reader = reader
 
     def __repr__(self) -> str:
         return f"LargeTextFile(source={self.source!r}, size={self.size})"
@@ -69,7 +79,8 @@ class LargeTextFile:
         carry = b""
         consumed = 0
         try:
-            with open_regular(self.path, self.source) as f:
+            with (open_regular(self.path, self.source) if self._reader is None else
+                  contextlib.nullcontext(self._reader)) as f:
                 while True:
                     block = f.read(self.window_bytes)
                     digest.update(block)
@@ -89,6 +100,8 @@ class LargeTextFile:
         except OSError as exc:
             raise XGenError(f"Cannot read {self.source}: {exc.strerror or exc}") from None
         self.sha256 = digest.hexdigest()
+        if self.size is None:
+            self.size = consumed
 
 
 def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
@@ -118,3 +131,59 @@ def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
     if kind not in STREAMED_KINDS:
         raise too_large(source, st.st_size, limit)
     return LargeTextFile(p, source=source, size=st.st_size, window_bytes=window_bytes or WINDOW_BYTES)
+
+
+class _HeadThenRest:
+    """A binary reader: the pieces already read from a stream, then the rest of it.
+    Each piece is dropped once read, so the head does not stay in memory."""
+
+    def __init__(self, pieces: list[bytes], rest: BinaryIO):
+        self._pieces = deque(pieces)
+        self._rest = rest
+
+    def read(self, n: int) -> bytes:
+        out: list[bytes] = []
+        while n > 0 and self._pieces:
+            piece = self._pieces.popleft()
+            if len(piece) > n:
+                self._pieces.appendleft(piece[n:])
+                piece = piece[:n]
+            out.append(piece)
+            n -= len(piece)
+        if n > 0:
+            more = self._rest.read(n)
+            if more:
+                out.append(more)
+        return b"".join(out)
+
+
+def open_stdin_for_summary(stream: BinaryIO | None = None, *, max_bytes: int | None = None,
+                           window_bytes: int | None = None) -> Document | LargeTextFile:
+    """Standard input for a summary, like a file: a Document when it fits the loader's
+    limit, else (plain text) a LargeTextFile read window by window; other kinds over the
+    limit get the size error. Only the limit's worth is read before deciding."""
+    if stream is None:
+        if sys.stdin is None:
+            raise XGenError("There is no standard input to read a document from")
+        stream = getattr(sys.stdin, "buffer", sys.stdin)
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    pieces: list[bytes] = []
+    held = 0
+    try:
+        while held <= limit:
+            piece = stream.read(min(1 << 20, limit + 1 - held))
+            if isinstance(piece, str):  # a text stream (e.g. io.StringIO)
+                piece = piece.encode("utf-8", "surrogatepass")
+            if not piece:
+                break
+            pieces.append(piece)
+            held += len(piece)
+    except OSError as exc:
+        raise XGenError(f"Cannot read standard input: {exc.strerror or one_line(exc)}") from None
+    if held <= limit:
+        return document_from_bytes(b"".join(pieces), source="<stdin>", name="<stdin>", max_bytes=limit)
+    head = pieces[0][:65536] if pieces else b""
+    if sniff_kind(head) not in STREAMED_KINDS:
+        raise too_large("standard input", None, limit)
+    return LargeTextFile(None, source="<stdin>", name="<stdin>", size=None, reader=_HeadThenRest(pieces, stream),
+                         window_bytes=window_bytes or WINDOW_BYTES)
