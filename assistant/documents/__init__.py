@@ -7,6 +7,7 @@ One module per concern:
 - ``decoding``: bytes to text (encodings, newlines, control characters);
 - ``html``, ``pdf``, ``docx``: the text of each format;
 - ``errors``: the one-line messages the loaders share;
+- ``mislabel``: a file whose name says PDF or DOCX but whose bytes are something else;
 - ``load``: ``load_document`` / ``load_stdin`` / ``document_from_bytes`` and the size limit;
 - ``large``: text files over the size limit, read window by window for summaries.
 """

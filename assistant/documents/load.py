@@ -21,7 +21,8 @@ from assistant.documents.decoding import decode_text
 from assistant.documents.docx import docx_text
 from assistant.documents.errors import one_line, too_large
 from assistant.documents.html import html_to_text
-from assistant.documents.kinds import KINDS, kind_from_name, mislabelled, sniff_kind
+from assistant.documents.kinds import KINDS, kind_from_name, sniff_kind
+from assistant.documents.mislabel import mislabelled
 from assistant.documents.model import Document
 from assistant.documents.pdf import pdf_text
 from models.errors import XGenError
