@@ -136,6 +136,13 @@ def _retry_while_locked(step: Callable[[], Any], timeout: float = BUSY_TIMEOUT_M
             delay = min(delay * 2, 0.1)
 
 
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
+
+
 class Database:
     """One SQLite connection, usable from several threads (calls are serialized), with the
     pragmas, transactions and migrations above (see the module docstring)."""
@@ -169,6 +176,10 @@ class Database:
                                 f"{exc.strerror or exc}") from None
         elif not self.path.is_file():
             raise XGenError(f"{self.path} is not a file; move it aside so a new sessions database can be made")
+        elif _read_only_mount(self.path.parent):
+            # SQLite would only say "unable to open database file" (WAL needs its -shm file).
+            raise XGenError(f"cannot open the sessions database {self.path}: its folder is on a read-only "
+                            "file system; point XGEN_HOME at a writable folder")
         try:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                  check_same_thread=False)
