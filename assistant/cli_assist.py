@@ -100,6 +100,9 @@ def models() -> None:
     if not files:
         click.echo("  (none yet: `xgen pull xgen-7b-8k-inst`, or `xgen demo` for a tiny demo model)")
     click.echo(f"\nDefault: {default_model_name() or '(none)'}")
+    from models.llama_cpp_utils import engine_info_line
+
+    click.echo(f"\n{engine_info_line()}")
 
 
 @click.command()
