@@ -24,6 +24,7 @@ SCRIPTS = [
     "bench/bench_memory.py",
     "bench/bench_gpu.py",
     "bench/bench_followup.py",
+    "bench/bench_build.py",
 ]
 # bench_summarize.py is full-mode only: its target is defined at the 8K context, where even
 # its smallest case evaluates ~8,000 prompt tokens (minutes on two shared cores); the
