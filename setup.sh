@@ -19,13 +19,17 @@ for arg in "$@"; do
         --cuda) accel=cuda ;;
         --cpu) accel=cpu ;;
         --metal) accel=metal ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (use --cpu, --cuda or --metal)" >&2; exit 2 ;;
     esac
 done
 case "$accel" in
     auto|cpu|cuda|metal) ;;
     *) echo "setup.sh: XGEN_ACCEL must be auto, cpu, cuda or metal, not '$accel'" >&2; exit 2 ;;
+esac
+case "${XGEN_TORCH:-}" in
+    ""|cpu|cuda) ;;
+    *) echo "setup.sh: XGEN_TORCH must be cpu or cuda, not '$XGEN_TORCH'" >&2; exit 2 ;;
 esac
 
 python3 -m venv .venv
