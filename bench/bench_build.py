@@ -5,8 +5,9 @@ CPU kernels for AVX2 only; it now builds for the widest safe SIMD level of the m
 (models/llama_build.py: AVX-512 with VNNI/BF16/VBMI where present, never AMX).
 
 Two worker processes, each importing a different llama-cpp-python build, open the same
-GGUF (memory-mapped, so they share the page cache) with the same n_ctx, n_threads,
-n_batch = n_ubatch, f16 KV cache, and wait for commands:
+GGUF (memory-mapped, so they share the page cache, and locked in RAM so that other
+processes' file I/O cannot evict it mid-run) with the same n_ctx, n_threads, n_batch =
+n_ubatch, f16 KV cache, and wait for commands:
 
 - "setup": the llama-cpp-python installed in this venv (what setup.sh built);
 - "avx2": the same llama-cpp-python version built with CMAKE_ARGS=-DGGML_NATIVE=OFF
@@ -62,7 +63,7 @@ def worker() -> int:
     opts = json.loads(sys.stdin.readline())
     llm = Llama(model_path=opts["model"], n_ctx=opts["n_ctx"], n_batch=opts["batch"], n_ubatch=opts["batch"],
                 n_threads=opts["threads"], n_threads_batch=opts["threads"], n_gpu_layers=0,
-                flash_attn=False, logits_all=False, verbose=False)
+                flash_attn=False, logits_all=False, use_mlock=opts["mlock"], verbose=False)
     print(json.dumps({"ready": True, "file": llama_cpp.__file__, "engine": engine_info_line()}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -151,6 +152,9 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="a GGUF instead of the synthetic 7B-shaped Q4_K_M")
     parser.add_argument("--baseline-site", type=Path,
                         help="a folder holding the baseline llama_cpp package (default: build the AVX2 one)")
+    parser.add_argument("--no-mlock", action="store_true",
+                        help="do not lock the weights in RAM (by default they are, so that other processes' file "
+                             "I/O cannot evict the memory-mapped model mid-run on a shared machine)")
     parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     opts = parser.parse_args()
     if opts.worker:
@@ -177,7 +181,7 @@ def main() -> int:
         site, base_args = baseline_site(version)
 
     n_ctx = max(512, -(-(opts.prompt + opts.gen + 8) // 256) * 256)
-    init = {"model": str(model), "n_ctx": n_ctx, "batch": opts.batch, "threads": opts.threads}
+    init = {"model": str(model), "n_ctx": n_ctx, "batch": opts.batch, "threads": opts.threads, "mlock": not opts.no_mlock}
     sides = {}
     results: dict[str, list[dict]] = {"setup": [], "avx2": []}
     crashed = []
@@ -221,7 +225,7 @@ def main() -> int:
 
     lines = [
         f"Model `{model.name}` ({model.stat().st_size / 1e9:.2f} GB), llama-cpp-python {version}, n_ctx {n_ctx}, "
-        f"n_threads {opts.threads}, n_batch = n_ubatch {opts.batch}, f16 KV cache, prompt {opts.prompt} tokens "
+        f"n_threads {opts.threads}, n_batch = n_ubatch {opts.batch}, f16 KV cache, weights {'memory-mapped' if opts.no_mlock else 'locked in RAM (mlock)'}, prompt {opts.prompt} tokens "
         f"(fresh random ids each round), {opts.gen} generated (greedy), {len(pairs)} interleaved rounds "
         f"(order alternating); ratios are medians of the per-round ratios.",
         "",
