@@ -34,6 +34,9 @@ def models() -> None:
         for path, why in unusable:
             click.echo(f"  {path.name:<40} {why}")
     click.echo(f"\nDefault: {default_model_name() or '(none)'}")
+    from models.llama_cpp_utils import engine_info_line
+
+    click.echo(f"\n{engine_info_line()}")
 
 
 def _local_models(folder):

@@ -1,0 +1,264 @@
+"""Speed of the llama.cpp build setup.sh makes against an AVX2-only build, interleaved.
+
+Issue 13: setup.sh used to build llama.cpp with `-DGGML_NATIVE=OFF`, which compiles the
+CPU kernels for AVX2 only; it now builds for the widest safe SIMD level of the machine
+(models/llama_build.py: AVX-512 with VNNI/BF16/VBMI where present, never AMX).
+
+Two worker processes, each importing a different llama-cpp-python build, open the same
+GGUF (memory-mapped, so they share the page cache, and locked in RAM so that other
+processes' file I/O cannot evict it mid-run) with the same n_ctx, n_threads, n_batch =
+n_ubatch, f16 KV cache, and wait for commands:
+
+- "setup": the llama-cpp-python installed in this venv (what setup.sh built);
+- "avx2": the same llama-cpp-python version built with CMAKE_ARGS=-DGGML_NATIVE=OFF
+  (the old setup.sh), built once into setup.sh's wheel cache and unpacked into
+  bench/.cache/site-<key>, put first on the worker's PYTHONPATH.
+
+Each round draws a fresh random prompt and runs it on both workers, alternating which
+goes first: raw `Llama.generate` (prompt evaluated in n_batch chunks, greedy), prompt
+speed = prompt tokens / time to the first token, generation speed = (tokens - 1) / time
+after it. A worker that dies (say SIGSEGV on the first batched evaluation) is reported
+as a crash and fails the run.
+
+Targets (median of the paired ratios): prompt >= 1.4x the AVX2 build, generation >= 0.97x
+(not slower, within the noise band of a shared 2-core machine), no crash.
+
+    .venv/bin/python bench/bench_build.py --record          # 7B shapes, builds the AVX2 baseline once
+    .venv/bin/python bench/bench_build.py --quick           # small model, this build on both sides: plumbing smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.report import append_results, median  # noqa: E402
+from models import llama_build  # noqa: E402
+
+PROMPT_TARGET = 1.4
+GEN_TARGET = 0.97
+EOS = 50256
+BASELINE_ARGS = ["-DGGML_NATIVE=OFF"]  # what setup.sh used before issue 13: AVX2 kernels
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def worker() -> int:
+    """Serve JSON commands on stdin: {"prompt": [...], "gen": N} -> speeds on stdout."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    from models.llama_cpp_utils import engine_info_line
+
+    opts = json.loads(sys.stdin.readline())
+    llm = Llama(model_path=opts["model"], n_ctx=opts["n_ctx"], n_batch=opts["batch"], n_ubatch=opts["batch"],
+                n_threads=opts["threads"], n_threads_batch=opts["threads"], n_gpu_layers=0,
+                flash_attn=False, logits_all=False, use_mlock=opts["mlock"], verbose=False)
+    print(json.dumps({"ready": True, "file": llama_cpp.__file__, "engine": engine_info_line()}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        prompt, n_gen = cmd["prompt"], cmd["gen"]
+        started = time.perf_counter()
+        first = None
+        count = 0
+        for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+            if token == EOS:
+                break
+            count += 1
+            if count == 1:
+                first = time.perf_counter()
+            if count >= n_gen:
+                break
+        end = time.perf_counter()
+        print(json.dumps({"prompt_tps": len(prompt) / (first - started) if first else 0.0,
+                          "gen_tps": (count - 1) / (end - first) if first and count > 1 else 0.0,
+                          "generated": count}), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- parent side
+
+
+class Crash(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, name: str, site: Path | None, init: dict):
+        self.name = name
+        env = dict(os.environ)
+        paths = ([str(site)] if site else []) + [str(REPO)]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        self.info = self.ask(init)
+
+    def ask(self, message: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            why = f"signal {-code}" if code < 0 else f"exit {code}"
+            raise Crash(f"{self.name} build crashed ({why})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def baseline_site(version: str) -> tuple[Path, str]:
+    """Build (once, into setup.sh's wheel cache) and unpack the AVX2-only llama-cpp-python."""
+    machine = llama_build.Machine.here()
+    key = llama_build.cache_key(version, BASELINE_ARGS, machine, llama_build.python_tag())
+    folder = llama_build.default_cache_dir() / key
+    wheel = llama_build.cached_wheel(folder)
+    if wheel is None:
+        print(f"building the baseline llama-cpp-python {version} with CMAKE_ARGS={' '.join(BASELINE_ARGS)} "
+              f"(several minutes, once; cached in {folder})", flush=True)
+        wheel = llama_build.build_wheel(version, BASELINE_ARGS, folder, [sys.executable, "-m", "pip"])
+    site = REPO / "bench" / ".cache" / f"site-{key}"
+    if not (site / "llama_cpp").is_dir():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                        str(wheel)], check=True)
+    return site, " ".join(BASELINE_ARGS)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true",
+                        help="small model, this venv's build on both sides (plumbing and no-crash smoke)")
+    parser.add_argument("--prompt", type=int, default=256, help="prompt tokens (default 256)")
+    parser.add_argument("--gen", type=int, default=32, help="generated tokens (default 32)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch", type=int, default=512, help="n_batch = n_ubatch")
+    parser.add_argument("--model", type=Path, help="a GGUF instead of the synthetic 7B-shaped Q4_K_M")
+    parser.add_argument("--baseline-site", type=Path,
+                        help="a folder holding the baseline llama_cpp package (default: build the AVX2 one)")
+    parser.add_argument("--no-mlock", action="store_true",
+                        help="do not lock the weights in RAM (by default they are, so that other processes' file "
+                             "I/O cannot evict the memory-mapped model mid-run on a shared machine)")
+    parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    opts = parser.parse_args()
+    if opts.worker:
+        return worker()
+
+    import llama_cpp
+
+    from bench.models import big_gguf, gguf
+
+    version = llama_cpp.__version__
+    if opts.model:
+        model = opts.model
+    elif opts.quick:
+        model = gguf("small", "q4_k_m")
+    else:
+        model = big_gguf("xgen-7b-8k", "q4_k_m")
+    build = llama_build.installed_build()
+    setup_args = " ".join(build["cmake_args"]) if build else "(not recorded: not installed by setup.sh)"
+    if opts.quick:
+        site, base_args = None, "(quick: the same build as setup)"
+    elif opts.baseline_site:
+        site, base_args = opts.baseline_site, f"(from {opts.baseline_site})"
+    else:
+        site, base_args = baseline_site(version)
+
+    n_ctx = max(512, -(-(opts.prompt + opts.gen + 8) // 256) * 256)
+    init = {"model": str(model), "n_ctx": n_ctx, "batch": opts.batch, "threads": opts.threads, "mlock": not opts.no_mlock}
+    sides = {}
+    results: dict[str, list[dict]] = {"setup": [], "avx2": []}
+    crashed = []
+    try:
+        for name, where in (("setup", None), ("avx2", site)):
+            sides[name] = Worker(name, where, init)
+            print(f"  {name}: {sides[name].info['engine']}\n    ({sides[name].info['file']})", flush=True)
+        warm = [1000 + i for i in range(64)]
+        for w in sides.values():
+            w.ask({"prompt": warm, "gen": 4})
+        rng = random.Random(0)
+        for r in range(opts.rounds):
+            prompt = [r + 1] + [rng.randrange(256, 50000) for _ in range(opts.prompt - 1)]
+            order = ["setup", "avx2"] if r % 2 == 0 else ["avx2", "setup"]
+            for name in order:
+                results[name].append(sides[name].ask({"prompt": prompt, "gen": opts.gen}))
+            s, a = results["setup"][-1], results["avx2"][-1]
+            print(f"  round {r + 1} ({order[0]} first): prompt {s['prompt_tps']:.2f} vs {a['prompt_tps']:.2f} tok/s, "
+                  f"generation {s['gen_tps']:.2f} vs {a['gen_tps']:.2f} tok/s", flush=True)
+    except Crash as exc:
+        crashed.append(str(exc))
+        print(f"CRASH: {exc}")
+    finally:
+        for w in sides.values():
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - a dead worker is already reported
+                w.proc.kill()
+    if crashed or not results["setup"] or len(results["setup"]) != len(results["avx2"]):
+        print("FAILED: " + ("; ".join(crashed) or "no complete round"))
+        return 1
+
+    pairs = list(zip(results["setup"], results["avx2"]))
+    prompt_ratios = [s["prompt_tps"] / a["prompt_tps"] for s, a in pairs]
+    gen_ratios = [s["gen_tps"] / a["gen_tps"] for s, a in pairs]
+    prompt_ratio, gen_ratio = median(prompt_ratios), median(gen_ratios)
+    quick = opts.quick
+
+    def col(name: str, key: str, fmt: str) -> str:
+        return " / ".join(format(x[key], fmt) for x in results[name])
+
+    lines = [
+        f"Model `{model.name}` ({model.stat().st_size / 1e9:.2f} GB), llama-cpp-python {version}, n_ctx {n_ctx}, "
+        f"n_threads {opts.threads}, n_batch = n_ubatch {opts.batch}, f16 KV cache, weights {'memory-mapped' if opts.no_mlock else 'locked in RAM (mlock)'}, prompt {opts.prompt} tokens "
+        f"(fresh random ids each round), {opts.gen} generated (greedy), {len(pairs)} interleaved rounds "
+        f"(order alternating); ratios are medians of the per-round ratios.",
+        "",
+        f"- setup.sh build: `CMAKE_ARGS={setup_args}`; {sides['setup'].info['engine']}",
+        f"- baseline: `CMAKE_ARGS={base_args}`; {sides['avx2'].info['engine']}",
+        "",
+        "| measure | setup.sh build, per round | baseline build, per round | ratio (median) | round ratios | target |",
+        "|---|---|---|---|---|---|",
+        f"| prompt processing tok/s | {col('setup', 'prompt_tps', '.2f')} | {col('avx2', 'prompt_tps', '.2f')} | "
+        f"{prompt_ratio:.2f} | {' / '.join(f'{x:.2f}' for x in prompt_ratios)} | "
+        f"{'(quick: none)' if quick else f'>= {PROMPT_TARGET}'} |",
+        f"| generation tok/s | {col('setup', 'gen_tps', '.2f')} | {col('avx2', 'gen_tps', '.2f')} | "
+        f"{gen_ratio:.2f} | {' / '.join(f'{x:.2f}' for x in gen_ratios)} | "
+        f"{'(quick: none)' if quick else f'>= {GEN_TARGET}'} |",
+        "",
+        f"No crash: {2 * len(pairs) + 2} batched prompt evaluations of {opts.prompt} tokens (plus warm-ups) "
+        f"on each build completed.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if opts.record:
+        append_results("llama.cpp build: setup.sh's against AVX2-only, `bench/bench_build.py`", text)
+    if quick:
+        print("build benchmark smoke passed (no crash)")
+        return 0
+    failed = [f"{name} ratio {v:.2f} < {t}" for name, v, t in
+              (("prompt", prompt_ratio, PROMPT_TARGET), ("generation", gen_ratio, GEN_TARGET)) if v < t]
+    if failed:
+        print("FAILED: " + "; ".join(failed))
+        return 1
+    print("build targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
