@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -122,6 +123,21 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+def alone(sides: dict[str, Worker], name: str, command: dict) -> dict:
+    """Run `command` on one worker with the other stopped (SIGSTOP): an idle llama.cpp
+    process keeps its thread pool spinning for a while after each graph, which on two cores
+    takes CPU from the worker being measured (it made the first runs' generation 5-15x
+    slower than this model's usual speed on both sides)."""
+    others = [w for n, w in sides.items() if n != name]
+    for w in others:
+        w.proc.send_signal(signal.SIGSTOP)
+    try:
+        return sides[name].ask(command)
+    finally:
+        for w in others:
+            w.proc.send_signal(signal.SIGCONT)
+
+
 def baseline_site(version: str) -> tuple[Path, str]:
     """Build (once, into setup.sh's wheel cache) and unpack the AVX2-only llama-cpp-python."""
     machine = llama_build.Machine.here()
@@ -190,14 +206,14 @@ def main() -> int:
             sides[name] = Worker(name, where, init)
             print(f"  {name}: {sides[name].info['engine']}\n    ({sides[name].info['file']})", flush=True)
         warm = [1000 + i for i in range(64)]
-        for w in sides.values():
-            w.ask({"prompt": warm, "gen": 4})
+        for name in sides:
+            alone(sides, name, {"prompt": warm, "gen": 4})
         rng = random.Random(0)
         for r in range(opts.rounds):
             prompt = [r + 1] + [rng.randrange(256, 50000) for _ in range(opts.prompt - 1)]
             order = ["setup", "avx2"] if r % 2 == 0 else ["avx2", "setup"]
             for name in order:
-                results[name].append(sides[name].ask({"prompt": prompt, "gen": opts.gen}))
+                results[name].append(alone(sides, name, {"prompt": prompt, "gen": opts.gen}))
             s, a = results["setup"][-1], results["avx2"][-1]
             print(f"  round {r + 1} ({order[0]} first): prompt {s['prompt_tps']:.2f} vs {a['prompt_tps']:.2f} tok/s, "
                   f"generation {s['gen_tps']:.2f} vs {a['gen_tps']:.2f} tok/s", flush=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import models  # noqa: F401 - sets OMP_WAIT_POLICY before any test imports llama_cpp
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # tiktoken names cache files by the sha1 of their download address (see ../shared/XGEN.md).
 R50K_CACHE_NAME = "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"

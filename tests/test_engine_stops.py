@@ -116,3 +116,16 @@ def test_too_old_bindings_are_refused_with_the_version_needed(converted, monkeyp
     monkeypatch.delattr(llama_cpp, "llama_set_abort_callback")
     with pytest.raises(XGenError, match="lacks llama_set_abort_callback"):
         engine_module._check_bindings(llama_cpp)
+
+
+def test_llama_cpp_threads_wait_passively_unless_the_user_said_otherwise():
+    import subprocess
+    import sys
+
+    probe = "import os, models, llama_cpp; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
