@@ -30,6 +30,19 @@ from models.errors import XGenError
 DEFAULT_MAX_BYTES = 50 * 2**20
 
 
+def _os_error(exc: OSError, label: str) -> XGenError:
+    """One line for what stat() or open() said about a path the user gave."""
+    if isinstance(exc, FileNotFoundError):
+        return XGenError(f"No such file: {label}")
+    if isinstance(exc, NotADirectoryError):
+        return XGenError(f"No such file: {label} (a part of the path is not a folder)")
+    if isinstance(exc, PermissionError):
+        return XGenError(f"Cannot read {label}: permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return XGenError(f"{label} is a folder, not a file; name a document inside it")
+    return XGenError(f"Cannot read {label}: {exc.strerror or one_line(exc)}")
+
+
 def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
     """Read and extract the text of the file at path.
 
@@ -41,14 +54,8 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
     label = source
     try:
         st = p.stat()
-    except FileNotFoundError:
-        raise XGenError(f"No such file: {label}") from None
-    except NotADirectoryError:
-        raise XGenError(f"No such file: {label} (a part of the path is not a folder)") from None
-    except PermissionError:
-        raise XGenError(f"Cannot read {label}: permission denied") from None
     except OSError as exc:
-        raise XGenError(f"Cannot read {label}: {exc.strerror or one_line(exc)}") from None
+        raise _os_error(exc, label) from None
     if stat.S_ISDIR(st.st_mode):
         raise XGenError(f"{label} is a folder, not a file; name a document inside it")
     if not stat.S_ISREG(st.st_mode):
@@ -59,14 +66,10 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
         with open_regular(p, label) as f:
             # The file may grow after the stat: read one byte past the limit to notice.
             data = f.read(max_bytes + 1)
-    except PermissionError:
-        raise XGenError(f"Cannot read {label}: permission denied") from None
-    except IsADirectoryError:
-        raise XGenError(f"{label} is a folder, not a file; name a document inside it") from None
     except OSError as exc:
-        raise XGenError(f"Cannot read {label}: {exc.strerror or one_line(exc)}") from None
-    if len(data) > max_bytes:
-        raise too_large(label, None if not stat.S_ISREG(st.st_mode) else len(data), max_bytes)
+        raise _os_error(exc, label) from None
+    if len(data) > max_bytes:  # it grew after the stat
+        raise too_large(label, len(data), max_bytes)
     return document_from_bytes(data, source=source, name=p.name or source, max_bytes=max_bytes)
 
 
