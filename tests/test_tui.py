@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from assistant.engines.fake import FakeEngine
 from assistant.modelref import NO_MODEL, NoModel
-from assistant.store import Store
 from assistant.tui.app import XGenApp, create_app
 from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from assistant.tui.widgets.composer import Composer
-from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
+from assistant.tui.widgets.messages import CitationButton, SummaryMessage, UserMessage
 from models.errors import XGenError
 from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
     AUDIT, NOTES, SIZE, SummaryEngine, app_with, home, notifications, replies, store, sync, wait_for,

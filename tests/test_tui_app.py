@@ -10,15 +10,14 @@ from textual.widgets import OptionList
 from textual.widgets._footer import FooterKey
 
 from assistant.engines.fake import FakeEngine
-from assistant.store import Store
-from assistant.tui.app import XGenApp, create_app
+from assistant.tui.app import create_app
 from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import ReplyMessage
 from assistant.tui.widgets.sidebar import Sidebar
 from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
-    NOTES, app_with, home, notifications, replies, store, sync, wait_for, wait_idle,
+    NOTES, app_with, home, replies, store, sync, wait_for, wait_idle,
     write)
 
 SMALL = (80, 24)

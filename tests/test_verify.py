@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from gguf import GGMLQuantizationType as Q, GGUFReader
+from gguf import GGUFReader
 
 from assistant.cli import main
 from converter.quant import FILE_TYPES, LOGITS_NMSE_BOUNDS, file_type_of
