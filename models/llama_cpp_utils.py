@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,102 @@ def engine_info_line() -> str:
     others = [name for name in info if name != "CPU"]
     offload = ", ".join(others) if gpu and others else ("yes" if gpu else "none")
     return f"Engine: llama-cpp-python {version} (llama.cpp), " + "; ".join(parts) + f"; GPU offload: {offload}"
+
+
+# ---------------------------------------------------------------- weight repacking
+
+REPACK_ENV = "XGEN_WEIGHT_REPACK"  # auto (default), on, off
+# llama.cpp's tiled K-quant matmul (ggml-cpu/tiled/, with an AVX512-VNNI microkernel) first
+# ships in the llama.cpp vendored by llama-cpp-python 0.3.36 (absent from 0.3.34's sdist).
+TILED_KQUANT_SINCE = (0, 3, 36)
+_model_params_lock = threading.Lock()
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def repack_weights(info: dict[str, dict[str, str]] | None = None, version: str | None = None,
+                   setting: str | None = None, *, prompt_heavy: bool = False) -> bool:
+    """Whether llama.cpp should repack the model's K-quant weights when it loads them.
+
+    llama.cpp's CPU backend repacks Q4_K weights into an 8-row interleaved copy (REPACK)
+    by default and runs them with its `gemm/gemv_q4_K_8x8` kernels. Since 0.3.36 it also
+    has a tiled K-quant matmul, with an AVX512-VNNI microkernel, for prompt batches of
+    weights left in their GGUF layout; it skips repacked weights. Measured on the 7B
+    Q4_K_M (bench/RESULTS.md, "weight layout"), on an AVX512-VNNI build, the GGUF layout
+    reads a 256-token prompt about 1.45x faster than the repacked one but generates about
+    15% slower (its one-row path is llama.cpp's plain AVX2 dot product, where repacked
+    weights get an 8-row kernel), and the weights stay memory-mapped instead of being
+    copied (about 3.4 GiB less anonymous memory, a faster load). So the GGUF layout pays
+    off for jobs that read far more tokens than they write (`prompt_heavy`: summarize,
+    ask over documents; the break-even is about 3 prompt tokens per generated token), and
+    repacking stays on for chat, and on AVX2-only builds, where it is faster for both.
+
+    `setting` (default: $XGEN_WEIGHT_REPACK) is auto, on or off; on/off apply to every job.
+    """
+    setting = (os.environ.get(REPACK_ENV, "auto") if setting is None else setting).strip().lower() or "auto"
+    if setting in ("on", "1", "yes", "true"):
+        return True
+    if setting in ("off", "0", "no", "false"):
+        return False
+    if setting != "auto":
+        raise XGenError(f"{REPACK_ENV} must be auto, on or off, not {setting!r}")
+    if not prompt_heavy:
+        return True
+    if info is None or version is None:
+        import llama_cpp
+
+        info = system_info() if info is None else info
+        version = getattr(llama_cpp, "__version__", "0") if version is None else version
+    cpu = info.get("CPU", {})
+    tiled_vnni = cpu.get("AVX512_VNNI") == "1" and _version_tuple(version) >= TILED_KQUANT_SINCE
+    return not tiled_vnni
+
+
+def weight_layout_line() -> str:
+    """One line saying how llama.cpp's CPU kernels get the weights, per job, and why."""
+    try:
+        chat, reading = repack_weights(), repack_weights(prompt_heavy=True)
+    except XGenError as exc:
+        return f"CPU weights: {exc}"
+
+    def layout(repack: bool) -> str:
+        return "repacked at load" if repack else "kept in the GGUF layout (tiled K-quant kernel, AVX512-VNNI)"
+
+    if chat == reading:
+        return f"CPU weights: {layout(chat)} for every job ({REPACK_ENV}=on|off|auto)"
+    return (f"CPU weights: {layout(reading)} for summarize and ask; {layout(chat)} for chat "
+            f"({REPACK_ENV}=on|off sets one for all)")
+
+
+@contextlib.contextmanager
+def weight_repacking(enabled: bool):
+    """Within this block, `llama_cpp.Llama(...)` loads with weight repacking on or off.
+
+    The bindings fill llama.cpp's model parameters inside `Llama.__init__` from
+    `llama_model_default_params()` and expose no `use_extra_bufts` argument, so that
+    factory is wrapped for the length of the block; the lock keeps two threads loading
+    models at once from seeing each other's setting.
+    """
+    import llama_cpp.llama_cpp as low
+
+    with _model_params_lock:
+        original = low.llama_model_default_params
+
+        def params():
+            value = original()
+            value.use_extra_bufts = enabled
+            return value
+
+        low.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = original

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models import llama_build as lb
-from models.llama_cpp_utils import engine_info_line, parse_system_info, system_info
+from models.llama_cpp_utils import engine_info_line, parse_system_info, system_info, weight_layout_line
 
 # /proc/cpuinfo `flags` lines of real CPUs (trimmed to the first processor).
 SAPPHIRE_RAPIDS_VM = """processor\t: 0
@@ -174,7 +174,8 @@ def test_parse_system_info_splits_backends():
 
 
 def test_models_command_shows_the_real_build():
-    """`xgen models` ends with the engine line, made of llama.cpp's own system info."""
+    """`xgen models` ends with the engine line, made of llama.cpp's own system info, and
+    the weight layout the engine will use."""
     import llama_cpp
     from click.testing import CliRunner
 
@@ -182,8 +183,9 @@ def test_models_command_shows_the_real_build():
 
     result = CliRunner().invoke(main, ["models"], catch_exceptions=False)
     assert result.exit_code == 0
-    line = result.output.strip().splitlines()[-1]
+    line, layout = result.output.strip().splitlines()[-2:]
     assert line == engine_info_line()
+    assert layout == weight_layout_line()
     truth = parse_system_info(llama_cpp.llama_print_system_info().decode())
     cpu_part = line.split("CPU: ", 1)[1].split(";")[0].split()
     assert cpu_part == [k if v == "1" else f"{k}={v}" for k, v in truth["CPU"].items()]

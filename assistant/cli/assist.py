@@ -34,9 +34,9 @@ def models() -> None:
         for path, why in unusable:
             click.echo(f"  {path.name:<40} {why}")
     click.echo(f"\nDefault: {default_model_name() or '(none)'}")
-    from models.llama_cpp_utils import engine_info_line
+    from models.llama_cpp_utils import engine_info_line, weight_layout_line
 
-    click.echo(f"\n{engine_info_line()}")
+    click.echo(f"\n{engine_info_line()}\n{weight_layout_line()}")
 
 
 def _local_models(folder):
@@ -115,7 +115,8 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     docs = _load_for_summary(files)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
     store = Store()
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout))
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout),
+                       prompt_heavy=True)
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     results = []
@@ -224,8 +225,9 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
         conversation.attach(doc, record=False)
     if not conversation.documents:
         raise XGenError("give at least one file to ask about (or - for standard input), or --session")
+    # the documents' passages are read in full, the answer is a few hundred tokens
     model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit,
-                       remote=remote_options(remote_timeout))
+                       remote=remote_options(remote_timeout), prompt_heavy=True)
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     settings = SamplingSettings(temperature=temperature)

@@ -24,7 +24,7 @@ from assistant.engines.base import Completion, Engine, GenerationRun, OnText, Sa
 from models.errors import XGenError
 from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
-from models.llama_cpp_utils import detokenize
+from models.llama_cpp_utils import detokenize, repack_weights, weight_repacking
 from models.tokenizer import N_VOCAB
 
 KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
@@ -94,13 +94,16 @@ class LlamaEngine(Engine):
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 0, n_threads: int | None = None,
                  n_gpu_layers: int | None = None, n_batch: int = 256, flash_attn: bool = False,
-                 kv_type: str | None = None):
+                 kv_type: str | None = None, repack: bool | None = None):
         """Open `model_path` (a GGUF).
 
         n_ctx 0 uses the model's trained context. n_gpu_layers None offloads every layer
         when this llama.cpp build can (Metal/CUDA), else none. kv_type "f16" (default) or
         "q8_0": a q8_0 KV cache halves its memory; llama.cpp needs flash attention for a
-        quantized V cache, so q8_0 turns flash_attn on.
+        quantized V cache, so q8_0 turns flash_attn on. repack: whether
+        llama.cpp repacks the weights for its CPU kernels; None asks
+        models.llama_cpp_utils.repack_weights (for a chat workload: repacked unless
+        $XGEN_WEIGHT_REPACK says otherwise).
         """
         import llama_cpp
 
@@ -123,13 +126,15 @@ class LlamaEngine(Engine):
         if n_gpu_layers is None:
             n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         threads = n_threads or usable_cores()
+        self.weights_repacked = repack_weights() if repack is None else repack
         self.model_name = summary.name
         self.path = path
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-                n_threads=threads, n_threads_batch=threads, n_gpu_layers=n_gpu_layers,
-                flash_attn=flash_attn, type_k=kv, type_v=kv, logits_all=False, verbose=False)
+            with weight_repacking(self.weights_repacked):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                    n_threads=threads, n_threads_batch=threads, n_gpu_layers=n_gpu_layers,
+                    flash_attn=flash_attn, type_k=kv, type_v=kv, logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise XGenError(f"{path}: llama.cpp cannot load it ({_first_line(exc)})") from None
         # Stop requests reach into llama_decode: ggml checks this between graph nodes, so a
