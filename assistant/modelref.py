@@ -152,13 +152,8 @@ def is_demo(location: str) -> bool:
 
 def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int | None = None,
                threads: int | None = None, kv_cache: str | None = None, *,
-               implicit: bool | None = None, remote: dict | None = None,
-               prompt_heavy: bool = False) -> LoadedModel:
+               implicit: bool | None = None, remote: dict | None = None) -> LoadedModel:
     """Resolve `model_ref` (None: the default model) and open it with its engine.
-
-    `prompt_heavy`: the job reads far more tokens than it writes (summarize, ask over
-    documents), which decides how llama.cpp lays out the weights on the CPU
-    (models.llama_cpp_utils.repack_weights).
 
     `implicit` (default: no model_ref and no XGEN_MODEL) says the user did not choose this
     model; the demo taken that way carries a note saying what it is. `remote`: options
@@ -175,10 +170,6 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
         options["n_ctx"] = n_ctx
     if threads and kind == "llama":
         options["n_threads"] = threads
-    if kind == "llama":
-        from models.llama_cpp_utils import repack_weights
-
-        options["repack"] = repack_weights(prompt_heavy=prompt_heavy)
     if kind == "llama" and ref.kind == "gguf":  # fits before it loads (the other engines keep their caches)
         plan = plan_gguf(ref.location, n_ctx or 0, kv_cache)
         options["n_ctx"], options["kv_type"] = plan.n_ctx, plan.kv_type

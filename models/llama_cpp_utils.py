@@ -114,7 +114,7 @@ def engine_info_line() -> str:
 
 # ---------------------------------------------------------------- weight repacking
 
-REPACK_ENV = "XGEN_WEIGHT_REPACK"  # auto (default), on, off
+REPACK_ENV = "XGEN_WEIGHT_REPACK"  # on (default) or off
 # llama.cpp's tiled K-quant matmul (ggml-cpu/tiled/, with an AVX512-VNNI microkernel) first
 # ships in the llama.cpp vendored by llama-cpp-python 0.3.36 (absent from 0.3.34's sdist).
 TILED_KQUANT_SINCE = (0, 3, 36)
@@ -131,58 +131,53 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def repack_weights(info: dict[str, dict[str, str]] | None = None, version: str | None = None,
-                   setting: str | None = None, *, prompt_heavy: bool = False) -> bool:
-    """Whether llama.cpp should repack the model's K-quant weights when it loads them.
+def repack_weights(setting: str | None = None) -> bool:
+    """Whether llama.cpp repacks the model's K-quant weights when it loads them.
 
-    llama.cpp's CPU backend repacks Q4_K weights into an 8-row interleaved copy (REPACK)
-    by default and runs them with its `gemm/gemv_q4_K_8x8` kernels. Since 0.3.36 it also
-    has a tiled K-quant matmul, with an AVX512-VNNI microkernel, for prompt batches of
-    weights left in their GGUF layout; it skips repacked weights. Measured on the 7B
-    Q4_K_M (bench/RESULTS.md, "weight layout"), on an AVX512-VNNI build, the GGUF layout
-    reads a 256-token prompt about 1.45x faster than the repacked one but generates about
-    15% slower (its one-row path is llama.cpp's plain AVX2 dot product, where repacked
-    weights get an 8-row kernel), and the weights stay memory-mapped instead of being
-    copied (about 3.4 GiB less anonymous memory, a faster load). So the GGUF layout pays
-    off for jobs that read far more tokens than they write (`prompt_heavy`: summarize,
-    ask over documents; the break-even is about 3 prompt tokens per generated token), and
-    repacking stays on for chat, and on AVX2-only builds, where it is faster for both.
-
-    `setting` (default: $XGEN_WEIGHT_REPACK) is auto, on or off; on/off apply to every job.
+    llama.cpp's CPU backend repacks Q4_K weights into an 8-row interleaved copy by
+    default and runs them with its `gemm/gemv_q4_K_8x8` kernels; xgen keeps that default.
+    `setting` (default: $XGEN_WEIGHT_REPACK) is on or off: off leaves the weights in their
+    GGUF layout, memory-mapped, which is what llama.cpp's tiled K-quant kernel reads (see
+    tiled_kquant_kernel). A bad value is a one-line XGenError.
     """
-    setting = (os.environ.get(REPACK_ENV, "auto") if setting is None else setting).strip().lower() or "auto"
+    setting = (os.environ.get(REPACK_ENV, "on") if setting is None else setting).strip().lower() or "on"
     if setting in ("on", "1", "yes", "true"):
         return True
     if setting in ("off", "0", "no", "false"):
         return False
-    if setting != "auto":
-        raise XGenError(f"{REPACK_ENV} must be auto, on or off, not {setting!r}")
-    if not prompt_heavy:
-        return True
+    raise XGenError(f"{REPACK_ENV} must be on or off, not {setting!r}")
+
+
+def tiled_kquant_kernel(info: dict[str, dict[str, str]] | None = None, version: str | None = None) -> bool:
+    """Whether this llama.cpp has the tiled K-quant matmul with its AVX512-VNNI microkernel.
+
+    It runs prompt batches only for weights left in their GGUF layout (it skips repacked
+    ones). Measured on the 7B Q4_K_M on an AVX512-VNNI build (bench/RESULTS.md, "llama.cpp
+    build"): prompts about 1.4x faster than with repacked weights, generation 10-35%
+    slower (one-row products then take llama.cpp's plain AVX2 dot product instead of the
+    repacked 8-row kernel). A request pays off only when it reads well over ten prompt
+    tokens for each token it writes, so repacking stays the default and this is an opt-in.
+    """
     if info is None or version is None:
         import llama_cpp
 
         info = system_info() if info is None else info
         version = getattr(llama_cpp, "__version__", "0") if version is None else version
-    cpu = info.get("CPU", {})
-    tiled_vnni = cpu.get("AVX512_VNNI") == "1" and _version_tuple(version) >= TILED_KQUANT_SINCE
-    return not tiled_vnni
+    return info.get("CPU", {}).get("AVX512_VNNI") == "1" and _version_tuple(version) >= TILED_KQUANT_SINCE
 
 
 def weight_layout_line() -> str:
-    """One line saying how llama.cpp's CPU kernels get the weights, per job, and why."""
+    """One line saying how llama.cpp's CPU kernels get the weights, and the other choice."""
     try:
-        chat, reading = repack_weights(), repack_weights(prompt_heavy=True)
+        repack = repack_weights()
     except XGenError as exc:
         return f"CPU weights: {exc}"
-
-    def layout(repack: bool) -> str:
-        return "repacked at load" if repack else "kept in the GGUF layout (tiled K-quant kernel, AVX512-VNNI)"
-
-    if chat == reading:
-        return f"CPU weights: {layout(chat)} for every job ({REPACK_ENV}=on|off|auto)"
-    return (f"CPU weights: {layout(reading)} for summarize and ask; {layout(chat)} for chat "
-            f"({REPACK_ENV}=on|off sets one for all)")
+    if not repack:
+        return f"CPU weights: kept in the GGUF layout, memory-mapped ({REPACK_ENV}=off)"
+    if tiled_kquant_kernel():
+        return (f"CPU weights: repacked at load (llama.cpp's default); {REPACK_ENV}=off reads prompts "
+                "about 1.4x faster with the tiled AVX512-VNNI kernel but generates slower")
+    return f"CPU weights: repacked at load (llama.cpp's default; {REPACK_ENV}=off keeps the GGUF layout)"
 
 
 @contextlib.contextmanager

@@ -1,10 +1,9 @@
-"""Whether llama.cpp repacks the weights (issue 13): the policy, that the switch reaches
-llama.cpp, that both kernel paths compute the same model, and which jobs ask for which.
+"""Whether llama.cpp repacks the weights (issue 13): the setting, that the switch
+reaches llama.cpp, and that both kernel paths compute the same model.
 
-For jobs that read far more than they write (summarize, ask) on an AVX512-VNNI build,
-xgen leaves K-quant weights in their GGUF layout, so that llama.cpp's tiled K-quant
-kernel reads the prompts (bench/RESULTS.md); chat, and every job on other builds, keep
-llama.cpp's default, repacked weights, whose one-row kernel generates faster.
+xgen keeps llama.cpp's default, repacked weights; XGEN_WEIGHT_REPACK=off leaves them in
+their GGUF layout, which llama.cpp's tiled K-quant kernel (AVX512-VNNI) reads prompts
+from faster, at a cost in generation speed (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -15,91 +14,62 @@ import numpy as np
 import pytest
 
 from models.errors import XGenError
-from models.llama_cpp_utils import (REPACK_ENV, llama_logits, load_llama, repack_weights, system_info,
+from models.llama_cpp_utils import (REPACK_ENV, llama_logits, load_llama, repack_weights, tiled_kquant_kernel,
                                     weight_layout_line, weight_repacking)
 
 AVX512_VNNI = {"CPU": {"AVX2": "1", "AVX512": "1", "AVX512_VNNI": "1", "REPACK": "1"}}
 AVX2_ONLY = {"CPU": {"AVX2": "1", "FMA": "1", "REPACK": "1"}}
 
 
-@pytest.mark.parametrize("info, version, repack", [
-    (AVX512_VNNI, "0.3.36", False),   # the tiled kernel with its VNNI microkernel reads prompts faster
-    (AVX512_VNNI, "0.3.40", False),
-    (AVX512_VNNI, "0.4.0", False),
-    (AVX512_VNNI, "0.3.35", True),    # before the tiled kernel: repacked weights are the fast path
-    (AVX2_ONLY, "0.3.36", True),      # the tiled AVX2 kernel is slower than the repacked one
-    ({"Metal": {"EMBED_LIBRARY": "1"}, "CPU": {"NEON": "1", "ARM_FMA": "1"}}, "0.3.36", True),
+@pytest.mark.parametrize("info, version, tiled", [
+    (AVX512_VNNI, "0.3.36", True),
+    (AVX512_VNNI, "0.3.40", True),
+    (AVX512_VNNI, "0.4.0", True),
+    (AVX512_VNNI, "0.3.35", False),   # before the tiled kernel
+    (AVX2_ONLY, "0.3.36", False),     # no VNNI microkernel: its AVX2 one is slower than the repacked kernel
+    ({"Metal": {"EMBED_LIBRARY": "1"}, "CPU": {"NEON": "1", "ARM_FMA": "1"}}, "0.3.36", False),
 ])
-def test_policy_follows_the_build(monkeypatch, info, version, repack):
+def test_tiled_kernel_follows_the_build(info, version, tiled):
+    assert tiled_kquant_kernel(info, version) is tiled
+
+
+@pytest.mark.parametrize("setting, repack", [(None, True), ("on", True), ("ON", True), ("", True),
+                                             ("off", False), (" off ", False), ("0", False)])
+def test_setting(monkeypatch, setting, repack):
     monkeypatch.delenv(REPACK_ENV, raising=False)
-    assert repack_weights(info, version, prompt_heavy=True) is repack
-    assert repack_weights(info, version) is True  # chat: the repacked one-row kernel generates faster
-
-
-@pytest.mark.parametrize("setting, repack", [("on", True), ("ON", True), ("off", False), (" off ", False),
-                                             ("auto", False), ("", False)])
-def test_setting_overrides_the_policy(monkeypatch, setting, repack):
-    assert repack_weights(AVX512_VNNI, "0.3.36", setting, prompt_heavy=True) is repack
-    monkeypatch.setenv(REPACK_ENV, setting)
-    assert repack_weights(AVX512_VNNI, "0.3.36", prompt_heavy=True) is repack
-    if setting.strip().lower() in ("on", "off"):  # for every job and build
-        assert repack_weights(AVX2_ONLY, "0.3.36", setting, prompt_heavy=True) is repack
-        assert repack_weights(AVX512_VNNI, "0.3.36", setting) is repack
+    if setting is not None:
+        assert repack_weights(setting) is repack
+        monkeypatch.setenv(REPACK_ENV, setting)
+    assert repack_weights() is repack  # unset: llama.cpp's repacked weights
 
 
 def test_bad_setting_is_one_clear_line(monkeypatch):
     monkeypatch.setenv(REPACK_ENV, "fast")
-    with pytest.raises(XGenError, match=f"^{REPACK_ENV} must be auto, on or off, not 'fast'$"):
-        repack_weights(AVX2_ONLY, "0.3.36")
-    assert REPACK_ENV in weight_layout_line()  # `xgen models` says so instead of failing
+    with pytest.raises(XGenError, match=f"^{REPACK_ENV} must be on or off, not 'fast'$"):
+        repack_weights()
+    assert weight_layout_line() == f"CPU weights: {REPACK_ENV} must be on or off, not 'fast'"
 
 
 def test_layout_line_names_the_choice(monkeypatch):
-    monkeypatch.setenv(REPACK_ENV, "on")
-    assert weight_layout_line().startswith("CPU weights: repacked at load for every job")
     monkeypatch.setenv(REPACK_ENV, "off")
     assert weight_layout_line().startswith("CPU weights: kept in the GGUF layout")
     monkeypatch.delenv(REPACK_ENV)
     line = weight_layout_line()
-    if repack_weights(prompt_heavy=True):
-        assert line.startswith("CPU weights: repacked at load for every job")
-    else:
-        assert line.startswith("CPU weights: kept in the GGUF layout (tiled K-quant kernel, AVX512-VNNI) "
-                               "for summarize and ask; repacked at load for chat")
+    assert line.startswith("CPU weights: repacked at load (llama.cpp's default")
+    assert ("tiled AVX512-VNNI kernel" in line) is tiled_kquant_kernel()
 
 
-@pytest.mark.parametrize("command", [["summarize", "{doc}"], ["ask", "{doc}", "-q", "What is it?"]])
-def test_reading_jobs_ask_for_the_prompt_layout(tmp_path, monkeypatch, command):
-    """summarize and ask open their model as prompt-heavy jobs; the app (chat) does not."""
+def test_bad_setting_stops_a_command_in_one_line(converted, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import assistant.modelref as modelref
     from assistant.cli import main
 
     doc = tmp_path / "notes.txt"
     doc.write_text("The harbour lights were lit at dusk.\n")
-    seen = {}
-
-    def fake_open_model(*args, **kwargs):
-        seen.update(kwargs)
-        raise XGenError("stop here")
-
-    monkeypatch.setattr(modelref, "open_model", fake_open_model)
-    result = CliRunner().invoke(main, [part.format(doc=doc) for part in command])
-    assert result.output.strip().endswith("stop here") and result.exit_code != 0
-    assert seen.get("prompt_heavy") is True
-
-
-def test_open_model_passes_the_layout(converted, monkeypatch):
-    from assistant.modelref import open_model
-
-    monkeypatch.delenv(REPACK_ENV, raising=False)
-    for prompt_heavy in (False, True):
-        model = open_model(str(converted("q4_k_m")), "llama", 128, prompt_heavy=prompt_heavy)
-        try:
-            assert model.engine.weights_repacked is repack_weights(prompt_heavy=prompt_heavy)
-        finally:
-            model.engine.close()
+    monkeypatch.setenv(REPACK_ENV, "fast")
+    result = CliRunner().invoke(main, ["summarize", "--model", str(converted("q4_k_m")), str(doc)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: {REPACK_ENV} must be on or off, not 'fast'"]
 
 
 class LoadLog:
@@ -189,17 +159,25 @@ def test_both_layouts_compute_the_same_model(converted, torch_reference):
     assert (logits[True].argmax(-1) == logits[False].argmax(-1)).mean() > 0.95
 
 
-def test_engine_records_the_layout(converted, monkeypatch):
-    from assistant.engines.llama import LlamaEngine
+def test_engine_loads_with_the_setting(converted, monkeypatch):
+    """The engine passes XGEN_WEIGHT_REPACK to llama.cpp (default: repacked)."""
+    import llama_cpp
 
-    monkeypatch.setenv(REPACK_ENV, "off")
-    engine = LlamaEngine(converted("q4_k_m"), n_ctx=128)
-    try:
-        assert engine.weights_repacked is False
-    finally:
+    from assistant.engines.llama import LlamaEngine, _quiet_logs
+
+    _quiet_logs(llama_cpp)  # the engine installs its log filter once; capture after it
+    logs = {}
+    for setting in ("off", None):
+        if setting:
+            monkeypatch.setenv(REPACK_ENV, setting)
+        else:
+            monkeypatch.delenv(REPACK_ENV, raising=False)
+        with LoadLog() as log:
+            engine = LlamaEngine(converted("q4_k_m"), n_ctx=128)
         engine.close()
-    engine = LlamaEngine(converted("q4_k_m"), n_ctx=128, repack=True)
-    try:
-        assert engine.weights_repacked is True
-    finally:
-        engine.close()
+        assert engine.weights_repacked is (setting is None)
+        assert "model buffer size" in log.text
+        logs[setting] = log.text
+    assert "CPU_REPACK" not in logs["off"]
+    if "CPU_REPACK" not in logs[None]:
+        pytest.skip("this llama.cpp build has no repacked layout for Q4_K on this CPU")

@@ -115,8 +115,7 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     docs = _load_for_summary(files)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
     store = Store()
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout),
-                       prompt_heavy=True)
+    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout))
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     results = []
@@ -225,9 +224,8 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
         conversation.attach(doc, record=False)
     if not conversation.documents:
         raise XGenError("give at least one file to ask about (or - for standard input), or --session")
-    # the documents' passages are read in full, the answer is a few hundred tokens
     model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit,
-                       remote=remote_options(remote_timeout), prompt_heavy=True)
+                       remote=remote_options(remote_timeout))
     if model.note:
         click.echo(f"note: {model.note}", err=True)
     settings = SamplingSettings(temperature=temperature)

@@ -101,9 +101,8 @@ class LlamaEngine(Engine):
         when this llama.cpp build can (Metal/CUDA), else none. kv_type "f16" (default) or
         "q8_0": a q8_0 KV cache halves its memory; llama.cpp needs flash attention for a
         quantized V cache, so q8_0 turns flash_attn on. repack: whether
-        llama.cpp repacks the weights for its CPU kernels; None asks
-        models.llama_cpp_utils.repack_weights (for a chat workload: repacked unless
-        $XGEN_WEIGHT_REPACK says otherwise).
+        llama.cpp repacks the weights for its CPU kernels; None reads $XGEN_WEIGHT_REPACK
+        (default on: models.llama_cpp_utils.repack_weights).
         """
         import llama_cpp
 
