@@ -15,7 +15,6 @@ top-k, top-p and a seeded draw.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from pathlib import Path
@@ -24,7 +23,7 @@ from assistant.engines.base import Completion, Engine, GenerationRun, OnText, Sa
 from models.errors import XGenError
 from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
-from models.llama_cpp_utils import detokenize, repack_weights, weight_repacking
+from models.llama_cpp_utils import detokenize, repack_weights, version_tuple, weight_repacking
 from models.tokenizer import N_VOCAB
 
 KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
@@ -70,7 +69,7 @@ def _check_bindings(llama_cpp) -> None:
     from llama_cpp._internals import LlamaContext, LlamaSampler
 
     version = getattr(llama_cpp, "__version__", "0")
-    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    parts = version_tuple(version)
     missing = [name for name, ok in (
         ("llama_set_abort_callback", hasattr(llama_cpp, "llama_set_abort_callback")),
         ("LlamaContext.kv_cache_seq_rm", hasattr(LlamaContext, "kv_cache_seq_rm")),
