@@ -44,7 +44,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +54,6 @@ from models import llama_build  # noqa: E402
 
 PROMPT_TARGET = 1.4
 GEN_TARGET = 0.97
-EOS = 50256
 BASELINE_ARGS = ["-DGGML_NATIVE=OFF"]  # what setup.sh used before issue 13: AVX2 kernels
 
 
@@ -67,6 +65,7 @@ def worker() -> int:
     import llama_cpp
     from llama_cpp import Llama
 
+    from bench.raw_llama import raw_generate
     from models.llama_cpp_utils import engine_info_line, repack_weights, weight_repacking
 
     if sys.platform.startswith("linux"):
@@ -83,23 +82,7 @@ def worker() -> int:
                       "weights": "repacked" if repack else "GGUF layout"}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
-        prompt, n_gen = cmd["prompt"], cmd["gen"]
-        started = time.perf_counter()
-        first = None
-        count = 0
-        for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-            if token == EOS:
-                break
-            count += 1
-            if count == 1:
-                first = time.perf_counter()
-            if count >= n_gen:
-                break
-        end = time.perf_counter()
-        print(json.dumps({"total_s": end - started,
-                          "prompt_tps": len(prompt) / (first - started) if first else 0.0,
-                          "gen_tps": (count - 1) / (end - first) if first and count > 1 else 0.0,
-                          "generated": count}), flush=True)
+        print(json.dumps(raw_generate(llm, cmd["prompt"], cmd["gen"])), flush=True)
     return 0
 
 
@@ -194,18 +177,13 @@ def main() -> int:
 
     import llama_cpp
 
-    from bench.models import big_gguf, gguf
+    from bench.models import q4_k_m_gguf
 
     from models.llama_cpp_utils import repack_weights, tiled_kquant_kernel
 
     version = llama_cpp.__version__
     quick = opts.quick
-    if opts.model:
-        model = opts.model
-    elif opts.quick:
-        model = gguf("small", "q4_k_m")
-    else:
-        model = big_gguf("xgen-7b-8k", "q4_k_m")
+    model = q4_k_m_gguf(opts.model, quick)
     build = llama_build.installed_build()
     setup_args = " ".join(build["cmake_args"]) if build else "(not recorded: not installed by setup.sh)"
     if quick:

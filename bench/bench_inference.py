@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 
 from assistant.engines.base import SamplingSettings  # noqa: E402
 from assistant.engines.llama import LlamaEngine  # noqa: E402
-from bench.models import big_gguf, gguf, gguf_tensor_bytes  # noqa: E402
+from bench.models import gguf_tensor_bytes, q4_k_m_gguf  # noqa: E402
+from bench.raw_llama import raw_generate  # noqa: E402
 from bench.report import append_results, median  # noqa: E402
 
 TARGET = 0.97
 QUICK_TARGET = 0.80  # small model on a shared machine: a smoke bound, the real target needs 7B shapes
-EOS = 50256
 MIN_GENERATED = 16  # a repetition where either side stops earlier (end-of-text) is redrawn
 
 
@@ -67,24 +67,6 @@ def run_ours(engine: LlamaEngine, prompt: list[int], n_gen: int) -> dict:
             "generated": s.generated, "evaluated": s.prompt_evaluated}
 
 
-def run_raw(llm, prompt: list[int], n_gen: int) -> dict:
-    started = time.perf_counter()
-    first = None
-    count = 0
-    for token in llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-        if token == EOS:
-            break
-        count += 1
-        if count == 1:
-            first = time.perf_counter()
-        if count >= n_gen:
-            break
-    end = time.perf_counter()
-    return {"prompt_tps": len(prompt) / (first - started) if first else 0.0,
-            "gen_tps": (count - 1) / (end - first) if first and count > 1 else 0.0,
-            "generated": count, "evaluated": len(prompt)}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small shapes (smoke bound 0.8)")
@@ -97,12 +79,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     opts = parser.parse_args()
     repeat = opts.repeat  # quick reps take a second each on the small model
-    if opts.model:
-        model = opts.model
-    elif opts.quick:
-        model = gguf("small", "q4_k_m")
-    else:
-        model = big_gguf("xgen-7b-8k", "q4_k_m")  # ~10+ min the first time; the 27 GB checkpoint is deleted
+    model = q4_k_m_gguf(opts.model, opts.quick)  # 7B: ~10+ min the first time; the 27 GB checkpoint is deleted
     n_ctx = max(512, -(-(opts.prompt + opts.gen + 8) // 256) * 256)
 
     from llama_cpp import Llama
@@ -114,7 +91,7 @@ def main() -> int:
     # Warm-up: page in the weights and let both sides allocate their buffers.
     warm = [1000 + i for i in range(64)]
     run_ours(ours, warm, 4)
-    run_raw(raw, warm, 4)
+    raw_generate(raw, warm, 4)
 
     rng = random.Random(0)
     pairs = []
@@ -125,9 +102,9 @@ def main() -> int:
         first_ours = len(pairs) % 2 == 0
         if first_ours:
             o = run_ours(ours, prompt, opts.gen)
-            r = run_raw(raw, prompt, opts.gen)
+            r = raw_generate(raw, prompt, opts.gen)
         else:
-            r = run_raw(raw, prompt, opts.gen)
+            r = raw_generate(raw, prompt, opts.gen)
             o = run_ours(ours, prompt, opts.gen)
         if min(o["generated"], r["generated"]) < min(MIN_GENERATED, opts.gen):
             print(f"  prompt {seed}: end-of-text after {o['generated']}/{r['generated']} tokens, redrawn")

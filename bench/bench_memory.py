@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cgroup import MemoryLimit, available, evict_from_page_cache  # noqa: E402
 from bench.memory import measure  # noqa: E402
-from bench.models import big_gguf, gguf  # noqa: E402
+from bench.models import gguf, q4_k_m_gguf  # noqa: E402
 from bench.report import append_results, kib_to_gib  # noqa: E402
 
 TARGET_BYTES = 8e9
@@ -192,12 +192,7 @@ def main() -> int:
         why = available()
         if why:
             parser.error(f"--limit-gb: {why}")
-    if opts.model:
-        model = opts.model
-    elif opts.quick:
-        model = gguf("small", "q4_k_m")
-    else:
-        model = big_gguf("xgen-7b-8k", "q4_k_m")
+    model = q4_k_m_gguf(opts.model, opts.quick)
     fill = min(opts.fill, 2000) if opts.quick else opts.fill  # quick: a smoke test of the pipeline
     configs = ["f16 KV", "q8_0 KV (+ flash attention)"]
     if opts.all_configs:

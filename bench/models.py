@@ -46,6 +46,14 @@ def big_gguf(shapes: str, file_type: str = "q4_k_m", n_layers: int | None = None
     return out
 
 
+def q4_k_m_gguf(path: Path | None, quick: bool) -> Path:
+    """The GGUF a llama.cpp benchmark runs: `path` if given, else the "small" model's
+    Q4_K_M (quick) or the 7B-shaped one."""
+    if path:
+        return path
+    return gguf("small", "q4_k_m") if quick else big_gguf("xgen-7b-8k", "q4_k_m")
+
+
 def gguf_tensor_bytes(path: Path) -> dict[str, int]:
     """Bytes of every tensor in a GGUF (name -> n_bytes)."""
     from gguf import GGUFReader
