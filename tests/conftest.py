@@ -42,6 +42,16 @@ def xgen_home(tmp_path_factory):
         os.environ["XGEN_HOME"] = old
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty data directory of this test's own (and no XGEN_MODEL default)."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("XGEN_HOME", str(folder))
+    monkeypatch.delenv("XGEN_MODEL", raising=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_args():
     from models.config import TRANSFORMER_CONFIGS

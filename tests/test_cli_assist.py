@@ -15,14 +15,6 @@ PARAGRAPH = ("Paragraph {n}: the auditors visited site {n} and counted {n} palle
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("XGEN_HOME", str(home))
-    monkeypatch.delenv("XGEN_MODEL", raising=False)
-    return home
-
-
-@pytest.fixture
 def model(converted):
     return str(converted("q8_0"))
 

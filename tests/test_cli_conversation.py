@@ -26,14 +26,6 @@ NOTES = ("The cooling unit in hall 3 failed on 2 September.\n\n"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("XGEN_HOME", str(home))
-    monkeypatch.delenv("XGEN_MODEL", raising=False)
-    return home
-
-
-@pytest.fixture
 def notes(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text(NOTES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,14 +11,6 @@ from click.testing import CliRunner
 from assistant.cli import main
 from assistant.store import Store
 from assistant.store import store as store_module
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("XGEN_HOME", str(folder))
-    return folder
 
 
 @pytest.fixture

@@ -62,14 +62,6 @@ def assert_one_line_failure(result) -> str:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("XGEN_HOME", str(folder))
-    return folder
-
-
-@pytest.fixture
 def session_id(home) -> str:
     with Store() as store:
         session = store.create_session(title="Q3 report")

@@ -16,8 +16,8 @@ from assistant.tui.screens.welcome import NoModelScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.messages import CitationButton, SummaryMessage, UserMessage
 from models.errors import XGenError
-from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
-    AUDIT, NOTES, SIZE, SummaryEngine, app_with, home, notifications, replies, store, sync, wait_for,
+from tests.test_tui_support import (  # noqa: F401 (store is a fixture)
+    AUDIT, NOTES, SIZE, SummaryEngine, app_with, notifications, replies, store, sync, wait_for,
     wait_idle, write)
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))

@@ -16,8 +16,8 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import ReplyMessage
 from assistant.tui.widgets.sidebar import Sidebar
-from tests.test_tui_support import (  # noqa: F401 (home and store are fixtures)
-    NOTES, app_with, home, replies, store, sync, wait_for, wait_idle,
+from tests.test_tui_support import (  # noqa: F401 (store is a fixture)
+    NOTES, app_with, replies, store, sync, wait_for, wait_idle,
     write)
 
 SMALL = (80, 24)

@@ -91,16 +91,6 @@ class SteadyEngine(FakeEngine):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh data directory for the app's sessions and models (imported by the TUI tests)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("XGEN_HOME", str(home))
-    monkeypatch.delenv("XGEN_MODEL", raising=False)
-    return home
-
-
-@pytest.fixture
 def store(home):
     with Store(home / "sessions.db") as store:
         yield store
