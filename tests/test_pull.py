@@ -167,17 +167,21 @@ def test_rows_quantized_as_they_arrive_give_the_same_bytes(hub, reference, tmp_p
 # -- resume -------------------------------------------------------------------------------
 
 
+def stop_after(n_tensors: int):
+    """A progress callback that interrupts the pull (as Ctrl+C would) once n tensors are written."""
+    def progress(p):
+        if p.tensor is not None and p.tensors_done == n_tensors:
+            raise KeyboardInterrupt
+    return progress
+
+
 def test_interrupted_pull_resumes_with_only_the_missing_tensors(hub, reference, tmp_path):
     out = tmp_path / "r.gguf"
-
-    def stop_after_five(p):
-        if p.tensor is not None and p.tensors_done == 5:
-            raise KeyboardInterrupt
 
     from converter.pull import PullInterrupted
 
     with pytest.raises(PullInterrupted, match="5 of 57 tensors are kept.*run the same command again"):
-        pull(out, progress=stop_after_five)
+        pull(out, progress=stop_after(5))
     assert not out.exists()
     assert partial_path(out).is_file() and record_path(out).is_file()
     record = json.loads(record_path(out).read_text())
@@ -200,12 +204,8 @@ def test_a_damaged_partial_is_trimmed_to_its_valid_tensors(hub, reference, tmp_p
 
     out = tmp_path / "d.gguf"
 
-    def stop_after(p):
-        if p.tensor is not None and p.tensors_done == 12:
-            raise KeyboardInterrupt
-
     with pytest.raises(PullInterrupted):
-        pull(out, progress=stop_after)
+        pull(out, progress=stop_after(12))
     record = json.loads(record_path(out).read_text())
     sixth_end = record["tensors"][5][1]
     with open(partial_path(out), "r+b") as f:  # flip a byte inside the 7th tensor
@@ -224,12 +224,8 @@ def test_another_type_does_not_resume_a_partial(hub, tmp_path):
 
     out = tmp_path / "t.gguf"
 
-    def stop(p):
-        if p.tensor is not None and p.tensors_done == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(PullInterrupted):
-        pull(out, progress=stop)
+        pull(out, progress=stop_after(3))
     notes: list[str] = []
     run_pull(REPO_ID, out, "f16", variant=VARIANT, notify=notes.append, retry=FAST_RETRY)
     assert not any("resuming" in n for n in notes)
