@@ -9,6 +9,7 @@ import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
 from assistant.cli.options import model_options, remote_options, session_option, timeout_option
+from assistant.cli.output import status_line
 from models.errors import XGenError
 
 
@@ -168,16 +169,14 @@ def _progress_printer(quiet: bool):
         if quiet or stage == "final":
             return
         if stage == "read" and not total:  # streamed standard input: its size is known at the end
-            click.echo(f"\rread {done / 2**20:,.1f} MiB…", err=True, nl=False)
+            status_line(f"read {done / 2**20:,.1f} MiB…")
         elif stage == "read":  # a streamed file: bytes, not parts
-            click.echo(f"\rread {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
-                       err=True, nl=False)
-            if done >= total:
-                click.echo("", err=True)
+            status_line(f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
+                        end="\n" if done >= total else "")
         elif done < total:
-            click.echo(f"\r{stage}: part {done + 1} of {total}…", err=True, nl=False)
+            status_line(f"{stage}: part {done + 1} of {total}…")
         else:
-            click.echo(f"\r{stage}: {total} parts done.      ", err=True)
+            status_line(f"{stage}: {total} parts done.      ", end="\n")
 
     return progress
 

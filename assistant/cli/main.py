@@ -11,7 +11,8 @@ import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, leave_now
 from assistant.cli.options import model_options, session_option
-from assistant.cli.output import flush_stdout, stdout_failed, stdout_is_broken
+from assistant.cli.output import flush_stdout, printable_streams, raw_stderr, stdout_failed, stdout_is_broken
+from assistant.safetext import printable
 from models.errors import XGenError
 
 
@@ -20,6 +21,10 @@ class XGenGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         _sigterm_as_interrupt()
+        with printable_streams():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             result = super().invoke(ctx)
             flush_stdout()  # a full disk or closed pipe behind `>` shows here, as one line
@@ -118,7 +123,7 @@ def run_conversion(src: str, **options):
     from converter.pull import PullInterrupted
 
     _sigterm_as_interrupt()
-    bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="converting", file=sys.stderr,
+    bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="converting", file=raw_stderr(),
                leave=False)
 
     def progress(p) -> None:
@@ -126,7 +131,7 @@ def run_conversion(src: str, **options):
         bar.n = p.bytes_done
         label = f"{p.tensors_done}/{p.tensors_total} tensors"
         if p.tensor is not None:
-            label += f", {p.tensor.source.gguf_name} {p.tensor.qtype.name}"
+            label += f", {printable(p.tensor.source.gguf_name)} {p.tensor.qtype.name}"
         bar.set_postfix_str(label, refresh=False)
         bar.refresh()
 

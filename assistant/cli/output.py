@@ -1,18 +1,80 @@
-"""Writing to the standard output when it cannot take it (`> /dev/full`, a closed pipe).
+"""What the command line writes, and how.
 
-A failed write becomes one line on stderr and a non-zero exit, not a traceback; the
-standard output is then pointed at /dev/null so that Python's own flush at exit does
-not fail a second time ("Exception ignored ... OSError").
+- Everything a command prints goes through `printable_streams`: the standard output and
+  error are wrapped so that no control character from outside (a reply, a file name, a
+  server's error) reaches the terminal; see `assistant/safetext.py`. The program's own
+  line rewriting (progress) writes its carriage return past the filter, through
+  `status_line`.
+- Writing to a standard output that cannot take it (`> /dev/full`, a closed pipe): a
+  failed write becomes one line on stderr and a non-zero exit, not a traceback; the
+  standard output is then pointed at /dev/null so that Python's own flush at exit does
+  not fail a second time ("Exception ignored ... OSError").
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 import click
 
+from assistant.safetext import printable
 from models.errors import XGenError
+
+
+class PrintableStream:
+    """A text stream that drops control characters (but tab and newline) from what is
+    written to it; everything else is the wrapped stream's."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(printable(text))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self.raw, name)
+
+
+@contextlib.contextmanager
+def printable_streams() -> Iterator[None]:
+    """Wrap sys.stdout and sys.stderr in `PrintableStream`s while a command runs."""
+    saved = sys.stdout, sys.stderr
+    if sys.stdout is not None and not isinstance(sys.stdout, PrintableStream):
+        sys.stdout = PrintableStream(sys.stdout)
+    if sys.stderr is not None and not isinstance(sys.stderr, PrintableStream):
+        sys.stderr = PrintableStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def raw_stderr():
+    """The standard error past the control-character filter, for the program's own
+    progress display (carriage returns; tqdm); what it shows from outside must be
+    passed through `printable` first."""
+    stream = sys.stderr
+    return stream.raw if isinstance(stream, PrintableStream) else stream
+
+
+def status_line(text: str, *, end: str = "") -> None:
+    """Rewrite the current stderr line with `text` (made printable)."""
+    stream = raw_stderr()
+    if stream is None:
+        return
+    try:
+        stream.write("\r" + printable(text) + end)
+        stream.flush()
+    except (OSError, ValueError):
+        pass  # progress is a courtesy: a closed stderr must not stop the job
 
 
 def stdout_failed(exc: OSError) -> XGenError:
@@ -81,11 +143,11 @@ def wait_printer():
     def show(message: str | None) -> None:
         if message is None:
             if shown[0]:
-                click.echo("\r" + " " * shown[0] + "\r", err=True, nl=False)
+                status_line(" " * shown[0], end="\r")
                 shown[0] = 0
             return
         line = message + "…"
-        click.echo("\r" + line.ljust(shown[0]), err=True, nl=False)
+        status_line(line.ljust(shown[0]))
         shown[0] = max(shown[0], len(line))
 
     return show

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.safetext import printable
+
 if TYPE_CHECKING:
     from assistant.store.store import AttachedFile, Message, Session
 
@@ -62,4 +64,5 @@ def render_markdown(session: Session, files: list[AttachedFile], messages: list[
                 quote = str(citation.get("text") or "").strip()
                 if quote:
                     lines += [f"> {line}".rstrip() for line in quote.splitlines()] + [""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    # An export is read with `cat` and `less`: nothing in it may drive the terminal.
+    return printable("\n".join(lines).rstrip("\n") + "\n")

@@ -1,0 +1,27 @@
+"""Text from outside (a model's reply, a server's error, a file's name or contents) made
+safe to show on a terminal.
+
+A terminal obeys control characters wherever they come from: `ESC ] 52 ; c ; ... BEL`
+writes the user's clipboard, `ESC ] 0 ; ... BEL` sets the window title, `ESC [ 2 J`
+clears the screen, and a bare carriage return lets later text overwrite what was shown.
+So everything that reaches a screen from outside the program passes through
+`printable`, which drops the C0 controls but tab and newline, DEL, and the C1 controls
+(which some terminals read as ESC + a letter). What remains of an escape sequence is
+inert text (`]0;title`), which also shows the user that something was there.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 but \t (09) and \n (0a), DEL (7f), C1 (80-9f).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without the control characters a terminal would act on (tab and newline kept)."""
+    return _CONTROLS.sub("", text)
+
+
+def has_controls(text: str) -> bool:
+    return _CONTROLS.search(text) is not None
