@@ -12,6 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from assistant.safetext import printable
 from assistant.session import Conversation, absolute
 from assistant.store import Store
 from assistant.tui.events import ModelFailed, ModelLoaded
@@ -47,6 +48,13 @@ class XGenApp(App[None]):
         self.model_loading = False
         self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
         self.chat = ChatScreen()
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast of the app: its text often names files or quotes errors from outside,
+        so it is shown without control characters and, unless asked, without markup."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def get_default_screen(self) -> Screen:
         return self.chat

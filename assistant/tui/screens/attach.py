@@ -11,13 +11,13 @@ from pathlib import Path
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from assistant.session import absolute
+from assistant.tui.text import shown
 
 MAX_CANDIDATES = 50
 
@@ -144,7 +144,7 @@ class PathScreen(ModalScreen[str | None]):
         candidates = self.query_one("#path-candidates", OptionList)
         found = path_candidates(event.value, self.suffixes)
         candidates.clear_options()
-        candidates.add_options([Option(Content(Path(c).name + (os.sep if c.endswith(os.sep) else "")), id=c)
+        candidates.add_options([Option(shown(Path(c).name + (os.sep if c.endswith(os.sep) else "")), id=c)
                                 for c in found])
         # Not when the only candidate is what is typed (nothing more to complete).
         candidates.display = bool(found) and found != [event.value]
@@ -158,7 +158,7 @@ class PathScreen(ModalScreen[str | None]):
 
     def show_error(self, message: str) -> None:
         error = self.query_one("#path-error", Label)
-        error.update(Content(message))
+        error.update(shown(message))
         error.display = bool(message)
 
     def problem(self, path: Path) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from textual import on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
+from assistant.tui.text import shown
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -24,8 +24,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self):
         with Vertical(classes="dialog", id="confirm-dialog"):
-            yield Label(Content(self.title_text), classes="dialog-title")
-            yield Label(Content(self.message), id="confirm-message")
+            yield Label(shown(self.title_text), classes="dialog-title")
+            yield Label(shown(self.message), id="confirm-message")
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.action} (y)", id="confirm-yes", variant="error", compact=True)
                 yield Button("Cancel (Esc)", id="confirm-no", compact=True)
@@ -51,9 +51,9 @@ class TextScreen(ModalScreen[str | None]):
 
     def compose(self):
         with Vertical(classes="dialog", id="text-dialog"):
-            yield Label(Content(self.title_text), classes="dialog-title")
+            yield Label(shown(self.title_text), classes="dialog-title")
             yield Input(self.value, id="text-value", select_on_focus=False)
-            yield Label(Content(self.hint), classes="dialog-hint")
+            yield Label(shown(self.hint), classes="dialog-hint")
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:

@@ -6,11 +6,11 @@ from typing import Any
 
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from assistant.tui.widgets.messages import citation_title
+from assistant.tui.text import shown
 
 
 class PassageScreen(ModalScreen[None]):
@@ -23,9 +23,9 @@ class PassageScreen(ModalScreen[None]):
     def compose(self):
         text = str(self.citation.get("text") or "").strip()
         with Vertical(id="passage-dialog", classes="dialog"):
-            yield Label(Content(citation_title(self.citation)), classes="dialog-title")
+            yield Label(shown(citation_title(self.citation)), classes="dialog-title")
             with VerticalScroll(id="passage-scroll"):
-                yield Static(Content(text or "(the passage text was not saved)"), id="passage-text")
+                yield Static(shown(text or "(the passage text was not saved)"), id="passage-text")
             yield Footer()
 
     def action_copy(self) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
+from assistant.tui.text import shown
 
 
 class PickerScreen(ModalScreen[str | None]):
@@ -25,9 +25,9 @@ class PickerScreen(ModalScreen[str | None]):
 
     def compose(self):
         with Vertical(classes="dialog", id="picker-dialog"):
-            yield Label(Content(self.title_text), classes="dialog-title")
-            yield OptionList(*[Option(Content(label), id=key) for key, label in self.options], id="picker")
-            yield Label(Content(self.hint or "Enter chooses · Esc cancels"), classes="dialog-hint")
+            yield Label(shown(self.title_text), classes="dialog-title")
+            yield OptionList(*[Option(shown(label), id=key) for key, label in self.options], id="picker")
+            yield Label(shown(self.hint or "Enter chooses · Esc cancels"), classes="dialog-hint")
 
     def on_mount(self) -> None:
         picker = self.query_one(OptionList)

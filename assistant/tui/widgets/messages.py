@@ -8,11 +8,12 @@ from typing import Any
 from textual import on
 from textual.containers import Vertical
 from textual.message import Message
-from textual.content import Content
 from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from textual.widgets._markdown import MarkdownStream
 
+from assistant.safetext import printable
 from assistant.tui.events import PartProgress
+from assistant.tui.text import shown
 from assistant.tui.widgets import status as status_clock
 from assistant.tui.widgets.status import clock
 
@@ -35,8 +36,9 @@ NOT_MARKDOWN_LINE_BREAKS = str.maketrans({c: " " for c in "\x0b\x0c\x1c\x1d\x1e\
 
 
 def displayable(markdown: str) -> str:
-    """Markdown text as the Markdown widget should get it (see NOT_MARKDOWN_LINE_BREAKS)."""
-    return markdown.translate(NOT_MARKDOWN_LINE_BREAKS)
+    """Markdown text as the Markdown widget should get it (see NOT_MARKDOWN_LINE_BREAKS),
+    without terminal control characters (assistant/tui/text.py)."""
+    return printable(markdown.translate(NOT_MARKDOWN_LINE_BREAKS))
 
 
 def _plural(n: int, word: str) -> str:
@@ -85,7 +87,7 @@ def citation_title(citation: dict[str, Any], position: int = 1) -> str:
 
 class CitationButton(Button):
     def __init__(self, citation: dict[str, Any], position: int):
-        super().__init__(Content(citation_title(citation, position)), compact=True, classes="citation")
+        super().__init__(shown(citation_title(citation, position)), compact=True, classes="citation")
         self.citation = citation
         self.tooltip = "Open the passage"
 
@@ -97,7 +99,7 @@ class UserMessage(Vertical):
 
     def compose(self):
         yield Label(ROLE_TITLES["user"], classes="role")
-        yield Static(Content(self.text), classes="body")
+        yield Static(shown(self.text), classes="body")
 
 
 class ReplyMessage(Vertical):
@@ -118,7 +120,7 @@ class ReplyMessage(Vertical):
         self._streamed: list[str] = []
 
     def compose(self):
-        yield Label(Content(self.title), classes="role")
+        yield Label(shown(self.title), classes="role")
         yield from self.compose_progress()
         yield Markdown(displayable(self.text) or (self.WAITING if self.streaming else ""), open_links=False)
         yield Static("", classes="meta")
@@ -161,7 +163,7 @@ class ReplyMessage(Vertical):
 
     def _set_meta(self, text: str, problem: bool) -> None:
         line = self.query_one(".meta", Static)
-        line.update(Content(text))
+        line.update(shown(text))
         line.display = bool(text)
         line.set_class(problem, "-problem")
 
@@ -169,7 +171,7 @@ class ReplyMessage(Vertical):
         self._set_meta(*describe(meta, self.role))
         line = self.query_one(".sources", Static)
         text = sources_line(meta)
-        line.update(Content(text))
+        line.update(shown(text))
         line.display = bool(text)
         box = self.query_one(".citations", Vertical)
         box.remove_children()
@@ -229,7 +231,7 @@ class SummaryMessage(ReplyMessage):
             parts.append(f"{written:,} written")
         seconds = detail.seconds if detail is not None and detail.seconds else status_clock.now() - self._stage_started
         parts.append(clock(seconds))
-        self.query_one(".stage", Label).update(Content(" · ".join(parts)))
+        self.query_one(".stage", Label).update(shown(" · ".join(parts)))
 
     def set_detail(self, detail: PartProgress | None) -> None:
         """Progress inside the current part (tokens read, written, time), when reported."""

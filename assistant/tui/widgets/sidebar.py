@@ -12,6 +12,8 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from assistant.store import AttachedFile, Session
+from assistant.safetext import printable
+from assistant.tui.text import shown
 
 NEW_SESSION = "(new session)"
 
@@ -40,10 +42,10 @@ class Sidebar(Vertical):
         options = self.query_one("#sessions", OptionList)
         options.clear_options()
         if current is None:
-            options.add_option(Option(Content(NEW_SESSION), id="new"))
+            options.add_option(Option(shown(NEW_SESSION), id="new"))
         for s in sessions:
             title = s.title or "(untitled)"
-            options.add_option(Option(Content(title), id=s.id))
+            options.add_option(Option(shown(title), id=s.id))
         ids = [s.id for s in sessions]
         options.highlighted = 0 if current is None else (ids.index(current) if current in ids else None)
 
@@ -51,7 +53,7 @@ class Sidebar(Vertical):
         options = self.query_one("#files", OptionList)
         options.clear_options()
         for f in files:
-            options.add_option(Option(Content.assemble(f.name, (f"  {short_count(f.n_tokens)} tok", "dim")),
+            options.add_option(Option(Content.assemble(printable(f.name), (f"  {short_count(f.n_tokens)} tok", "dim")),
                                       id=f.path))
         options.display = bool(files)
         # At most 20 columns: the sidebar is 22 wide below 120 columns.

@@ -9,6 +9,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, LoadingIndicator
 
+from assistant.tui.text import shown
+
 
 def now() -> float:
     """The clock of live timings (a function, so snapshot tests can stop it)."""
@@ -50,9 +52,9 @@ class StatusBar(Horizontal):
     def _refresh_all(self) -> None:
         self.query_one("#spinner").display = self.model_loading
         model = self.model + (f" · {self.engine}" if self.engine else "")
-        self.query_one("#model", Label).update(model)
+        self.query_one("#model", Label).update(shown(model))
         activity = self.query_one("#activity", Label)
-        activity.update(self.activity)
+        activity.update(shown(self.activity))
         activity.display = bool(self.activity)
         context = self.query_one("#context", Label)
         if self.n_ctx:
