@@ -78,14 +78,16 @@ def _update(paths, **options):
 @click.command("index")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-@click.option("--hidden", is_flag=True, default=None, help="Read hidden files and folders too.")
-@click.option("--no-ignore", is_flag=True, default=None, help="Read what .gitignore and .ignore files exclude.")
+@click.option("--hidden", is_flag=True, help="Read hidden files and folders too.")
+@click.option("--no-ignore", is_flag=True, help="Read what .gitignore and .ignore files exclude.")
 @click.option("--rebuild", is_flag=True, help="Delete the index and build it anew (a damaged index).")
 def index(paths, as_json, hidden, no_ignore, rebuild) -> None:
     """Index folders (or files) for `xgen search` and `xgen ask`, or bring them up to date.
 
     Unchanged files are not read again; Ctrl+C keeps what was indexed and the same
-    command goes on. Hidden files and what .gitignore/.ignore files exclude are left out.
+    command goes on. Hidden files and what .gitignore/.ignore files exclude are left out
+    unless --hidden/--no-ignore are given (`search` and `ask` keep the options of the
+    last `xgen index`).
     """
     from assistant.library import shown
 

@@ -164,8 +164,9 @@ class _Run:
                 if row is not None and item.unlisted:
                     self.seen.add(row[0])  # keep an indexed file we merely cannot read now
                     continue
-                if row is not None:
+                if row is not None:  # indexed before, left out now (e.g. no more --hidden)
                     catalog.delete_files(c, [row[0]])
+                    self.report.removed += row[1] == "indexed"
                 cur = c.execute("INSERT INTO files (path, kind, status, why, updated_at) VALUES (?, ?, 'skipped', ?, ?)",
                                 (item.path, "folder" if item.folder else None, item.why, time.time()))
                 self.seen.add(cur.lastrowid)
