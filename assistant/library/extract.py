@@ -18,6 +18,7 @@ never touches the index: the parent writes what it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -115,17 +116,28 @@ def extract(task: Task, max_bytes: int = DEFAULT_MAX_BYTES) -> Outcome:
     return Outcome(path, "indexed", *fingerprint, sha256=sha, kind=doc.kind, passages=passages_of(doc))
 
 
+def _spans(doc) -> list[tuple[int, int, int | None]]:
+    """(start, end, page) of each passage: a PDF's passages never cross a page (a citation
+    names one page), a text file's are cut anywhere."""
+    if not doc.pages:
+        return [(c.start, c.end, None) for c in split_document(doc, PASSAGE_CHARS, len)]
+    out = []
+    edges = [*doc.pages, len(doc.text)]
+    for number, (a, b) in enumerate(zip(edges, edges[1:]), 1):
+        if b > a:
+            page = dataclasses.replace(doc, text=doc.text[a:b], pages=())
+            out.extend((a + c.start, a + c.end, number) for c in split_document(page, PASSAGE_CHARS, len))
+    return out
+
+
 def passages_of(doc) -> list[Passage]:
     """The document cut into passages of at most PASSAGE_CHARS characters, with their lines
-    (or pages for a PDF) and XGen token counts. Whitespace-only pieces are dropped."""
-    chunks = [c for c in split_document(doc, PASSAGE_CHARS, len) if doc.text[c.start:c.end].strip()]
-    texts = [doc.text[c.start:c.end] for c in chunks]
+    (or page, for a PDF) and XGen token counts. Whitespace-only pieces are dropped."""
+    spans = [(a, b, page) for a, b, page in _spans(doc) if doc.text[a:b].strip()]
+    texts = [doc.text[a:b] for a, b, _ in spans]
     counts = [len(ids) for ids in _encoder().encode_ordinary_batch(texts, num_threads=1)] if texts else []
     out = []
-    for c, text, n in zip(chunks, texts, counts):
-        if doc.pages:
-            (p0, p1), (l0, l1) = doc.span_pages(c.start, c.end), (None, None)
-        else:
-            (l0, l1), (p0, p1) = doc.span_lines(c.start, c.end), (None, None)
-        out.append(Passage(c.start, c.end, l0, l1, p0, p1, n, text))
+    for (a, b, page), text, n in zip(spans, texts, counts):
+        first, last = (None, None) if page is not None else doc.span_lines(a, b)
+        out.append(Passage(a, b, first, last, page, page, n, text))
     return out

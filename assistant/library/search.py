@@ -94,15 +94,15 @@ def _count(c: sqlite3.Connection, match: str, cap: int) -> int:
                      (match, cap + 1)).fetchone()[0]
 
 
-def plan(c: sqlite3.Connection, words: list[str]) -> str | None:
+def plan(c: sqlite3.Connection, words: list[str], budget: int = RANK_BUDGET) -> str | None:
     """The FTS5 query for `words` (see the module docstring), or None if nothing matches."""
-    counts = [(n, w) for w in words if (n := _count(c, quoted(w), RANK_BUDGET))]
+    counts = [(n, w) for w in words if (n := _count(c, quoted(w), budget))]
     if not counts:
         return None
     counts.sort()
     chosen, total = [], 0
     for n, w in counts[:MAX_TERMS]:
-        if total + n > RANK_BUDGET:
+        if total + n > budget:
             break
         chosen.append(w)
         total += n
