@@ -146,3 +146,17 @@ def test_snippet_marks_word_forms():
     text = "We index folders. Indexing is incremental, and the indexes stay small."
     assert snippet(text, ["indexing"]) == ("We **index** folders. **Indexing** is incremental, and the **indexes** "
                                            "stay small.")
+
+
+def test_a_ranking_past_its_time_limit_gives_unranked_hits(library, monkeypatch):
+    home, root = library
+    module = sys.modules["assistant.library.search"]
+    monkeypatch.setattr(module, "TIME_LIMIT", -1.0)  # every ranking is too slow...
+    monkeypatch.setattr(module, "CHECK_EVERY", 1)  # ...and is seen to be at once
+    db = IndexDatabase(os.path.join(home, "library.db"), check=False)
+    try:
+        hits = search(db, "walrus zebras", limit=5)
+    finally:
+        db.close()
+    assert {os.path.basename(h.path) for h in hits} == {b"b.md", b"a.txt"}
+    assert all(h.score == 0.0 for h in hits)

@@ -30,6 +30,7 @@ from models.errors import XGenError
 RANK_BUDGET = 20_000  # passages ranked at most per query (~60 ms here)
 MAX_TERMS = 12
 TIME_LIMIT = 0.25  # seconds a ranked query may take before it is given up for an unranked one
+CHECK_EVERY = 20_000  # SQLite virtual machine steps between two looks at the clock
 
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below
@@ -153,12 +154,13 @@ _UNRANKED = "SELECT rowid, 0.0 AS score FROM passages_fts WHERE passages_fts MAT
 
 def _ranked(c: sqlite3.Connection, match: str, window: int) -> list[Hit]:
     deadline = time.monotonic() + TIME_LIMIT
-    c.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+    c.set_progress_handler(lambda: time.monotonic() > deadline, CHECK_EVERY)
     try:
         rows = c.execute(_JOIN.format(inner=_RANKED), (match, window)).fetchall()
     except sqlite3.OperationalError as exc:
         if "interrupt" not in str(exc):
             raise
+        c.set_progress_handler(None, 0)  # the unranked query stops early by itself
         rows = c.execute(_JOIN.format(inner=_UNRANKED), (match, window)).fetchall()
     finally:
         c.set_progress_handler(None, 0)
