@@ -145,7 +145,16 @@ def _read_only_mount(folder: Path) -> bool:
 
 class Database:
     """One SQLite connection, usable from several threads (calls are serialized), with the
-    pragmas, transactions and migrations above (see the module docstring)."""
+    pragmas, transactions and migrations above (see the module docstring).
+
+    A subclass may hold another database (the library index does): it names it in
+    `what`, gives its own `migrations()` and may relax `synchronous`."""
+
+    what = "sessions database"
+    synchronous = "FULL"
+
+    def migrations(self) -> list[str | Callable[[sqlite3.Connection], None]]:
+        return MIGRATIONS
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -165,26 +174,26 @@ class Database:
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
-            raise XGenError(f"{self.path.parent}: no such folder for the sessions database")
+            raise XGenError(f"{self.path.parent}: no such folder for the {self.what}")
         if not self.path.exists():
             # Conversations are private: only the user may read them (SQLite gives the
             # -wal and -shm files the same mode as the database).
             try:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             except OSError as exc:
-                raise XGenError(f"cannot create the sessions database {self.path}: "
+                raise XGenError(f"cannot create the {self.what} {self.path}: "
                                 f"{exc.strerror or exc}") from None
         elif not self.path.is_file():
-            raise XGenError(f"{self.path} is not a file; move it aside so a new sessions database can be made")
+            raise XGenError(f"{self.path} is not a file; move it aside so a new {self.what} can be made")
         elif _read_only_mount(self.path.parent):
             # SQLite would only say "unable to open database file" (WAL needs its -shm file).
-            raise XGenError(f"cannot open the sessions database {self.path}: its folder is on a read-only "
+            raise XGenError(f"cannot open the {self.what} {self.path}: its folder is on a read-only "
                             "file system; point XGEN_HOME at a writable folder")
         try:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                  check_same_thread=False)
         except sqlite3.Error as exc:
-            raise XGenError(f"cannot open the sessions database {self.path}: {exc}") from None
+            raise XGenError(f"cannot open the {self.what} {self.path}: {exc}") from None
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # Before anything writes (even the switch to WAL): never write into a damaged file.
@@ -193,7 +202,7 @@ class Database:
             if str(mode).lower() != "wal":
                 raise XGenError(f"{self.path}: SQLite could not use WAL mode (got {mode}); "
                                 "is it on a network drive?")
-            db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA secure_delete = ON")
         except sqlite3.OperationalError as exc:
@@ -217,8 +226,8 @@ class Database:
     def damaged(self, detail: str) -> XGenError:
         """The one-line error for a damaged database: what happened and how to recover."""
         p = self.path
-        what = "is not a usable sessions database" if "not a database" in detail else "is damaged"
-        return XGenError(f"the sessions database {p} {what} ({detail}); nothing was written to it. "
+        what = f"is not a usable {self.what}" if "not a database" in detail else "is damaged"
+        return XGenError(f"the {self.what} {p} {what} ({detail}); nothing was written to it. "
                          f"Move it aside to start afresh (mv {p} {p}.damaged), and recover what it holds "
                          f"with: sqlite3 {p}.damaged .recover | sqlite3 {p}")
 
@@ -259,28 +268,29 @@ class Database:
 
     def _operational(self, exc: sqlite3.OperationalError) -> Exception:
         if any(hint in str(exc).lower() for hint in _OPERATIONAL_HINTS):
-            return XGenError(f"sessions database {self.path}: {exc}")
+            return XGenError(f"{self.what} {self.path}: {exc}")
         return exc
 
     def _user_version(self) -> int:
         return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def _check_version(self, version: int) -> None:
-        if version > len(MIGRATIONS):
+        if version > len(self.migrations()):
             raise XGenError(f"{self.path} was written by a newer xgen-local (schema version {version}, "
-                            f"this one knows up to {len(MIGRATIONS)}); upgrade xgen-local to open it")
+                            f"this one knows up to {len(self.migrations())}); upgrade xgen-local to open it")
 
     def _migrate(self) -> None:
         version = _retry_while_locked(self._user_version)
         self._check_version(version)
-        while version < len(MIGRATIONS):
+        migrations = self.migrations()
+        while version < len(migrations):
             with self._write() as db:
                 # Re-read inside the transaction: another process may have just migrated.
                 version = self._user_version()
                 self._check_version(version)
-                if version == len(MIGRATIONS):
+                if version == len(migrations):
                     return
-                step = MIGRATIONS[version]
+                step = migrations[version]
                 if callable(step):
                     step(db)
                 else:

@@ -1,0 +1,302 @@
+"""Bring libraries up to date: walk, read what changed in worker processes, commit per file.
+
+`update_library(paths)` is the one indexing job (`xgen index`, and later `ask` and the app
+before they search). In three steps:
+
+1. Walk each root (assistant/library/walk.py), a stat per file. A file whose size,
+   mtime_ns and inode equal the indexed ones is not opened: when nothing changed, the
+   whole run is this walk plus one indexed lookup per file.
+2. Read the others in worker processes (extract.py), at most WINDOW_PER_WORKER files in
+   flight per worker, so memory holds a few files' text whatever the folder's size. A few
+   small files are read in this process instead (starting workers costs more).
+3. Remove from the index the files the walk did not see: deleted, or now ignored. Only
+   after a complete walk, and never under a folder that could not be listed.
+
+Each file is committed in its own transaction, its passages first and its fingerprint
+last: Ctrl+C or `kill -9` loses at most the files in flight, and the same command goes on
+from there. Two runs on one library never duplicate anything: a file's passages are
+replaced (never appended) under its unique path, and a run that finds another already
+committed the same content leaves it.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from assistant.library import catalog, names
+from assistant.library.events import Done, Event, IndexReport, Progress, Scanning, Skipped
+from assistant.library.extract import Outcome, Task, extract
+from assistant.library.schema import IndexDatabase, remove_index
+from assistant.library.walk import Found, Skip, walk
+from models.errors import XGenError
+
+WINDOW_PER_WORKER = 2
+INLINE_FILES = 8  # read in this process up to this many files...
+INLINE_BYTES = 4 * 2**20  # ...of at most this many bytes in all
+TASKS_PER_WORKER = 1000  # then a fresh worker (bounds leaks in readers; a start costs ~1.5 s)
+TASK_TIMEOUT = 600.0  # seconds one file may take before it is given up on for this run
+_FINGERPRINT = "SELECT id, size, mtime_ns, inode, sha256, status, why FROM files WHERE path = ?"
+
+
+def update_library(paths: Iterable[str | bytes | os.PathLike], *, hidden: bool | None = None,
+                   no_ignore: bool | None = None, on_event: Callable[[Event], None] | None = None,
+                   stop: threading.Event | None = None, workers: int | None = None,
+                   rebuild: bool = False, db: IndexDatabase | None = None) -> IndexReport:
+    """Index `paths` (folders or files) or bring them up to date; returns what was done.
+
+    `hidden`/`no_ignore` None keep what each library was indexed with (False for a new
+    one). `on_event` receives Scanning, Progress, Skipped and finally Done; `stop` (set by
+    Ctrl+C) ends the run after the files in flight, keeping what was committed. `rebuild`
+    deletes the index first (the way out of a damaged or newer-version one). Raises
+    XGenError with one line for what the user must fix (no such path, a damaged index, a
+    full disk)."""
+    started = time.monotonic()
+    emit = on_event or (lambda event: None)
+    stop = stop or threading.Event()
+    targets = [catalog.resolve(p) for p in paths]
+    if rebuild and db is None:
+        remove_index()
+    own = db is None
+    db = db or IndexDatabase()
+    try:
+        report = IndexReport()
+        for root in dict.fromkeys(targets):
+            known = catalog.root_of(db, root)
+            same_root = known is not None and known.path == root
+            h = hidden if hidden is not None else (known.hidden if known else False)
+            n = no_ignore if no_ignore is not None else (known.no_ignore if known else False)
+            if hidden is not None or no_ignore is not None or not known:
+                catalog.register(db, root, h, n)
+            elif not same_root:
+                root = known.path  # a path inside a library: update that library
+            _Run(db, root, h, n, report, emit, stop, workers).run()
+            if stop.is_set():
+                report.stopped = True
+                break
+            catalog.mark_updated(db, root)
+        report.files, report.passages, report.bytes, _ = catalog.totals(db, list(dict.fromkeys(targets)))
+        report.seconds = time.monotonic() - started
+        emit(Done(report))
+        return report
+    finally:
+        if own:
+            db.close()
+
+
+class _Run:
+    """One root's update (the three steps of the module docstring)."""
+
+    def __init__(self, db, root, hidden, no_ignore, report, emit, stop, workers):
+        self.db, self.root, self.report, self.emit, self.stop = db, root, report, emit, stop
+        self.hidden, self.no_ignore = hidden, no_ignore
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.seen: set[int] = set()  # ids of rows the walk met (flat: ints, no text)
+        self.unlisted: list[bytes] = []  # folders that could not be listed: keep what is under them
+        self.pending_skips: list[Skip] = []
+
+    def run(self) -> None:
+        work = self.scan()
+        if self.stop.is_set():
+            return
+        self.read(work)
+        if not self.stop.is_set():
+            self.sweep()
+
+    # 1. the walk -------------------------------------------------------------------
+    def scan(self) -> list[tuple[bytes, int, str | None]]:
+        work = []
+        count = 0
+        for item in walk(self.root, hidden=self.hidden, no_ignore=self.no_ignore):
+            if self.stop.is_set():
+                break
+            if isinstance(item, Skip):
+                self.skip(item)
+                continue
+            count += 1
+            if count % 2000 == 0:
+                self.emit(Scanning(self.root, count))
+            row = self.db.query(_FINGERPRINT, (item.path,))
+            if row and self.unchanged(row[0], item):
+                self.seen.add(row[0][0])
+                if row[0][5] == "indexed":
+                    self.report.unchanged += 1
+                else:
+                    self.report_skip(item.path, row[0][6])
+                continue
+            work.append((item.path, item.size, row[0][4] if row else None))
+        self.flush_skips()
+        return work
+
+    @staticmethod
+    def unchanged(row: tuple, item: Found) -> bool:
+        # sha256 is written last: a row without it was never finished.
+        return row[4] is not None and (row[1], row[2], row[3]) == (item.size, item.mtime_ns, item.inode)
+
+    def report_skip(self, path: bytes, why: str) -> None:
+        event = Skipped(path, why)
+        self.report.skipped.append(event)
+        self.emit(event)
+
+    def skip(self, item: Skip) -> None:
+        self.report_skip(item.path, item.why)
+        if item.unlisted:
+            self.unlisted.append(item.path)
+        self.pending_skips.append(item)
+        if len(self.pending_skips) >= 500:
+            self.flush_skips()
+
+    def flush_skips(self) -> None:
+        """Record what the walk left out (one transaction per batch), writing only changes."""
+        if not self.pending_skips:
+            return
+        with self.db.write() as c:
+            for item in self.pending_skips:
+                row = c.execute("SELECT id, status, why FROM files WHERE path = ?", (item.path,)).fetchone()
+                if row is not None and row[1] == "skipped" and row[2] == item.why:
+                    self.seen.add(row[0])
+                    continue
+                if row is not None and item.unlisted:
+                    self.seen.add(row[0])  # keep an indexed file we merely cannot read now
+                    continue
+                if row is not None:  # indexed before, left out now (e.g. no more --hidden)
+                    catalog.delete_files(c, [row[0]])
+                    self.report.removed += row[1] == "indexed"
+                cur = c.execute("INSERT INTO files (path, kind, status, why, updated_at) VALUES (?, ?, 'skipped', ?, ?)",
+                                (item.path, "folder" if item.folder else None, item.why, time.time()))
+                self.seen.add(cur.lastrowid)
+        self.pending_skips.clear()
+
+    # 2. reading --------------------------------------------------------------------
+    def read(self, work: list[tuple[bytes, int, str | None]]) -> None:
+        if not work:
+            return
+        total_bytes = sum(size for _, size, _ in work)
+        started = time.monotonic()
+        done = [0, 0]
+
+        def progress(current: bytes) -> None:
+            self.emit(Progress(done[0], len(work), done[1], total_bytes, time.monotonic() - started, current))
+
+        tasks = (Task(path, sha) for path, _, sha in work)
+        sizes = {path: size for path, size, _ in work}
+        inline = len(work) <= INLINE_FILES and total_bytes <= INLINE_BYTES
+        outcomes = self._inline(tasks, progress) if inline else self._pooled(tasks, progress)
+        for outcome in outcomes:
+            self.commit(outcome)
+            done[0] += 1
+            done[1] += sizes.get(outcome.path, 0)
+            progress(outcome.path)
+
+    def _inline(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
+        for task in tasks:
+            if self.stop.is_set():
+                return
+            progress(task.path)
+            yield extract(task)
+
+    def _pooled(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
+        in_flight: collections.deque = collections.deque()
+        try:
+            while True:
+                while not self.stop.is_set() and len(in_flight) < self.workers * WINDOW_PER_WORKER:
+                    task = next(tasks, None)
+                    if task is None:
+                        break
+                    progress(task.path)
+                    in_flight.append((task, pool.apply_async(extract, (task,)), time.monotonic()))
+                if not in_flight or self.stop.is_set():
+                    return
+                task, result, since = in_flight[0]
+                try:
+                    outcome = result.get(timeout=0.1)
+                except multiprocessing.TimeoutError:
+                    if time.monotonic() - since < TASK_TIMEOUT:
+                        continue
+                    outcome = Outcome(task.path, "changed", why=f"took over {TASK_TIMEOUT:.0f} s to read; "
+                                      "it is tried again on the next run")
+                in_flight.popleft()
+                yield outcome
+        finally:
+            pool.terminate()  # Ctrl+C: the files in flight are dropped, read again next time
+            pool.join()
+
+    def commit(self, out: Outcome) -> None:
+        """Write one file's outcome in one transaction, its fingerprint last."""
+        if out.status in ("skipped", "changed"):
+            self.report_skip(out.path, out.why or "")
+        if out.status == "changed":
+            row = self.db.query("SELECT id FROM files WHERE path = ?", (out.path,))
+            if row:
+                self.seen.add(row[0][0])  # keep the indexed version until it can be read whole
+            return
+        try:
+            with self.db.write() as c:
+                self._write(c, out)
+        except XGenError as exc:
+            if "full" in str(exc):
+                raise XGenError(f"the disk is full: {self.report.indexed} files were indexed in this run and "
+                                "are kept; free some space and run the same command to go on") from None
+            raise
+
+    def _write(self, c, out: Outcome) -> None:
+        row = c.execute(_FINGERPRINT, (out.path,)).fetchone()
+        if out.status == "gone":
+            if row is not None:
+                catalog.delete_files(c, [row[0]])
+                self.report.removed += 1
+            return
+        fingerprint = (out.size, out.mtime_ns, out.inode, out.sha256)
+        if out.status == "same" and row is not None:
+            c.execute("UPDATE files SET size = ?, mtime_ns = ?, inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+                      (*fingerprint, time.time(), row[0]))
+            self.seen.add(row[0])
+            self.report.unchanged += row[5] == "indexed"
+            return
+        if row is not None and tuple(row[1:5]) == fingerprint and row[5] == out.status:
+            self.seen.add(row[0])  # another run committed this very content meanwhile
+            self.report.indexed += out.status == "indexed"
+            return
+        if row is None:
+            file_id = c.execute("INSERT INTO files (path, status, updated_at) VALUES (?, ?, ?)",
+                                (out.path, out.status, time.time())).lastrowid
+        else:
+            file_id = row[0]
+            c.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
+            c.execute("UPDATE files SET sha256 = NULL WHERE id = ?", (file_id,))
+        c.executemany(
+            "INSERT INTO passages (file_id, seq, start_char, end_char, start_line, end_line, start_page, end_page, "
+            "n_tokens, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((file_id, i, p.start_char, p.end_char, p.start_line, p.end_line, p.start_page, p.end_page,
+              p.n_tokens, p.text) for i, p in enumerate(out.passages)))
+        c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, size = ?, mtime_ns = ?, "
+                  "inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+                  (out.status, out.kind, out.why, len(out.passages), *fingerprint, time.time(), file_id))
+        self.seen.add(file_id)
+        self.report.indexed += out.status == "indexed"
+
+    # 3. the sweep ------------------------------------------------------------------
+    def sweep(self) -> None:
+        condition, params = catalog.where(self.root)
+        gone = []
+        for file_id, path, status in self.db.query(f"SELECT id, path, status FROM files WHERE {condition}", params):
+            if file_id in self.seen or any(names.is_within(bytes(path), u) for u in self.unlisted):
+                continue
+            gone.append(file_id)
+            self.report.removed += status == "indexed"
+        if gone:
+            with self.db.write() as c:
+                catalog.delete_files(c, gone)
+
+
+def _worker_init() -> None:
+    # Ctrl+C reaches the whole process group: the parent decides, the workers carry on
+    # until it terminates them (no traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

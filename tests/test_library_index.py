@@ -1,0 +1,279 @@
+"""`xgen index`: what is read and skipped, incremental runs, interruption, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.library import IndexDatabase, Progress, update_library
+from assistant.library import extract as extract_module
+from assistant.library import walk as walk_module
+from models.errors import XGenError
+from tests.library_folders import EXPECTED_INDEXED, build_folder, fts_intact, indexed, passages, rows
+
+
+def xgen(*args: str, env_home: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XGEN_HOME=str(env_home))
+    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300, **kwargs)
+
+
+def many_files(folder: Path, n: int, size: int = 20_000) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        words = " ".join(f"word{(i * 7 + k) % 997} item{i}" for k in range(size // 16))
+        (folder / f"f{i:04d}.txt").write_text(f"File number {i}.\n\n{words}\n")
+    return folder
+
+
+def test_reads_what_it_should_and_says_why_for_the_rest(home, tmp_path):
+    root = build_folder(tmp_path / "lib")
+    out = xgen("index", str(root), "--json", env_home=home)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert indexed(home, root) == EXPECTED_INDEXED
+    assert report["indexed"] == len(EXPECTED_INDEXED) == report["files"]
+    why = {os.path.relpath(s["path"], root): s["why"] for s in report["skipped"]}
+    assert why["notes/debug.log"].startswith(f"ignored by {root}/.gitignore")
+    assert why["drafts"].startswith(f"ignored by {root}/.ignore")
+    assert why["build"].startswith(f"ignored by {root}/.gitignore")
+    assert why[".hidden"].startswith("hidden")
+    assert why["pipe"] == "a FIFO (named pipe), not a regular file"
+    assert "symbolic link to a folder" in why["notes/loop"]
+    assert why["photo.png"] == "a .png file, not a document"
+    assert "binary" in why["blob.xyz"]
+    assert report["passages"] == rows(home, "SELECT count(*) FROM passages")[0][0] > 0
+    # the Latin-1 file name survives byte for byte through the JSON
+    assert os.fsencode(root) + b"/caf\xe9-name.txt" in {os.fsencode(s) for s in
+                                                        (os.path.join(root, p) for p in EXPECTED_INDEXED)}
+    # --hidden and --no-ignore read what was left out; search keeps those options...
+    out = xgen("index", str(root), "--hidden", "--no-ignore", "--json", env_home=home)
+    wider = indexed(home, root)
+    assert {"notes/debug.log", "drafts/d.txt", "build/out.txt", ".hidden/h.txt"} <= wider
+    assert xgen("search", str(root), "-q", "lemur", env_home=home).stdout.startswith(f"{root}/.hidden/h.txt:1-1")
+    assert indexed(home, root) == wider
+    # ...and an index run without them leaves those files out again
+    back = json.loads(xgen("index", str(root), "--no-ignore", "--json", env_home=home).stdout)
+    assert ".hidden/h.txt" not in indexed(home, root) and "drafts/d.txt" in indexed(home, root)
+    assert back["removed"] == len(wider - indexed(home, root)) and back["indexed"] == 0
+
+
+def test_summary_line_and_one_line_errors(home, tmp_path):
+    root = build_folder(tmp_path / "lib")
+    out = xgen("index", str(root), env_home=home)
+    assert out.returncode == 0 and out.stdout.count("\n") == 1
+    assert out.stdout.startswith(f"{len(EXPECTED_INDEXED)} indexed, 0 unchanged, 0 removed, ")
+    missing = xgen("index", str(tmp_path / "nope"), env_home=home)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: No such file or folder: {tmp_path / 'nope'}"
+
+
+def test_touch_edit_delete(home, tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha bravo charlie\n")
+    (root / "b.txt").write_text("delta echo foxtrot\n")
+    (root / "c.txt").write_text("golf hotel india\n")
+    update_library([root])
+    ids = rows(home, "SELECT id, text FROM passages ORDER BY id")
+    st = (root / "a.txt").stat()
+    os.utime(root / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touch only
+    report = update_library([root])
+    assert (report.indexed, report.unchanged, report.removed) == (0, 3, 0)
+    assert rows(home, "SELECT id, text FROM passages ORDER BY id") == ids  # nothing re-chunked
+    (root / "b.txt").write_text("delta echo quebec romeo\n")  # edit
+    (root / "c.txt").unlink()  # delete
+    report = update_library([root])
+    assert (report.indexed, report.unchanged, report.removed) == (1, 1, 1)
+    texts = [t for _, t in rows(home, "SELECT id, text FROM passages ORDER BY id")]
+    assert sorted(texts) == ["alpha bravo charlie\n", "delta echo quebec romeo\n"]
+    assert fts_intact(home)
+    db = IndexDatabase()
+    try:
+        from assistant.library import search
+        assert [h.text for h in search(db, "quebec")] == ["delta echo quebec romeo\n"]
+        assert search(db, "foxtrot") == [] and search(db, "golf") == []
+    finally:
+        db.close()
+
+
+def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("the index run ended before it could be killed")
+        try:
+            done = rows(home, "SELECT count(*) FROM files WHERE sha256 IS NOT NULL")[0][0]
+        except Exception:  # noqa: BLE001 - the database may not exist yet
+            done = 0
+        if done >= committed:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        time.sleep(0.02)
+    pytest.fail("no progress")
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    root = many_files(tmp_path / "lib", 120)
+    clean_home, home = tmp_path / "clean", tmp_path / "killed"
+    clean_home.mkdir(), home.mkdir()
+    assert xgen("index", str(root), env_home=clean_home).returncode == 0
+    env = dict(os.environ, XGEN_HOME=str(home))
+    process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "index", str(root)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(process, home, 10)
+    kept = rows(home, "SELECT count(*) FROM files WHERE sha256 IS NOT NULL")[0][0]
+    assert 10 <= kept < 120
+    out = xgen("index", str(root), "--json", env_home=home)
+    report = json.loads(out.stdout)
+    assert report["unchanged"] >= kept and report["indexed"] + report["unchanged"] == 120
+    assert passages(home) == passages(clean_home)
+    assert fts_intact(home)
+
+
+def test_two_runs_at_once_never_duplicate(tmp_path):
+    root = many_files(tmp_path / "lib", 60, size=4000)
+    clean_home, home = tmp_path / "clean", tmp_path / "shared"
+    clean_home.mkdir(), home.mkdir()
+    assert xgen("index", str(root), env_home=clean_home).returncode == 0
+    env = dict(os.environ, XGEN_HOME=str(home))
+    runs = [subprocess.Popen([sys.executable, "-m", "assistant.cli", "index", str(root)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    assert passages(home) == passages(clean_home)
+    assert rows(home, "SELECT count(*) FROM files")[0][0] == 60
+    assert fts_intact(home)
+
+
+def test_disk_full_keeps_what_was_committed(home, tmp_path):
+    root = many_files(tmp_path / "lib", 6, size=30_000)
+    db = IndexDatabase()
+    pages = db.query("PRAGMA page_count")[0][0]
+    db.query(f"PRAGMA max_page_count = {pages + 40}")  # room for about two files
+    with pytest.raises(XGenError, match=r"^the disk is full: \d+ files were indexed in this run and are kept"):
+        update_library([root], db=db)
+    db.close()
+    kept = rows(home, "SELECT count(*) FROM files WHERE sha256 IS NOT NULL")[0][0]
+    assert 1 <= kept < 6
+    report = update_library([root])
+    assert report.indexed == 6 - kept and report.unchanged == kept
+    assert fts_intact(home)
+
+
+def test_file_changing_while_read_is_read_again_next_time(home, tmp_path, monkeypatch):
+    root = tmp_path / "lib"
+    root.mkdir()
+    target = root / "growing.txt"
+    target.write_text("first version about kestrels\n")
+    update_library([root])
+    target.write_text("second version about ospreys\n")
+    real_open = extract_module.open_regular
+
+    class Growing:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n):
+            data = self.f.read(n)
+            with open(target, "a") as out:
+                out.write("appended while reading\n")
+            return data
+
+        def fileno(self):
+            return self.f.fileno()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(extract_module, "open_regular", lambda path, label: Growing(real_open(path, label)))
+        report = update_library([root])
+    assert [s.why for s in report.skipped] == ["changed while it was being read; it is read again on the next run"]
+    assert [t for (t,) in rows(home, "SELECT text FROM passages")] == ["first version about kestrels\n"]
+    report = update_library([root])
+    assert report.indexed == 1
+    assert [t for (t,) in rows(home, "SELECT text FROM passages")] == [target.read_text()]
+
+
+def test_unlistable_folder_keeps_its_files_and_unreadable_file_says_why(home, tmp_path, monkeypatch):
+    root = tmp_path / "lib"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "x.txt").write_text("inside a folder that will be locked\n")
+    (root / "y.txt").write_text("a readable file\n")
+    update_library([root])
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fsencode(path).endswith(b"/locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(walk_module.os, "scandir", scandir)
+    (root / "y.txt").write_text("a file that became unreadable\n")
+    monkeypatch.setattr(extract_module, "open_regular",
+                        lambda path, label: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    report = update_library([root])
+    whys = {os.path.basename(s.path): s.why for s in report.skipped}
+    assert whys[b"locked"] == "cannot be listed: Permission denied; its files already indexed are kept"
+    assert whys[b"y.txt"] == "cannot be read: Permission denied"
+    assert report.removed == 0
+    assert "inside a folder that will be locked\n" in [t for (t,) in rows(home, "SELECT text FROM passages")]
+
+
+def test_folder_removed_mid_index(home, tmp_path):
+    root = tmp_path / "lib"
+    for sub in ("a", "b"):
+        (root / sub).mkdir(parents=True)
+        for i in range(3):
+            (root / sub / f"{i}.txt").write_text(f"text {sub} {i}\n")
+
+    def remove_b(event):
+        if isinstance(event, Progress) and event.files_done == 0 and (root / "b").exists():
+            shutil.rmtree(root / "b")
+
+    report = update_library([root], on_event=remove_b)
+    assert indexed(home, root) == {"a/0.txt", "a/1.txt", "a/2.txt"}
+    assert report.indexed == 3 and not report.stopped
+    assert fts_intact(home)
+
+
+def test_damaged_or_newer_index_is_refused_then_rebuilt(home, tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    (root / "a.txt").write_text("some text about otters\n")
+    assert xgen("index", str(root), env_home=home).returncode == 0
+    import sqlite3
+
+    db = sqlite3.connect(home / "library.db")
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    out = xgen("index", str(root), env_home=home)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "written by a newer xgen-local" in out.stderr and "xgen index --rebuild" in out.stderr
+    # damage the FTS index's own pages (what its integrity-check sees on SQLite 3.40)
+    assert xgen("index", str(root), "--rebuild", env_home=home).returncode == 0
+    db = sqlite3.connect(home / "library.db")
+    db.execute("UPDATE passages_fts_data SET block = substr(block, 1, 4) || zeroblob(length(block) - 4) "
+               "WHERE id > 10")
+    db.commit()
+    db.close()
+    out = xgen("search", str(root), "-q", "otters", env_home=home)
+    assert out.returncode == 1 and out.stderr.startswith("error: the library index ") and "is damaged" in out.stderr
+    assert out.stderr.count("\n") == 1
+    assert xgen("index", str(root), "--rebuild", env_home=home).returncode == 0
+    found = json.loads(xgen("search", str(root), "-q", "otters", "--json", env_home=home).stdout)
+    assert [h["text"] for h in found["hits"]] == ["some text about otters\n"]
