@@ -1,27 +1,19 @@
-"""One conversation, whichever face shows it: the core of `xgen ask`, `xgen summarize` and
-of the app.
+"""One conversation, whichever face shows it: the jobs of `xgen ask`, `xgen summarize` and
+the app, end to end, reported through `JobEvents` (assistant/jobevents.py):
 
-A `Conversation` owns the session's record in the store, its attached files and the
-model's view of them (a ChatSession). It runs every job a user asks for end to end, in
-one place, and reports to the face through `JobEvents` (assistant/jobevents.py):
-
-- `add_files`: read files (or standard input), count their tokens once, attach them;
-  a text file over the load limit is kept for summaries only (it is read in parts);
-- `ask`: check the question fits (nothing is stored for a question that cannot be
-  answered), save it, stream the answer while saving it, record what was cut or
-  stopped, and list the passages the model was given;
+- `add_files`: read files (or stdin), count their tokens once, attach them; a text file
+  over the load limit is kept for summaries only (read in parts);
+- `ask`: check the question fits (a question that cannot be answered stores nothing),
+  save it, stream the answer while saving it, note what was cut or left out;
 - `summarize`: a summary of one file into the session, saved as it streams.
 
-Files are recorded with absolute paths and their sha256; text read from standard input
-is kept in the store, so a session can be resumed from any directory, and from stdin.
-A resumed session re-reads its files (a file that changed is re-read with a note) and
-feeds its earlier turns back to the model as far as the context allows.
+Files are recorded with absolute paths and their sha256; stdin text is kept in the
+store, so a session resumes from any directory. A resumed session re-reads its files (a
+changed one with a note) and gives the model its earlier turns as far as they fit. A
+conversation made with `kept=False` keeps no session (`xgen summarize`).
 
-A conversation made with `kept=False` keeps no session (`xgen summarize`): its summaries
-go to the store's summaries and cache only.
-
-The faces import what they need of the core from here and from assistant.jobevents,
-never from documents, chunking, summarize or engines (pyproject.toml checks it).
+The faces import the core's types from here, never from documents, chunking, summarize
+or engines (pyproject.toml checks it).
 """
 
 from __future__ import annotations
