@@ -81,47 +81,6 @@ class Answer:
         return self.stats.finish in ("length", "context")
 
 
-@dataclass(frozen=True)
-class SourceGroup:
-    """Passages listed together under an answer: one cited passage, or a run of consecutive
-    uncited ones from one file (so 40 passages given do not take 40 lines)."""
-
-    passages: tuple[Passage, ...]
-    cited: bool
-
-    @property
-    def numbers(self) -> str:
-        first, last = self.passages[0].number, self.passages[-1].number
-        return f"[{first}]" if first == last else f"[{first}]-[{last}]"
-
-    @property
-    def label(self) -> str:
-        first, last = self.passages[0].chunk, self.passages[-1].chunk
-        return first.document.location(first.start, last.end)
-
-
-def source_groups(answer: Answer) -> list[SourceGroup]:
-    """The passages the model was given for `answer`, grouped for listing; cited ones alone."""
-    cited = {p.number for p in answer.citations}
-    groups: list[SourceGroup] = []
-    run: list[Passage] = []
-    for p in answer.sources:
-        if p.number not in cited and run and p.number == run[-1].number + 1 \
-                and p.chunk.document is run[-1].chunk.document:
-            run.append(p)
-            continue
-        if run:
-            groups.append(SourceGroup(tuple(run), False))
-            run = []
-        if p.number in cited:
-            groups.append(SourceGroup((p,), True))
-        else:
-            run = [p]
-    if run:
-        groups.append(SourceGroup(tuple(run), False))
-    return groups
-
-
 @dataclass
 class PreparedTurn:
     """A question checked against the budget, ready to generate (nothing stored yet)."""
@@ -174,8 +133,6 @@ class ChatSession:
         self._builder: PromptBuilder | None = None  # None: build the view on the next question
         self.earlier: list[Turn] = list(earlier or [])
         self.history: list[Answer] = []
-        self.turns_in_view = 0  # earlier turns replayed into the current view
-        self.turns_left_out = 0
 
     @property
     def context_used(self) -> int:
@@ -275,7 +232,6 @@ class ChatSession:
             was_full = builder is not None
             builder, in_view, left_out = self._fresh_view(question)
             shown, rebuilt = set(), True
-            self.turns_in_view, self.turns_left_out = in_view, left_out
             if left_out:
                 notes.append(f"{left_out} earlier turn{'s' if left_out != 1 else ''} of {in_view + left_out} "
                              f"did not fit the context and {'were' if left_out != 1 else 'was'} left out of "

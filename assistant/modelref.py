@@ -1,5 +1,6 @@
 """Which model a `--model NAME|PATH|URL` means, which engine and prompt style it takes,
-and opening it (`open_model`), for the command line and the app alike.
+which model to use when none is given (`choose_model`), and opening it (`open_model`),
+for the command line and the app alike.
 
 Resolution never downloads: a registry name that is not in the models folder is an
 error that says how to get it (`xgen pull NAME`).
@@ -8,7 +9,6 @@ error that says how to get it (`xgen pull NAME`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,9 +130,31 @@ def resolve_model(ref: str | None) -> ModelRef:
                     "a .gguf file, an HF checkpoint folder or a server URL")
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model to open: `ref` (None: the default model), and whether the user chose none."""
+
+    ref: str | None
+    implicit: bool  # no --model and no XGEN_MODEL: the demo taken this way says what it is
+
+
+def choose_model(asked: str | None, session_model: str = "") -> ModelChoice:
+    """The one rule for which model to use: the one asked for (--model); else the model a
+    reopened session used, if that file or folder is still there (a URL always is); else
+    the default (`default_model_name`). Either of the last two is implicit, unless
+    XGEN_MODEL names the default."""
+    implicit = asked is None and not os.environ.get("XGEN_MODEL")
+    if asked is not None:
+        return ModelChoice(asked, False)
+    if session_model.startswith(("http://", "https://")) or (session_model and Path(session_model).exists()):
+        return ModelChoice(session_model, implicit)
+    return ModelChoice(None, implicit)
+
+
 @dataclass
 class LoadedModel:
-    """An open engine with what the conversation needs to know about its model."""
+    """An open engine with what the conversation needs to know about its model; as a
+    context manager, it closes the engine on the way out, however that is."""
 
     name: str
     engine: "Engine"
@@ -145,6 +167,12 @@ class LoadedModel:
     def engine_name(self) -> str:
         return self.engine.name
 
+    def __enter__(self) -> "LoadedModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.engine.close()
+
 
 def is_demo(location: str) -> bool:
     return Path(location).name.startswith(DEMO_FILE_PREFIX)
@@ -155,7 +183,7 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
                implicit: bool | None = None, remote: dict | None = None) -> LoadedModel:
     """Resolve `model_ref` (None: the default model) and open it with its engine.
 
-    `implicit` (default: no model_ref and no XGEN_MODEL) says the user did not choose this
+    `implicit` (default: as `choose_model` says) tells that the user did not choose this
     model; the demo taken that way carries a note saying what it is. `remote`: options
     for the remote engine only (timeout, on_wait)."""
     from assistant.engines import open_engine
@@ -182,52 +210,7 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
         options.update({k: v for k, v in remote.items() if v is not None})
     engine = open_engine(kind, ref.location, **options)
     if implicit is None:
-        implicit = model_ref is None and not os.environ.get("XGEN_MODEL")
+        implicit = choose_model(model_ref).implicit
     if implicit and is_demo(ref.location):
         notes.insert(0, DEMO_NOTE)
     return LoadedModel(ref.name, engine, ref.style, model_ref, ref.location, "; ".join(notes))
-
-
-EngineFactory = Callable[[str | None], "Engine | LoadedModel"]
-
-
-class ModelLoader:
-    """An engine factory for the app: `engine_kind`, `n_ctx`, `threads` and `kv_cache` apply
-    to the model first asked for (or the default one); a model picked later gets its own
-    default engine."""
-
-    def __init__(self, model: str | None = None, engine_kind: str | None = None, n_ctx: int | None = None,
-                 threads: int | None = None, kv_cache: str | None = None):
-        self.model = model
-        self.engine_kind = engine_kind
-        self.n_ctx = n_ctx
-        self.threads = threads
-        self.kv_cache = kv_cache
-        self._first = True
-
-    def __call__(self, ref: str | None) -> LoadedModel:
-        # The first load may be a reopened session's model rather than `model`.
-        first, self._first = self._first, False
-        same = ref == self.model or first
-        implicit = first and self.model is None and not os.environ.get("XGEN_MODEL")
-        return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache,
-                          implicit=implicit)
-
-
-def as_loaded(result: "Engine | LoadedModel", ref: str | None) -> LoadedModel:
-    """A factory may return a bare Engine (tests do); name it after its model."""
-    if isinstance(result, LoadedModel):
-        if result.ref is None:
-            result.ref = ref
-        return result
-    return LoadedModel(result.model_name or result.name, result, CHAT, ref, ref or "")
-
-
-def local_models() -> list[tuple[str, str]]:
-    """(ref, description) of the models on this machine, for a model picker."""
-    found = []
-    for path in local_gguf_files():
-        size = path.stat().st_size / 2**30
-        found.append((str(path), f"{path.name}  ({size:.2f} GiB)" if size >= 0.1 else
-                      f"{path.name}  ({size * 1024:.0f} MiB)"))
-    return found

@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from assistant.chat import Answer, source_groups
+from assistant.chat import Answer
 from assistant.engines.base import GenerationStats
+from assistant.sources import Sources, citations_meta
 from assistant.store import Message, Store
 from models.errors import XGenError
 
@@ -25,9 +26,7 @@ def stats_meta(stats: GenerationStats) -> dict[str, Any]:
 
 
 def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
-    return {"citations": [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations],
-            "sources": [{"numbers": g.numbers, "label": g.label, "cited": g.cited} for g in source_groups(answer)],
-            "passages_given": len(answer.sources), "passages_total": answer.passages_total,
+    return {"citations": citations_meta(answer), **Sources.of(answer).as_meta(),
             "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
             "context_used": context_used, "n_ctx": n_ctx}
 
@@ -44,7 +43,6 @@ class ProgressiveSave:
         self.clock = clock
         self.parts: list[str] = []
         self._last = clock()
-        self.saves = 0
         self.error: str | None = None  # why saving failed (the reply goes on regardless)
 
     @property
@@ -71,8 +69,6 @@ class ProgressiveSave:
             self.store.update_message(self.message_id, self.text)
         except XGenError as exc:  # a full disk or a deleted session must not stop the reply
             self.error = str(exc)
-            return
-        self.saves += 1
 
     def finish(self, content: str, meta: dict[str, Any]) -> Message | None:
         try:

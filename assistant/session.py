@@ -1,54 +1,47 @@
-"""One conversation, whichever face shows it: the core of `xgen ask` and of the app.
+"""One conversation, whichever face shows it: the jobs of `xgen ask`, `xgen summarize` and
+the app, end to end, reported through `JobEvents` (assistant/jobevents.py):
 
-A `Conversation` owns the session's record in the store, its attached documents and the
-model's view of them (a ChatSession). It does every step of the two jobs a user asks
-for, in one place:
+- `add_files`: read files (or stdin), count their tokens once, attach them; a text file
+  over the load limit is kept for summaries only (read in parts);
+- `ask`: check the question fits (a question that cannot be answered stores nothing),
+  save it, stream the answer while saving it, note what was cut or left out;
+- `summarize`: a summary of one file into the session, saved as it streams.
 
-- a question: check it fits (nothing is stored for a question that cannot be answered),
-  save it, stream the answer while saving it, record what was cut or stopped, and list
-  the passages the model was given;
-- a summary of one file into the session, saved as it streams.
+Files are recorded with absolute paths and their sha256; stdin text is kept in the
+store, so a session resumes from any directory. A resumed session re-reads its files (a
+changed one with a note) and gives the model its earlier turns as far as they fit. A
+conversation made with `kept=False` keeps no session (`xgen summarize`).
 
-Files are recorded with absolute paths and their sha256; text read from standard input
-is kept in the store, so a session can be resumed from any directory, and from stdin.
-A resumed session re-reads its files (a file that changed is re-read with a note) and
-feeds its earlier turns back to the model as far as the context allows.
+The faces import the core's types from here, never from documents, chunking, summarize
+or engines (pyproject.toml checks it).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assistant.chat import Answer, ChatSession, Turn, default_answer_tokens
-from assistant.documents import Document, LargeTextFile, load_document, load_stdin
+from assistant.documents import Document, LargeTextFile, load_document
 from assistant.engines.base import OnText, SamplingSettings
+from assistant.files import STDIN, FilesRead, TokenCounts, absolute, read_source, too_large_to_ask
+from assistant.jobevents import JobEvents
 from assistant.modelref import LoadedModel
 from assistant.persist import ProgressiveSave, answer_meta
+from assistant.sources import Sources
 from assistant.store import AttachedFile, Message, Session, Store
 from assistant.summarize import ProgressFn, Summarizer, SummaryForm, SummaryResult
 from models.errors import XGenError
 
-STDIN = "<stdin>"
+# What the faces use of the core's types, from the job module (see the module docstring).
+__all__ = ["ASK_SETTINGS", "SUMMARY_SETTINGS", "Answer", "Conversation", "FilesRead", "JobEvents", "Reopened",
+           "SamplingSettings", "Sources", "SummaryForm", "SummaryResult", "XGenError", "absolute"]
+
 ASK_SETTINGS = SamplingSettings(temperature=0.2)
 SUMMARY_SETTINGS = SamplingSettings(temperature=0.3, top_k=40, top_p=0.9)
-
-
-def absolute(path: str | Path, cwd: Path | None = None) -> Path:
-    """The path as an absolute one (quotes from a paste removed, `~` expanded, links kept),
-    so a session resumes from any directory."""
-    p = Path(str(path).strip().strip("'\"")).expanduser()
-    return p if p.is_absolute() else (cwd or Path.cwd()) / p
-
-
-def load_file(path: str) -> Document:
-    """A document for a path given by the user ("-" is standard input), its source absolute."""
-    if path == "-":
-        return load_stdin()
-    return load_document(absolute(path))
 
 
 def earlier_turns(messages: list[Message]) -> list[Turn]:
@@ -74,25 +67,25 @@ class Reopened:
     files: list[AttachedFile]
 
 
-@dataclass
-class FilesRead:
-    documents: list[Document] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # files that changed since they were attached
-    problems: list[str] = field(default_factory=list)  # files that could not be read
-
-
 class Conversation:
     """The open conversation. Nothing is written to the store until it has a question, a
-    summary, or (with `attach(..., record=True)`) a file, so a question that fails its
-    checks leaves no session behind."""
+    summary, or (with `record=True`) a file, so a question that fails its checks leaves
+    no session behind.
 
-    def __init__(self, store: Store):
+    Jobs may run in a worker thread (the app's); `count_tokens` counts a file's tokens
+    (XGen's tokenizer by default), once per file: the count is kept with the file."""
+
+    def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None):
         self.store = store
+        self.kept = kept
         self.session: Session | None = None
         self.documents: list[Document] = []
+        self.large_files: list[LargeTextFile] = []  # not recorded: summaries read them in parts, this run
+        self._counted = TokenCounts(count_tokens)
         self._earlier: list[Turn] = []
         self._chat: ChatSession | None = None
         self._chat_key: tuple | None = None
+        self._lock = threading.RLock()  # files are attached from workers while the UI reads them
 
     @property
     def session_id(self) -> str | None:
@@ -104,7 +97,18 @@ class Conversation:
         self.forget_context()
         self.session = None
         self.documents = []
+        self.large_files = []
         self._earlier = []
+
+    def clear(self, model: LoadedModel | None = None) -> None:
+        """Start a new session with the same files (the conversation so far stays saved).
+        Nothing is read or counted again, so this is quick enough for a UI thread."""
+        with self._lock:
+            documents, large = self.documents, self.large_files
+            self.new()
+            self.documents, self.large_files = list(documents), list(large)
+            if documents:
+                self._ensure_session(model)
 
     def open(self, session_id: str) -> Reopened:
         """Open a saved session (its files are read by `read_files`, which may be slow)."""
@@ -113,6 +117,7 @@ class Conversation:
         self.forget_context()
         self.session = session
         self.documents = []
+        self.large_files = []
         self._earlier = earlier_turns(messages)
         return Reopened(session, messages, self.store.files(session.id))
 
@@ -125,12 +130,17 @@ class Conversation:
                 pass  # deleted by `xgen sessions delete` meanwhile: keep what is on screen
 
     def _ensure_session(self, model: LoadedModel | None) -> Session:
+        """The session, created if need be; its model is recorded once one is known."""
         if self.session is None:
+            assert self.kept, "a conversation that is not kept has no session"
             self.session = self.store.create_session(
                 model=model.name if model else "", engine=model.engine_name if model else "",
                 model_ref=model.location if model else "")
             for doc in self.documents:
                 self._record(doc)
+        elif model is not None and not self.session.model_ref:
+            self.session = self.store.set_session_model(self.session.id, model.name, model.engine_name,
+                                                        model.location)
         return self.session
 
     def files(self) -> list[AttachedFile]:
@@ -138,8 +148,48 @@ class Conversation:
 
     # -- files ----------------------------------------------------------------------------
 
+    def add_files(self, paths: Iterable[str | Path], *, model: LoadedModel | None = None,
+                  record: bool = True, large: bool = True) -> FilesRead:
+        """Read files ("-" is standard input) and attach them, each counted once, here:
+        run it in a worker, a 50 MB file takes seconds. Never raises for a file the user
+        gave: what could not be read is in `problems`, one line each.
+
+        With `record`, the session is created (if need be) and the files recorded now;
+        else with the first question. A text file over the load limit is attached for
+        summaries only (with a note), or with `large=False` is a problem."""
+        found = FilesRead()
+        for path in paths:
+            try:
+                source = read_source(path)
+            except XGenError as exc:
+                found.problems.append(str(exc))
+                continue
+            if isinstance(source, LargeTextFile) and not large:
+                found.problems.append(too_large_to_ask(source))
+                continue
+            n_tokens = self._counted(source) if isinstance(source, Document) else 0
+            with self._lock:
+                had_context = self.has_context
+                try:
+                    attached = self.attach(source, record=record, model=model, n_tokens=n_tokens)
+                except XGenError as exc:  # the store refused it (a full disk, the session deleted)
+                    found.problems.append(f"could not attach {source.name}: {exc}")
+                    continue
+                if not attached:
+                    found.already.append(source.name)
+                    continue
+            found.files.append(source)
+            found.notes += list(source.notes)
+            if isinstance(source, Document):
+                found.n_tokens[source.source] = n_tokens
+            else:
+                found.notes.append(too_large_to_ask(source))
+            found.context_reset = found.context_reset or had_context
+        return found
+
     def read_files(self) -> FilesRead:
-        """Re-read the open session's files; stdin text comes from the store."""
+        """Re-read the open session's files; stdin text comes from the store. A file that
+        changed since it was attached is counted again, the others keep their count."""
         found = FilesRead()
         for f in self.files():
             if f.path == STDIN:
@@ -147,63 +197,76 @@ class Conversation:
                 if text is None:
                     found.problems.append(f"{f.name}: its text was not kept; attach it again")
                     continue
-                found.documents.append(Document(STDIN, f.name, "text", text, f.sha256))
-                continue
-            try:
-                doc = load_document(f.path)
-            except XGenError as exc:
-                found.problems.append(f"{f.name}: {exc}")
-                continue
-            if doc.sha256 != f.sha256:
+                doc = Document(STDIN, f.name, "text", text, f.sha256)
+            else:
+                try:
+                    doc = load_document(f.path)
+                except XGenError as exc:
+                    found.problems.append(f"{f.name}: {exc}")
+                    continue
+            if doc.sha256 == f.sha256:
+                self._counted.known(doc, f.n_tokens)
+            else:
                 found.notes.append(f"{f.name} changed since it was attached; its current text is used")
-                self.store.update_file(f.id, doc.sha256, self._count(doc))
-            found.documents.append(doc)
-        self.documents = found.documents
-        self.forget_context()
+                self.store.update_file(f.id, doc.sha256, self._counted(doc))
+            found.files.append(doc)
+            found.n_tokens[doc.source] = self._counted(doc)
+        with self._lock:
+            self.documents = found.documents
+            self.large_files = []
+            self.forget_context()
         return found
 
-    def set_documents(self, documents: list[Document]) -> None:
-        self.documents = list(documents)
-        self.forget_context()
-
-    def has_document(self, doc: Document) -> bool:
+    def has_document(self, doc: Document | LargeTextFile) -> bool:
+        if isinstance(doc, LargeTextFile):
+            return any(f.source == doc.source for f in self.large_files)
         return any(d.source == doc.source and d.sha256 == doc.sha256 for d in self.documents)
 
-    def attach(self, doc: Document, *, record: bool = True, model: LoadedModel | None = None) -> bool:
-        """Add a document; False if it was attached already. With `record`, the session is
-        created (if need be) and the file recorded now; else on the first question."""
-        if self.has_document(doc):
-            return False
-        if record:
-            self._ensure_session(model)
-            self._record(doc)
-        elif self.session is not None:
-            self._record(doc)
-        self.documents.append(doc)
-        self.forget_context()  # passages are numbered once per ChatSession
-        return True
+    def attach(self, doc: Document | LargeTextFile, *, record: bool = True, model: LoadedModel | None = None,
+               n_tokens: int | None = None) -> bool:
+        """Add a file read already; False if it was attached already. With `record`, the
+        session is created (if need be) and the file recorded now; else on the first
+        question. A large file is kept for this run's summaries, not recorded."""
+        with self._lock:
+            if self.has_document(doc):
+                return False
+            if isinstance(doc, LargeTextFile):
+                self.large_files.append(doc)
+                return True
+            if n_tokens is not None:
+                self._counted.known(doc, n_tokens)
+            if record and self.kept:
+                self._ensure_session(model)
+                self._record(doc)
+            elif self.session is not None:
+                self._record(doc)
+            self.documents.append(doc)
+            self.forget_context()  # passages are numbered once per ChatSession
+            return True
 
     def detach(self, source: str) -> None:
         """Remove a file from the session (the conversation so far stays)."""
-        self.documents = [d for d in self.documents if d.source != source]
-        if self.session is not None:
-            self.store.detach_file(self.session.id, source)
-        self.forget_context()
+        with self._lock:
+            self.documents = [d for d in self.documents if d.source != source]
+            self.large_files = [f for f in self.large_files if f.source != source]
+            if self.session is not None:
+                self.store.detach_file(self.session.id, source)
+            self.forget_context()
 
-    def document(self, name_or_path: str) -> Document | None:
-        for doc in self.documents:
+    @property
+    def summary_sources(self) -> list[Document | LargeTextFile]:
+        """What can be summarized: the attached documents, then the large files."""
+        return [*self.documents, *self.large_files]
+
+    def document(self, name_or_path: str) -> Document | LargeTextFile | None:
+        for doc in self.summary_sources:
             if name_or_path in (doc.source, doc.name):
                 return doc
         return None
 
-    def _count(self, doc: Document) -> int:
-        from assistant.chunking import xgen_token_counter
-
-        return xgen_token_counter()(doc.text)
-
     def _record(self, doc: Document) -> AttachedFile:
         assert self.session is not None
-        return self.store.attach_file(self.session.id, doc.source, doc.name, doc.sha256, self._count(doc),
+        return self.store.attach_file(self.session.id, doc.source, doc.name, doc.sha256, self._counted(doc),
                                       content=doc.text if doc.source == STDIN else None)
 
     # -- the model's view -----------------------------------------------------------------
@@ -236,66 +299,88 @@ class Conversation:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def ask(self, model: LoadedModel, question: str, *, stop: threading.Event | None = None,
-            on_text: OnText | None = None, answer_tokens: int | None = None,
-            settings: SamplingSettings = ASK_SETTINGS,
-            on_saved: Callable[[Message, Message], None] | None = None) -> tuple[Answer, Message | None]:
+    def ask(self, model: LoadedModel, question: str, events: JobEvents | None = None,
+            stop: threading.Event | None = None, *, answer_tokens: int | None = None,
+            settings: SamplingSettings = ASK_SETTINGS) -> Answer:
         """Answer a question about the attached files, saving it as it streams.
 
         Raises before anything is stored when the question is empty, does not fit, or
-        leaves no room for a passage. `on_saved(question, reply)` is called once both
-        messages exist (the app shows them then). An interrupted or failed generation
-        keeps what was written; a session created for this question and left with no
-        answer at all is removed again.
+        leaves no room for a passage. Events: `saved(question)` and `saved(reply)` once
+        both messages exist (the reply empty), `text` for each piece, then `saved(reply)`
+        complete and a `note` for each of the answer's notes. An interrupted or failed
+        generation keeps what was written; a session created for this question and left
+        with no answer at all is removed again.
         """
+        events = events or JobEvents()
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
         prepared = chat.prepare(question)
         created = self.session is None
         session = self._ensure_session(model)
         user = self.store.add_message(session.id, "user", prepared.question)
         reply = self.store.add_message(session.id, "assistant", "", meta={"finish": "streaming"})
-        if on_saved is not None:
-            on_saved(user, reply)
+        events.saved(user)
+        events.saved(reply)
         saver = ProgressiveSave(self.store, reply.id)
         try:
-            answer = chat.complete(prepared, stop=stop, on_text=saver.tee(on_text))
+            answer = chat.complete(prepared, stop=stop, on_text=saver.tee(events.text))
         except BaseException as exc:
             if created and not saver.text:
                 self._forget_session(session)
             else:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-                saver.finish(saver.text, {"finish": reason, "error": str(exc) or type(exc).__name__})
+                self._saved(events, saver.finish(saver.text, {"finish": reason,
+                                                              "error": str(exc) or type(exc).__name__}))
             raise
-        saved = saver.finish(answer.text, answer_meta(answer, chat.context_used, model.engine.n_ctx))
-        if saver.error:
+        saved = self._saved(events, saver.finish(answer.text, answer_meta(answer, chat.context_used,
+                                                                          model.engine.n_ctx)))
+        if saved is None:
             answer.notes.append(f"the answer could not be saved: {saver.error}")
-        return answer, saved
+        for note in answer.notes:
+            events.note(note)
+        return answer
 
-    def summarize(self, model: LoadedModel, doc: Document, form: SummaryForm, *,
-                  stop: threading.Event | None = None, on_text: OnText | None = None,
-                  on_progress: ProgressFn | None = None, settings: SamplingSettings = SUMMARY_SETTINGS,
-                  on_saved: Callable[[Message], None] | None = None) -> tuple[SummaryResult | None, Message]:
-        """Summarize an attached file into the session (a "summary" message saved as it streams).
+    def summarize(self, model: LoadedModel, source: Document | LargeTextFile, form: SummaryForm,
+                  events: JobEvents | None = None, stop: threading.Event | None = None, *,
+                  settings: SamplingSettings = SUMMARY_SETTINGS) -> SummaryResult:
+        """Summarize a file (a large one is read in parts) into the session: a "summary"
+        message saved as it streams; events as for `ask` (no question). A conversation
+        that is not kept saves no message. The finished summary goes to the store's
+        summaries. A failed summary keeps its error in the message's meta and raises."""
+        events = events or JobEvents()
+        if not self.kept:
+            result = summarize_document(model, source, form, self.store, stop=stop, on_text=events.text,
+                                        on_progress=events.progress, settings=settings)
+        else:
+            result = self._summarize_kept(model, source, form, events, stop, settings)
+        for note in result.notes:
+            events.note(note)
+        return result
 
-        Returns (result, message); result is None when the summary failed (the error is
-        in the message's meta and re-raised)."""
+    def _summarize_kept(self, model: LoadedModel, source: Document | LargeTextFile, form: SummaryForm,
+                        events: JobEvents, stop: threading.Event | None, settings: SamplingSettings) -> SummaryResult:
         session = self._ensure_session(model)
-        base = {"file": doc.name, "path": doc.source, "form": form.kind}
+        base = {"file": source.name, "path": source.source, "form": form.kind}
         message = self.store.add_message(session.id, "summary", "", meta=base | {"finish": "streaming"})
-        if on_saved is not None:
-            on_saved(message)
+        events.saved(message)
         saver = ProgressiveSave(self.store, message.id)
         try:
-            result = summarize_document(model, doc, form, self.store, stop=stop, on_text=saver.tee(on_text),
-                                        on_progress=on_progress, settings=settings, session_id=session.id)
+            result = summarize_document(model, source, form, self.store, stop=stop, on_text=saver.tee(events.text),
+                                        on_progress=events.progress, settings=settings, session_id=session.id)
         except BaseException as exc:
-            saver.finish(saver.text, base | {"finish": "error", "error": str(exc) or type(exc).__name__})
+            self._saved(events, saver.finish(saver.text, base | {"finish": "error",
+                                                                 "error": str(exc) or type(exc).__name__}))
             raise
-        text = result.text or partial_text(result.partials)
         meta = base | {"stats": result.stats.as_dict(), "finish": "stopped" if result.stopped else "eos",
                        "notes": result.notes}
-        saved = saver.finish(text, meta)
-        return result, saved or message
+        if self._saved(events, saver.finish(result.text or partial_text(result.partials), meta)) is None:
+            result.notes.append(f"the summary could not be saved: {saver.error}")
+        return result
+
+    @staticmethod
+    def _saved(events: JobEvents, message: Message | None) -> Message | None:
+        if message is not None:
+            events.saved(message)
+        return message
 
     def _forget_session(self, session: Session) -> None:
         try:

@@ -3,6 +3,8 @@ in pyproject.toml, and no import cycle between any two modules (lazy imports inc
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,47 @@ def test_import_linter_contracts_are_kept():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_the_face_contracts_catch_a_face_reaching_below_the_jobs_and_a_new_core_module(tmp_path):
+    """The contracts on the faces, run on a small tree shaped like assistant/: a face that
+    imports documents, and a core module no list names that imports a face or click,
+    each break them; the same tree without those imports keeps them."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    contracts = [c for c in config["contracts"] if "face" in c["name"]]
+    assert len(contracts) == 2
+    tree = tmp_path / "tree"
+    modules = {"cli/__init__": "", "cli/app": "import click\nfrom assistant.tui import app\n",
+               "cli/assist": "import click\nfrom assistant import session\n", "tui/__init__": "",
+               "tui/app": "import textual\nfrom assistant import session\n", "session": "from assistant import documents\n",
+               "documents": "", "chunking": "", "summarize": "", "engines/__init__": "", "brand_new": ""}
+    for name, text in modules.items():
+        path = tree / "assistant" / f"{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tree / "assistant" / "__init__.py").write_text("")
+
+    def lint(extra: dict[str, str]) -> str:
+        for name, text in extra.items():
+            (tree / "assistant" / f"{name}.py").write_text(modules[name] + text)
+        toml = ["[tool.importlinter]", 'root_packages = ["assistant"]', "include_external_packages = true"]
+        for contract in contracts:
+            toml.append("[[tool.importlinter.contracts]]")
+            toml += [f"{key} = {json.dumps(value)}" for key, value in contract.items()]
+        (tree / "pyproject.toml").write_text("\n".join(toml) + "\n")
+        lint_imports = Path(sys.executable).parent / "lint-imports"
+        run = subprocess.run([str(lint_imports), "pyproject.toml", "--no-cache"], cwd=tree, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tree)})
+        return run.stdout + run.stderr
+
+    assert "2 kept, 0 broken" in lint({})
+    broken = lint({"tui/app": "from assistant import documents\n",
+                   "brand_new": "from assistant.cli import assist\nimport click\n"})
+    assert "0 kept, 2 broken" in broken
+    assert "assistant.tui.app -> assistant.documents" in broken
+    assert "assistant.brand_new -> assistant.cli.assist" in broken and "assistant.brand_new -> click" in broken
 
 
 def cycles(graph) -> list[list[str]]:

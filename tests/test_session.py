@@ -11,7 +11,8 @@ from assistant.chat import NoRoomForDocuments
 from assistant.documents import load_stdin
 from assistant.engines.fake import FakeEngine
 from assistant.modelref import LoadedModel
-from assistant.session import Conversation, load_file
+from assistant.jobevents import JobEvents
+from assistant.session import Conversation
 from assistant.store import Store
 from assistant.summarize import SummaryForm
 from models.errors import XGenError
@@ -21,6 +22,24 @@ from models.errors import XGenError
 def store(tmp_path):
     with Store(tmp_path / "sessions.db") as s:
         yield s
+
+
+class Recorded(JobEvents):
+    """A job's events, kept to look at."""
+
+    def __init__(self):
+        self.messages: list = []
+        self.pieces: list[str] = []
+        self.notes: list[str] = []
+
+    def saved(self, message) -> None:
+        self.messages.append(message)
+
+    def text(self, piece: str) -> None:
+        self.pieces.append(piece)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 def model_of(engine: FakeEngine) -> LoadedModel:
@@ -38,8 +57,8 @@ def test_a_resumed_session_gives_the_model_its_earlier_turns(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])
     first = Conversation(store)
-    first.attach(load_file(str(notes)), record=False)
-    answer, _ = first.ask(model_of(engine), "When did the unit fail?")
+    first.add_files([notes], record=False)
+    answer = first.ask(model_of(engine), "When did the unit fail?")
     assert answer.text == "It failed on 2 September [1]."
 
     resumed = Conversation(store)  # a new process: only the store is shared
@@ -59,13 +78,13 @@ def test_turns_that_do_not_fit_are_left_out_most_recent_kept(store, tmp_path):
     long_answer = "The unit was inspected again and again. " * 30
     engine = FakeEngine([long_answer] * 6, n_ctx=1024)
     conversation = Conversation(store)
-    conversation.attach(load_file(str(notes)), record=False)
+    conversation.add_files([notes], record=False)
     for i in range(6):
         conversation.ask(model_of(engine), f"Question number {i}?", answer_tokens=300)
     resumed = Conversation(store)
     resumed.open(conversation.session_id)
     resumed.read_files()
-    answer, _ = resumed.ask(model_of(engine), "The last question?", answer_tokens=300)
+    answer = resumed.ask(model_of(engine), "The last question?", answer_tokens=300)
     prompt = engine.prompt_texts()[-1]
     assert "Question number 5?" in prompt  # the most recent turn is kept
     assert "Question number 0?" not in prompt
@@ -82,7 +101,7 @@ def test_resuming_from_another_directory(store, tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     engine = FakeEngine()
     conversation = Conversation(store)
-    conversation.attach(load_file("notes.txt"), record=False)  # a relative path
+    conversation.add_files(["notes.txt"], record=False)  # a relative path
     conversation.ask(model_of(engine), "When?")
     (record,) = store.files(conversation.session_id)
     assert record.path == str(work / "notes.txt")
@@ -98,7 +117,7 @@ def test_a_changed_file_is_reread_with_a_note(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine()
     conversation = Conversation(store)
-    conversation.attach(load_file(str(notes)), record=False)
+    conversation.add_files([notes], record=False)
     conversation.ask(model_of(engine), "When?")
     notes.write_text("The unit was replaced in October.\n")
     resumed = Conversation(store)
@@ -132,7 +151,7 @@ def test_no_room_for_the_document_stores_nothing(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine(n_ctx=300)
     conversation = Conversation(store)
-    conversation.attach(load_file(str(notes)), record=False)
+    conversation.add_files([notes], record=False)
     with pytest.raises(NoRoomForDocuments, match="--max-tokens.*--ctx"):
         conversation.ask(model_of(engine), "When did it fail?", answer_tokens=200)
     assert store.list_sessions() == [] and engine.prompts == []
@@ -140,7 +159,7 @@ def test_no_room_for_the_document_stores_nothing(store, tmp_path):
 
 def test_an_empty_question_is_refused(store, tmp_path):
     conversation = Conversation(store)
-    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    conversation.add_files([write_notes(tmp_path)], record=False)
     with pytest.raises(XGenError, match="empty"):
         conversation.ask(model_of(FakeEngine()), "   ")
     assert store.list_sessions() == []
@@ -152,7 +171,7 @@ def test_an_engine_failure_on_a_new_session_leaves_no_session(store, tmp_path):
             raise XGenError("llama.cpp failed to evaluate the prompt")
 
     conversation = Conversation(store)
-    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
+    conversation.add_files([write_notes(tmp_path)], record=False)
     with pytest.raises(XGenError, match="failed to evaluate"):
         conversation.ask(model_of(Broken()), "When?")
     assert store.list_sessions() == []
@@ -160,10 +179,11 @@ def test_an_engine_failure_on_a_new_session_leaves_no_session(store, tmp_path):
 
 def test_an_invented_next_turn_is_cut_from_the_reply_and_the_store(store, tmp_path):
     engine = FakeEngine(["It failed on 2 September [1].\n### Human: thanks!\n### Assistant: You're welcome."])
-    shown: list[str] = []
     conversation = Conversation(store)
-    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
-    answer, saved = conversation.ask(model_of(engine), "When?", on_text=shown.append)
+    conversation.add_files([write_notes(tmp_path)], record=False)
+    events = Recorded()
+    answer = conversation.ask(model_of(engine), "When?", events)
+    shown, saved = events.pieces, events.messages[-1]
     assert answer.text == "It failed on 2 September [1]."
     assert "".join(shown).strip() == answer.text and "###" not in "".join(shown)
     assert saved.content == answer.text and saved.meta["finish"] == "eos"
@@ -177,10 +197,12 @@ def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
     manual.write_text("\n\n".join(paragraphs) + "\n")
     engine = FakeEngine(n_ctx=1024)
     conversation = Conversation(store)
-    conversation.attach(load_file(str(manual)), record=False)
+    conversation.add_files([manual], record=False)
     chat = conversation.chat(model_of(engine), answer_tokens=200)
     engine.queue(f"Check the camera [{chat.passages[2].number}].")
-    answer, saved = conversation.ask(model_of(engine), "How to care for the camera?", answer_tokens=200)
+    events = Recorded()
+    answer = conversation.ask(model_of(engine), "How to care for the camera?", events, answer_tokens=200)
+    saved = events.messages[-1]
     given, total = len(answer.sources), answer.passages_total
     assert 0 < given < total == len(chat.passages)
     (note,) = [n for n in answer.notes if "passages did not fit" in n]
@@ -199,8 +221,10 @@ def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
 def test_a_reply_cut_at_its_limit_says_so(store, tmp_path):
     engine = FakeEngine(["word " * 200])
     conversation = Conversation(store)
-    conversation.attach(load_file(str(write_notes(tmp_path))), record=False)
-    answer, saved = conversation.ask(model_of(engine), "Tell me everything.", answer_tokens=64)
+    conversation.add_files([write_notes(tmp_path)], record=False)
+    events = Recorded()
+    answer = conversation.ask(model_of(engine), "Tell me everything.", events, answer_tokens=64)
+    saved = events.messages[-1]
     assert answer.cut_short and saved.meta["finish"] == "length"
     assert any("limit of 64 tokens" in n for n in answer.notes)
 
@@ -208,9 +232,10 @@ def test_a_reply_cut_at_its_limit_says_so(store, tmp_path):
 def test_a_summary_goes_into_the_session(store, tmp_path):
     engine = FakeEngine(["The unit failed and was replaced."])
     conversation = Conversation(store)
-    doc = load_file(str(write_notes(tmp_path)))
-    conversation.attach(doc)
-    result, message = conversation.summarize(model_of(engine), doc, SummaryForm())
+    (doc,) = conversation.add_files([write_notes(tmp_path)]).files
+    events = Recorded()
+    result = conversation.summarize(model_of(engine), doc, SummaryForm(), events)
+    message = events.messages[-1]
     assert result.text == "The unit failed and was replaced."
     assert message.role == "summary" and message.content == result.text
     assert [s.text for s in store.summaries(conversation.session_id)] == [result.text]
@@ -218,8 +243,7 @@ def test_a_summary_goes_into_the_session(store, tmp_path):
 
 def test_detach_removes_the_file_from_the_session(store, tmp_path):
     conversation = Conversation(store)
-    doc = load_file(str(write_notes(tmp_path)))
-    conversation.attach(doc)
+    (doc,) = conversation.add_files([write_notes(tmp_path)]).files
     assert conversation.attach(doc) is False  # attached once only
     conversation.detach(doc.source)
     assert store.files(conversation.session_id) == [] and conversation.documents == []

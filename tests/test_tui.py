@@ -196,7 +196,8 @@ async def test_an_answer_with_citations_opens_the_passage(store, tmp_path):
         assert str(button.label).startswith("[1] notes.md:1-")
         # Under the answer, as under `xgen ask`: every passage given, the cited one marked.
         sources = str(replies(app)[0].query_one(".sources").render())
-        assert sources.startswith("Sources: 2 of 2 passages given · * [1] notes.md:1-11 · [2] notes.md:")
+        assert sources.startswith("Sources (2 of 2 passages given to the model; * cited): * [1] notes.md:1-11 · "
+                                  "[2] notes.md:")
         await pilot.click(CitationButton)
         await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
         text = str(app.screen.query_one("#passage-text").render())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
 from assistant.cli.options import model_options, remote_options, session_option, timeout_option
-from assistant.cli.output import status_line
+from assistant.cli.printer import EventPrinter, print_sources, print_summary_end
+from assistant.store import Store
 from models.errors import XGenError
 
 
@@ -102,83 +102,50 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
     """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
 
     A document longer than the context is summarized in parts whose summaries are then
-    combined; nothing is truncated. Partial summaries are cached, so a re-run (or
-    another --form) skips the parts already done. Ctrl+C stops and prints the parts done.
+    combined; nothing is truncated, and a text file too large to load is read in parts.
+    Partial summaries are cached, so a re-run (or another --form) skips the parts already
+    done. Ctrl+C stops and prints the parts done.
+
+    A summary is not kept as a session (`xgen sessions list` stays yours); the summary
+    itself is kept with the cache. To ask about a file afterwards: `xgen ask FILE -q ...`.
     """
     from dataclasses import replace
 
     from assistant.modelref import open_model
-    from assistant.session import SUMMARY_SETTINGS, summarize_document
-    from assistant.store import Store
-    from assistant.summarize import SummaryForm
+    from assistant.session import SUMMARY_SETTINGS, Conversation, SummaryForm
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
-    docs = _load_for_summary(files)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
-    store = Store()
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, remote=remote_options(remote_timeout))
-    if model.note:
-        click.echo(f"note: {model.note}", err=True)
-    results = []
-    interrupted = False
-    for doc in docs:
-        if not as_json and len(docs) > 1:
-            click.echo(f"\n## {doc.name}\n")
-        on_text = None if as_json else (lambda t: click.echo(t, nl=False))
-        result, interrupted = run_interruptible(lambda stop, doc=doc: summarize_document(
-            model, doc, summary_form, store, stop=stop, on_text=on_text, on_progress=_progress_printer(as_json),
-            settings=settings))
-        results.append((doc, result))
-        if not as_json:
-            _print_summary_result(result)
-        if result.stopped or interrupted:
-            break
+    with Store() as store:
+        conversation = Conversation(store, kept=False)
+        read = conversation.add_files(files)
+        if read.problems:
+            raise XGenError(read.problems[0])
+        # read.notes are not printed: a reader's notes come again with its summary's notes.
+        with open_model(model_ref, engine_kind, n_ctx, threads, kv_cache,
+                        remote=remote_options(remote_timeout)) as model:
+            if model.note:
+                click.echo(f"note: {model.note}", err=True)
+            printer = EventPrinter(quiet=as_json)
+            results = []
+            interrupted = False
+            for source in read.files:
+                if not as_json and len(read.files) > 1:
+                    click.echo(f"\n## {source.name}\n")
+                result, interrupted = run_interruptible(lambda stop, source=source: conversation.summarize(
+                    model, source, summary_form, printer, stop, settings=settings))
+                printer.finished()
+                results.append((source, result))
+                if not as_json:
+                    print_summary_end(result)
+                if result.stopped or interrupted:
+                    break
     if as_json:
         payload = [{"file": d.source, "summary": r.text, "stopped": r.stopped, "notes": r.notes,
                     "stats": r.stats.as_dict()} for d, r in results]
         click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     if interrupted or results[-1][1].stopped:
         raise SystemExit(STOPPED_EXIT)
-    model.engine.close()
-
-
-def _load_for_summary(files: tuple[str, ...]):
-    """Documents for FILES ("-" is stdin); text files over the loader's size limit come
-    back as large-file readers that the summarizer reads window by window."""
-    from assistant.documents import open_for_summary, open_stdin_for_summary
-    from assistant.session import absolute
-
-    return [open_stdin_for_summary() if f == "-" else open_for_summary(absolute(f)) for f in files]
-
-
-def _print_summary_result(result) -> None:
-    click.echo("")
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    if result.stopped and result.partials and not result.text:
-        click.echo("\nSummaries of the parts done so far:\n", err=True)
-        for i, partial in enumerate(result.partials, 1):
-            click.echo(f"[part {i}] {partial}\n")
-    s = result.stats
-    click.echo(f"({s.document_tokens} document tokens, {s.parts} parts, {s.model_calls} model calls, "
-               f"{s.cached_parts} cached, {s.seconds:.1f} s)", err=True)
-
-
-def _progress_printer(quiet: bool):
-    def progress(stage: str, done: int, total: int) -> None:
-        if quiet or stage == "final":
-            return
-        if stage == "read" and not total:  # streamed standard input: its size is known at the end
-            status_line(f"read {done / 2**20:,.1f} MiB…")
-        elif stage == "read":  # a streamed file: bytes, not parts
-            status_line(f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
-                        end="\n" if done >= total else "")
-        elif done < total:
-            status_line(f"{stage}: part {done + 1} of {total}…")
-        else:
-            status_line(f"{stage}: {total} parts done.      ", end="\n")
-
-    return progress
 
 
 @click.command()
@@ -201,42 +168,46 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
     the saved conversation continues where it ended (its files are re-read, its earlier
     turns given back to the model as far as the context allows).
     """
-    from assistant.engines.base import SamplingSettings
-    from assistant.modelref import open_model
-    from assistant.session import Conversation, load_file
-    from assistant.store import Store
+    from assistant.modelref import choose_model, open_model
+    from assistant.session import Conversation, SamplingSettings
 
-    conversation = Conversation(Store())
-    implicit = model_ref is None and not os.environ.get("XGEN_MODEL")  # the user chose no model
-    if session_id:
-        reopened = conversation.open(session_id)
-        read = conversation.read_files()
+    with Store() as store:
+        conversation = Conversation(store)
+        session_model = ""
+        if session_id:
+            reopened = conversation.open(session_id)
+            found = conversation.read_files()
+            if found.problems:
+                raise XGenError(f"session {reopened.session.short_id} cannot continue: {found.problems[0]}")
+            for note in found.notes:
+                click.echo(f"note: {note}", err=True)
+            session_model = reopened.session.model_ref
+        read = conversation.add_files(files, record=False, large=False)
         if read.problems:
-            raise XGenError(f"session {reopened.session.short_id} cannot continue: {read.problems[0]}")
+            raise XGenError(read.problems[0])
         for note in read.notes:
             click.echo(f"note: {note}", err=True)
-        model_ref = model_ref or reopened.session.model_ref or None
-    for path in files:
-        doc = load_file(path)
-        for note in doc.notes:
-            click.echo(f"note: {note}", err=True)
-        conversation.attach(doc, record=False)
-    if not conversation.documents:
-        raise XGenError("give at least one file to ask about (or - for standard input), or --session")
-    model = open_model(model_ref, engine_kind, n_ctx, threads, kv_cache, implicit=implicit,
-                       remote=remote_options(remote_timeout))
-    if model.note:
-        click.echo(f"note: {model.note}", err=True)
-    settings = SamplingSettings(temperature=temperature)
+        if not conversation.documents:
+            raise XGenError("give at least one file to ask about (or - for standard input), or --session")
+        choice = choose_model(model_ref, session_model)
+        with open_model(choice.ref, engine_kind, n_ctx, threads, kv_cache, implicit=choice.implicit,
+                        remote=remote_options(remote_timeout)) as model:
+            if model.note:
+                click.echo(f"note: {model.note}", err=True)
+            _ask_each(conversation, model, questions, SamplingSettings(temperature=temperature), max_tokens)
+
+
+def _ask_each(conversation, model, questions, settings, max_tokens) -> None:
+    """Ask the questions in turn, printing each answer and its sources; stop at an interrupt."""
+    from assistant.session import Sources
+
+    printer = EventPrinter()
     for question in questions:
         click.echo(f"\n> {question.strip()}\n")
-        (answer, _), interrupted = run_interruptible(lambda stop, q=question: conversation.ask(
-            model, q, stop=stop, on_text=lambda t: click.echo(t, nl=False), answer_tokens=max_tokens,
-            settings=settings))
-        click.echo("")
-        for note in answer.notes:
-            click.echo(f"note: {note}", err=True)
-        _print_sources(answer)
+        answer, interrupted = run_interruptible(lambda stop, q=question: conversation.ask(
+            model, q, printer, stop, answer_tokens=max_tokens, settings=settings))
+        printer.finished()
+        print_sources(Sources.of(answer))
         if answer.stopped or interrupted:
             session = conversation.session
             click.echo(f"\nstopped; what was written is saved in session {session.short_id if session else '?'}",
@@ -245,26 +216,3 @@ def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine
     session = conversation.session
     assert session is not None
     click.echo(f"\n(session {session.short_id}: `xgen ask -s {session.short_id} -q ...` continues it)", err=True)
-    model.engine.close()
-
-
-def _print_sources(answer) -> None:
-    """The passages the model was given, consecutive uncited ones on one line; * marks the cited."""
-    from assistant.chat import source_groups
-
-    if not answer.sources:
-        return
-    given, total = len(answer.sources), answer.passages_total
-    left = f"; {total - given} did not fit the context" if given < total else ""
-    click.echo(f"\nSources ({given} of {total} passages given to the model{left}; * cited):")
-    for group in source_groups(answer):
-        if group.cited:
-            click.echo(f"  * {group.numbers} {group.label}")
-            click.echo(_indent(group.passages[0].chunk.text.strip()))
-        else:
-            click.echo(f"    {group.numbers} {group.label}")
-
-
-def _indent(text: str, width: int = 300) -> str:
-    short = text if len(text) <= width else text[:width] + "…"
-    return "\n".join("      " + line for line in short.splitlines())

@@ -22,9 +22,6 @@ kv_cache_option = click.option("--kv-cache", "kv_cache", type=click.Choice(["f16
 session_option = click.option("-s", "--session", "session_id",
                               help="Continue a saved session (an id or its start, see `xgen sessions list`).")
 
-MODEL_PARAMS = ("model_ref", "engine_kind", "n_ctx", "threads", "kv_cache")
-
-
 def model_options(command: Callable) -> Callable:
     """--model, --engine, --ctx, --threads and --kv-cache."""
     for option in reversed((model_option, engine_option, ctx_option, threads_option, kv_cache_option)):

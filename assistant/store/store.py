@@ -174,6 +174,14 @@ class Store(Database):
                        (title_from(title), self._now(), session.id))
         return self.get_session(session.id)
 
+    def set_session_model(self, session_id: str, model: str, engine: str, model_ref: str) -> Session:
+        """Record the model of a session created before one was known (files attached while
+        the app was still loading it)."""
+        with self._write() as db:
+            db.execute("UPDATE sessions SET model = ?, engine = ?, model_ref = ? WHERE id = ?",
+                       (model, engine, model_ref, session_id))
+        return self.get_session(session_id)
+
     def delete_session(self, id_or_prefix: str) -> Session:
         """Delete a session with its messages, files, summaries, and the cached partial
         summaries of its files (unless another session has the same file); returns it."""

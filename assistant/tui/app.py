@@ -12,6 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from assistant.modelref import choose_model
 from assistant.safetext import printable
 from assistant.session import Conversation, absolute
 from assistant.store import Store
@@ -65,8 +66,8 @@ class XGenApp(App[None]):
         await self.chat.start(self.initial_files, self.initial_session)
 
     def _reopened_session_model(self) -> str | None:
-        """Without --model, a reopened session comes back with the model it was using (if
-        that file or folder is still there)."""
+        """Without --model, a reopened session comes back with the model it was using (by
+        the core's rule, `choose_model`)."""
         if self.initial_files:
             return None
         try:
@@ -75,9 +76,7 @@ class XGenApp(App[None]):
             ref = self.store.get_session(session_id).model_ref if session_id else ""
         except XGenError:
             return None
-        if ref.startswith(("http://", "https://")) or (ref and Path(ref).exists()):
-            return ref
-        return None
+        return choose_model(None, ref).ref
 
     # -- the model -----------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
-from assistant.documents import Document
 from assistant.modelref import LoadedModel
+from assistant.session import FilesRead
 from assistant.store import Message as StoredMessage
 
 
@@ -65,12 +65,11 @@ class SummaryProgress(Message):
 
 @dataclass
 class FilesLoaded(Message):
-    """Files read by a worker: new attachments, or the files of a reopened session."""
+    """Files read and attached by a worker (the core counted their tokens there): new
+    attachments, or the files of a reopened session."""
 
-    documents: list[tuple[Document, int]]  # (document, token count)
-    problems: list[str] = field(default_factory=list)
+    read: FilesRead
     session_id: str | None = None  # set when re-reading a session's files
-    notes: list[str] = field(default_factory=list)  # files that changed since they were attached
 
 
 @dataclass

@@ -1,16 +1,69 @@
-"""What the app runs on: the engine factory it is given, and telling a missing model apart.
+"""What the app runs on: the engine factory it is given, the models its picker lists, and
+telling a missing model apart.
 
 The app never opens a model itself: it calls an engine factory in a worker thread
-(`factory(model_ref)`, where None means the default model). The command line passes the
-core's `ModelLoader` (assistant/modelref.py); tests pass a function returning a FakeEngine.
+(`factory(model_ref)`, where None means the default model). The command line passes a
+`ModelLoader`; tests pass a function returning a FakeEngine.
 """
 
 from __future__ import annotations
 
-from assistant.modelref import EngineFactory, LoadedModel, ModelLoader, NoModel, as_loaded, local_models
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from assistant.modelref import LoadedModel, NoModel, choose_model, local_gguf_files, open_model
+from assistant.prompt import CHAT
 from models.errors import XGenError
 
+if TYPE_CHECKING:
+    from assistant.engines.base import Engine
+
 __all__ = ["EngineFactory", "LoadedModel", "ModelLoader", "as_loaded", "is_no_model", "local_models"]
+
+EngineFactory = Callable[[str | None], "Engine | LoadedModel"]
+
+
+class ModelLoader:
+    """An engine factory for the app: `engine_kind`, `n_ctx`, `threads` and `kv_cache` apply
+    to the model first asked for (or the default one); a model picked later gets its own
+    default engine."""
+
+    def __init__(self, model: str | None = None, engine_kind: str | None = None, n_ctx: int | None = None,
+                 threads: int | None = None, kv_cache: str | None = None):
+        self.model = model
+        self.engine_kind = engine_kind
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.kv_cache = kv_cache
+        self._first = True
+
+    def __call__(self, ref: str | None) -> LoadedModel:
+        # The first load may be a reopened session's model rather than `model`: chosen by
+        # the same rule as the command line's (choose_model), so implicit the same way.
+        first, self._first = self._first, False
+        same = ref == self.model or first
+        implicit = first and choose_model(self.model).implicit
+        return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache,
+                          implicit=implicit)
+
+
+def as_loaded(result: "Engine | LoadedModel", ref: str | None) -> LoadedModel:
+    """A factory may return a bare Engine (tests do); name it after its model."""
+    if isinstance(result, LoadedModel):
+        if result.ref is None:
+            result.ref = ref
+        return result
+    return LoadedModel(result.model_name or result.name, result, CHAT, ref, ref or "")
+
+
+def local_models() -> list[tuple[str, str]]:
+    """(ref, label) of the models on this machine, for the model picker."""
+    found = []
+    for path in local_gguf_files():
+        size = path.stat().st_size / 2**30
+        found.append((str(path), f"{path.name}  ({size:.2f} GiB)" if size >= 0.1 else
+                      f"{path.name}  ({size * 1024:.0f} MiB)"))
+    return found
 
 
 def is_no_model(exc: XGenError) -> bool:

@@ -1,7 +1,8 @@
 """The work done in worker threads: answering, summarizing, reading files.
 
-Each function calls the core (assistant/session.py), which saves as it goes, and
-reports to the UI through `post` (a widget's thread-safe post_message).
+Each function runs a job of the core (assistant/session.py), which saves as it goes;
+the job's events become messages to the UI through `post` (a widget's thread-safe
+post_message).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import TypeVar
 
 from textual.message import Message
 
-from assistant.documents import load_document
 from assistant.modelref import LoadedModel
-from assistant.session import Conversation
-from assistant.summarize import SummaryForm
+from assistant.session import Conversation, JobEvents, SummaryForm
+from assistant.store import Message as StoredMessage
 from assistant.tui.events import FilesLoaded, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from models.errors import XGenError
 
@@ -61,73 +61,74 @@ def _attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
         return None, f"unexpected error ({type(exc).__name__}: {exc}); what was written so far is saved"
 
 
+class Posted(JobEvents):
+    """A job's events as the screen's messages: TurnStarted once the question (if any) and
+    the reply exist, batched ReplyText, SummaryProgress; notes are in the reply's meta."""
+
+    def __init__(self, post: Post):
+        self.post = post
+        self.relay = TextRelay(post)
+        self.question: StoredMessage | None = None
+        self.reply: StoredMessage | None = None  # as first saved (empty)
+        self.final: StoredMessage | None = None  # as saved in full (None: the save failed)
+
+    def saved(self, message: StoredMessage) -> None:
+        if message.role == "user":
+            self.question = message
+        elif self.reply is None:
+            self.reply = message
+            self.relay.message_id = message.id
+            self.post(TurnStarted(self.question, message))
+        else:
+            self.final = message
+
+    def text(self, piece: str) -> None:
+        self.relay.add(piece)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if self.reply is not None:
+            self.post(SummaryProgress(self.reply.id, stage, done, total))
+
+    def done(self, result: tuple[str, str] | None, error: str | None, failed: TurnFailed,
+             context_used: int) -> None:
+        """After the job, given its (text, finish) or its error: the reply finished (or
+        failed), or the turn was refused before anything was saved."""
+        self.relay.flush()
+        if self.reply is None:  # refused before anything was saved (empty, too long, no room)
+            self.post(failed)
+        elif result is None:
+            self.post(ReplyDone(self.reply.id, "", {"finish": "error", "error": error}, error=error))
+        elif self.final is None:
+            text, finish = result
+            self.post(ReplyDone(self.reply.id, text, {"finish": finish}, context_used=context_used,
+                                save_error=f"the {'summary' if self.reply.role == 'summary' else 'answer'} could not be saved"))
+        else:
+            self.post(ReplyDone(self.reply.id, self.final.content, self.final.meta, context_used=context_used))
+
+
 def run_ask(conversation: Conversation, model: LoadedModel, question: str, stop: threading.Event,
             post: Post) -> None:
-    relay = TextRelay(post)
-    started: list[int] = []
-
-    def on_saved(user, reply) -> None:
-        relay.message_id = reply.id
-        started.append(reply.id)
-        post(TurnStarted(user, reply))
-
-    result, error = _attempt(lambda: conversation.ask(model, question, stop=stop, on_text=relay.add,
-                                                      on_saved=on_saved))
-    relay.flush()
-    if not started:  # refused before anything was saved (empty, too long, no room)
-        post(TurnFailed(question, error or "the question was not sent"))
-        return
-    if result is None:
-        post(ReplyDone(started[0], "", {"finish": "error", "error": error}, error=error))
-        return
-    answer, saved = result
-    meta = saved.meta if saved is not None else {"finish": answer.stats.finish}
-    post(ReplyDone(started[0], answer.text, meta, context_used=conversation.context_used,
-                   save_error=None if saved is not None else "the answer could not be saved"))
+    events = Posted(post)
+    answer, error = _attempt(lambda: conversation.ask(model, question, events, stop))
+    events.done((answer.text, answer.stats.finish) if answer else None, error, TurnFailed(question, error or "the question was not sent"),
+                conversation.context_used)
 
 
-def run_summary(conversation: Conversation, model: LoadedModel, doc, form: SummaryForm, stop: threading.Event,
-                post: Post) -> None:
-    relay = TextRelay(post)
-    started: list[int] = []
-    def on_saved(message) -> None:
-        relay.message_id = message.id
-        started.append(message.id)
-        post(TurnStarted(None, message))
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if started:
-            post(SummaryProgress(started[0], stage, done, total))
-
-    result, error = _attempt(lambda: conversation.summarize(model, doc, form, stop=stop, on_text=relay.add,
-                                                            on_progress=on_progress, on_saved=on_saved))
-    relay.flush()
-    if not started:
-        post(TurnFailed(None, error or "the summary did not start"))
-        return
-    if result is None:
-        post(ReplyDone(started[0], "", {"finish": "error", "error": error}, error=error))
-        return
-    _, message = result
-    post(ReplyDone(started[0], message.content, message.meta, context_used=conversation.context_used))
+def run_summary(conversation: Conversation, model: LoadedModel, source, form: SummaryForm,
+                stop: threading.Event, post: Post) -> None:
+    events = Posted(post)
+    result, error = _attempt(lambda: conversation.summarize(model, source, form, events, stop))
+    events.done((result.text, "stopped" if result.stopped else "eos") if result else None, error, TurnFailed(None, error or "the summary did not start"),
+                conversation.context_used)
 
 
-def read_new_files(paths: list[Path], post: Post) -> None:
-    from assistant.chunking import xgen_token_counter
-
-    loaded, problems, notes = [], [], []
-    for path in paths:
-        try:
-            doc = load_document(path)
-            loaded.append((doc, xgen_token_counter()(doc.text)))
-            notes += list(doc.notes)
-        except XGenError as exc:
-            problems.append(f"{str(exc).rstrip('.')}. Check the path and attach it again with Ctrl+O.")
-    post(FilesLoaded(loaded, problems, notes=notes))
+def add_files(conversation: Conversation, paths: list[Path], model: LoadedModel | None, post: Post) -> None:
+    read = conversation.add_files(paths, model=model)
+    read.problems = [f"{p.rstrip('.')}. Check the path and attach it again with Ctrl+O." for p in read.problems]
+    post(FilesLoaded(read))
 
 
 def read_session_files(conversation: Conversation, session_id: str, post: Post) -> None:
-    found = conversation.read_files()
-    tokens = {f.path: f.n_tokens for f in conversation.files()}
-    post(FilesLoaded([(d, tokens.get(d.source, 0)) for d in found.documents],
-                     [f"{p}. Attach it again with Ctrl+O." for p in found.problems], session_id, found.notes))
+    read = conversation.read_files()
+    read.problems = [f"{p}. Attach it again with Ctrl+O." for p in read.problems]
+    post(FilesLoaded(read, session_id))

@@ -15,9 +15,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 
-from assistant.summarize import SummaryForm
+from assistant.session import SummaryForm, absolute
 from assistant.tui import tasks
-from assistant.session import absolute
 from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from assistant.tui.screens.chat_sessions import SessionsAndFiles
 from assistant.tui.screens.export import ExportScreen
@@ -292,7 +291,7 @@ class ChatScreen(SessionsAndFiles, Screen):
     # -- summaries -----------------------------------------------------------------------
 
     async def action_summarize(self, form: str = "paragraph") -> None:
-        docs = self.xgen.conversation.documents
+        docs = self.xgen.conversation.summary_sources
         if not docs:
             self.notify("Attach a file first (Ctrl+O)." if not self._reading_files else
                         "Still reading the files; try again in a moment.", severity="warning")
@@ -330,9 +329,9 @@ class ChatScreen(SessionsAndFiles, Screen):
         self.summary_worker(model, doc, SummaryForm(form), stop)
 
     @work(thread=True, exclusive=True, group="inference")
-    def summary_worker(self, model, doc, form: SummaryForm, stop: threading.Event) -> None:
+    def summary_worker(self, model, source, form: SummaryForm, stop: threading.Event) -> None:
         with self.xgen.engine_lock:
-            tasks.run_summary(self.xgen.conversation, model, doc, form, stop, self.post_message)
+            tasks.run_summary(self.xgen.conversation, model, source, form, stop, self.post_message)
 
     # -- export, copy, layout ------------------------------------------------------------
 

@@ -91,6 +91,9 @@ class SessionsAndFiles:
         if self._refuse_while_busy():
             return
         self.xgen.conversation.new()
+        await self._show_new_session()
+
+    async def _show_new_session(self) -> None:
         await self.view.show([])
         self.query_one(Composer).set_history([])
         self.refresh_sidebar()
@@ -123,12 +126,10 @@ class SessionsAndFiles:
         if self._refuse_while_busy():
             return
         conversation = self.xgen.conversation
-        keep = [(doc, next((f.n_tokens for f in conversation.files() if f.path == doc.source), 0))
-                for doc in conversation.documents]
-        await self.new_session()
-        self._add_documents(keep)
-        self.refresh_sidebar()  # the new session's files
-        self.notify("Cleared: the model starts afresh" + (" with the same files." if keep else "."))
+        kept = bool(conversation.summary_sources)
+        conversation.clear(self.xgen.loaded)  # quick: the files are neither read nor counted again
+        await self._show_new_session()
+        self.notify("Cleared: the model starts afresh" + (" with the same files." if kept else "."))
 
     # -- rename, delete --------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ class SessionsAndFiles:
 
     def _attached_paths(self) -> set[str]:
         conversation = self.xgen.conversation
-        return {f.path for f in conversation.files()} | {d.source for d in conversation.documents}
+        return {f.path for f in conversation.files()} | {d.source for d in conversation.summary_sources}
 
     def _say_already_attached(self, name: str) -> None:
         self.notify(f"{name} is already attached to this session.", title="Already attached", severity="warning")
@@ -248,52 +249,36 @@ class SessionsAndFiles:
 
     @work(thread=True, group="files")
     def read_new_files(self, paths: list[Path]) -> None:
-        tasks.read_new_files(paths, self.post_message)
+        tasks.add_files(self.xgen.conversation, paths, self.xgen.loaded, self.post_message)
 
     @work(thread=True, exclusive=True, group="session-files")
     def read_session_files(self, session_id: str) -> None:
         tasks.read_session_files(self.xgen.conversation, session_id, self.post_message)
-
-    def _add_documents(self, documents) -> list:
-        """Attach loaded documents to the session; returns those that were recorded."""
-        model = self.xgen.loaded
-        had_context = self.xgen.conversation.has_context
-        added = []
-        for doc, n_tokens in documents:
-            if any(d.source == doc.source for d in self.xgen.conversation.documents):
-                self._say_already_attached(doc.name)  # attached meanwhile (two reads of it in flight)
-                continue
-            try:
-                if not self.xgen.conversation.attach(doc, model=model):
-                    self._say_already_attached(doc.name)
-                    continue
-            except XGenError as exc:
-                self.notify(f"{exc}. Start a new session (Ctrl+N) and attach it again.",
-                            title=f"Could not attach {doc.name}", severity="error", timeout=15)
-                continue
-            added.append((doc, n_tokens))
-        if added and had_context:
-            self.notify("The model starts a fresh context with the new file; the conversation stays saved.")
-        self.status.context_used = self.xgen.conversation.context_used
-        return added
 
     async def on_files_loaded(self, event: FilesLoaded) -> None:
         self._reading_files = False
         if not self.busy:
             self.status.activity = ""
         conversation = self.xgen.conversation
+        read = event.read
         if event.session_id is not None and event.session_id != conversation.session_id:
             return  # the user moved on to another session meanwhile
-        for note in event.notes:
+        for note in read.notes:
             self.notify(note, title="Note", severity="warning", timeout=10)
         if event.session_id is not None:
-            for problem in event.problems:
+            for problem in read.problems:
                 self.notify(problem, title="A file of this session", severity="warning", timeout=8)
             await self.send_pending()
             return
-        for doc, n_tokens in self._add_documents(event.documents):
-            self.notify(f"{doc.name}: {n_tokens:,} tokens", title="Attached")
-        for problem in event.problems:
+        for name in read.already:
+            self._say_already_attached(name)  # attached meanwhile (two reads of it in flight)
+        for source in read.files:
+            count = read.n_tokens.get(source.source)
+            self.notify(f"{source.name}: {count:,} tokens" if count is not None else source.name, title="Attached")
+        if read.context_reset:
+            self.notify("The model starts a fresh context with the new file; the conversation stays saved.")
+        for problem in read.problems:
             self.notify(problem, title="Cannot attach the file", severity="error", timeout=10)
+        self.status.context_used = conversation.context_used
         self.refresh_sidebar()
         await self.send_pending()

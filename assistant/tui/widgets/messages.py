@@ -12,6 +12,7 @@ from textual.widgets import Button, Label, Markdown, ProgressBar, Static
 from textual.widgets._markdown import MarkdownStream
 
 from assistant.safetext import printable
+from assistant.sources import Sources
 from assistant.tui.events import PartProgress
 from assistant.tui.text import shown
 from assistant.tui.widgets import status as status_clock
@@ -68,15 +69,7 @@ def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
 
 def sources_line(meta: dict[str, Any]) -> str:
     """The passages the model was given, as `xgen ask` lists them: * marks the cited ones."""
-    groups = meta.get("sources") or []
-    if not groups:
-        return ""
-    given, total = meta.get("passages_given", 0), meta.get("passages_total", 0)
-    head = f"Sources: {given} of {total} passages given"
-    if total > given:
-        head += f" ({total - given} did not fit)"
-    items = [("* " if g.get("cited") else "") + f"{g.get('numbers', '')} {g.get('label', '')}" for g in groups]
-    return head + " · " + " · ".join(items)
+    return Sources.from_meta(meta).one_line
 
 
 def citation_title(citation: dict[str, Any], position: int = 1) -> str:
