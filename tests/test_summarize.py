@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from assistant.documents import load_document
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.summarize import MemoryCache, Summarizer, SummaryForm
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS

@@ -2,7 +2,7 @@
 
 The app never opens a model itself: it calls an engine factory in a worker thread
 (`factory(model_ref)`, where None means the default model). The command line passes the
-core's `ModelLoader` (assistant/modelref.py); tests pass a function returning a FakeEngine.
+core's `ModelLoader` (assistant/modelref.py); tests pass their own function.
 """
 
 from __future__ import annotations
