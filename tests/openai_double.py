@@ -8,14 +8,15 @@ request body, and can wait between events so a test can interrupt a reply midway
 It never stops at a stop string by itself (`honour_stop=False`): the client must.
 
 Hostile mode: `hostile` is a function of the request body returning the raw bytes to
-send as the completion stream (an iterable of blocks, sent as they come); `sent` counts
-the bytes the client took before it hung up.
+send as the completion stream (an iterable of blocks, sent as they come); `streamed`
+receives, per finished stream, the bytes written before the client hung up.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import queue
 import re
 import threading
 import time
@@ -26,12 +27,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 EOS = 50256
 
 
+def token_pieces(ids: list[int]) -> list[str]:
+    """One text per token up to end-of-text (decoded incrementally, as llama.cpp servers do)."""
+    from models.tokenizer import XGenTokenizer
+
+    tokenizer = XGenTokenizer(allow_download=False)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pieces = []
+    for token in ids:
+        if token == EOS:
+            break
+        pieces.append(decoder.decode(tokenizer.decode_bytes([token])))
+    return pieces
+
+
 class OpenAIDouble:
     def __init__(self, replies: list[str | list[int]] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
                  honour_stop: bool = False, hostile: Callable[[dict], Iterable[bytes]] | None = None):
         self.replies: deque[str | list[int]] = deque(replies or [])
         self.hostile = hostile
-        self.sent = 0
+        self.streamed: queue.Queue[int] = queue.Queue()  # bytes sent by each finished stream
         self.default_reply = "OK."
         self.n_ctx = n_ctx
         self.delay = delay  # seconds between streamed events
@@ -57,19 +72,6 @@ class OpenAIDouble:
     def _next_reply(self) -> str | list[int]:
         return self.replies.popleft() if self.replies else self.default_reply
 
-
-def token_pieces(ids: list[int]) -> list[str]:
-    """One text per token up to end-of-text (decoded incrementally, as llama.cpp servers do)."""
-    from models.tokenizer import XGenTokenizer
-
-    tokenizer = XGenTokenizer(allow_download=False)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pieces = []
-    for token in ids:
-        if token == EOS:
-            break
-        pieces.append(decoder.decode(tokenizer.decode_bytes([token])))
-    return pieces
 
     def _handler(self):
         double = self
@@ -131,12 +133,15 @@ def token_pieces(ids: list[int]) -> list[str]:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
+                sent = 0
                 try:
                     for block in blocks:
                         self.wfile.write(block)
                         self.wfile.flush()
-                        double.sent += len(block)
+                        sent += len(block)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped the reply
+                finally:
+                    double.streamed.put(sent)
 
         return Handler

@@ -248,12 +248,12 @@ def drive(engine: "Engine", prompt_ids: list[int], settings: SamplingSettings, *
                     reply.stats.prompt_evaluated += step.count
                     continue
                 if isinstance(step, Text):
+                    if reply.pieces >= budget:  # a server keeps to the max_tokens it was sent, or is cut there
+                        return reply.finish(limit)
                     # The server ends its stream after end-of-text itself; the id is no text.
                     ids = tuple(i for i in step.ids if i != engine.eos_id)
                     if reply.add(step.text.encode("utf-8"), ids):
                         return reply.finish("eos")  # an invented next turn (the server may not stop)
-                    if reply.pieces > budget:  # a server keeps to the budget it was sent; this cuts one that does not
-                        return reply.finish(limit)
                     continue
                 token = int(step)
                 if token == engine.eos_id:

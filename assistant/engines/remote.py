@@ -117,9 +117,10 @@ class RemoteEngine(TiktokenVocab, Engine):
         self._ids_ok: bool | None = None  # does the server take token ids as the prompt? None: not known yet
 
         models = self._get_json("/v1/models")
-        entries = [m for m in (models.get("data") or []) if isinstance(m, dict)]
-        if model is None and entries:
-            model = entries[0].get("id")
+        listed = models.get("data")
+        entries = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+        if model is None and entries and isinstance(entries[0].get("id"), str):
+            model = entries[0]["id"]
         self.model = model
         self.model_name = self._display_name(model)
         server_ctx = None
@@ -130,8 +131,8 @@ class RemoteEngine(TiktokenVocab, Engine):
                     server_ctx = entry["max_model_len"]
         props = self._get_json("/props", optional=True)  # llama-server
         if props:
-            settings = props.get("default_generation_settings") or {}
-            ctx = props.get("n_ctx") or settings.get("n_ctx")
+            settings = props.get("default_generation_settings")
+            ctx = props.get("n_ctx") or (settings.get("n_ctx") if isinstance(settings, dict) else None)
             if isinstance(ctx, int) and ctx > 0:
                 server_ctx = ctx
             self.server_kind, self._ids_ok = "llama-server", True
