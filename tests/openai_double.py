@@ -1,25 +1,52 @@
 """A scripted OpenAI-compatible completion server on 127.0.0.1, for command-line tests.
 
 It answers like llama-server (GET /v1/models, GET /props with n_ctx, POST /v1/completions
-streaming server-sent events), replays queued replies one event per word, records
-every request body, and can wait between events so a test can interrupt a reply midway.
+streaming server-sent events), replays queued replies one event per word (or, for a
+reply given as token ids, one event per token, with llama.cpp's empty text for a token
+that ends inside a UTF-8 character, and end-of-text ending the reply), records every
+request body, and can wait between events so a test can interrupt a reply midway.
 It never stops at a stop string by itself (`honour_stop=False`): the client must.
+
+Hostile mode: `hostile` is a function of the request body returning the raw bytes to
+send as the completion stream (an iterable of blocks, sent as they come); `streamed`
+receives, per finished stream, the bytes written before the client hung up.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import queue
 import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+EOS = 50256
+
+
+def token_pieces(ids: list[int]) -> list[str]:
+    """One text per token up to end-of-text (decoded incrementally, as llama.cpp servers do)."""
+    from models.tokenizer import XGenTokenizer
+
+    tokenizer = XGenTokenizer(allow_download=False)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pieces = []
+    for token in ids:
+        if token == EOS:
+            break
+        pieces.append(decoder.decode(tokenizer.decode_bytes([token])))
+    return pieces
 
 
 class OpenAIDouble:
-    def __init__(self, replies: list[str] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
-                 honour_stop: bool = False):
-        self.replies: deque[str] = deque(replies or [])
+    def __init__(self, replies: list[str | list[int]] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
+                 honour_stop: bool = False, hostile: Callable[[dict], Iterable[bytes]] | None = None):
+        self.replies: deque[str | list[int]] = deque(replies or [])
+        self.hostile = hostile
+        self.streamed: queue.Queue[int] = queue.Queue()  # bytes sent by each finished stream
         self.default_reply = "OK."
         self.n_ctx = n_ctx
         self.delay = delay  # seconds between streamed events
@@ -42,8 +69,9 @@ class OpenAIDouble:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next_reply(self) -> str:
+    def _next_reply(self) -> str | list[int]:
         return self.replies.popleft() if self.replies else self.default_reply
+
 
     def _handler(self):
         double = self
@@ -75,27 +103,45 @@ class OpenAIDouble:
                 if self.path != "/v1/completions":
                     self._json({"error": "not found"}, 404)
                     return
+                if double.hostile is not None:
+                    self._send_raw(double.hostile(body))
+                    return
                 reply = double._next_reply()
-                if double.honour_stop:
-                    for stop in body.get("stop") or []:
-                        if stop in reply:
-                            reply = reply[: reply.index(stop)]
+                max_tokens = int(body.get("max_tokens") or 10**9)
+                if isinstance(reply, list):  # token ids
+                    pieces = token_pieces(reply)
+                else:
+                    if double.honour_stop:
+                        for stop in body.get("stop") or []:
+                            if stop in reply:
+                                reply = reply[: reply.index(stop)]
+                    pieces = re.findall(r"\S+\s*|\s+", reply)
+                pieces = pieces[:max_tokens]
+                reason = "length" if len(pieces) >= max_tokens else "stop"
+                self._send_raw(self._events(pieces, reason))
+
+            def _events(self, pieces: list[str], reason: str) -> Iterable[bytes]:
+                for piece in pieces:
+                    if double.delay:
+                        time.sleep(double.delay)
+                    event = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
+                    yield f"data: {json.dumps(event)}\n\n".encode()
+                end = {"choices": [{"text": "", "index": 0, "finish_reason": reason}]}
+                yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode()
+
+            def _send_raw(self, blocks: Iterable[bytes]) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                pieces = re.findall(r"\S+\s*|\s+", reply)[: int(body.get("max_tokens") or 10**9)]
+                sent = 0
                 try:
-                    for piece in pieces:
-                        if double.delay:
-                            time.sleep(double.delay)
-                        event = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
-                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    for block in blocks:
+                        self.wfile.write(block)
                         self.wfile.flush()
-                    reason = "length" if len(pieces) >= int(body.get("max_tokens") or 10**9) else "stop"
-                    end = {"choices": [{"text": "", "index": 0, "finish_reason": reason}]}
-                    self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
-                    self.wfile.flush()
+                        sent += len(block)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped the reply
+                finally:
+                    double.streamed.put(sent)
 
         return Handler

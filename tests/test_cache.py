@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from assistant.cli import main
 from assistant.documents import load_document
 from assistant.engines import open_engine
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 from assistant.session import Conversation
 from assistant.store import Store, store as store_module

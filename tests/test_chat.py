@@ -7,7 +7,7 @@ import pytest
 from assistant.chat import ChatSession, cited_numbers
 from assistant.documents import load_document
 from assistant.engines.base import ContextOverflow
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 
 
 @pytest.fixture

@@ -103,6 +103,36 @@ def test_a_stop_request_aborts_llama_decode_mid_batch(small_gguf, capfd):
         engine.close()
 
 
+def test_one_engines_abort_does_not_silence_another_engines_errors(capfd):
+    """The abort flag belongs to an engine: while one engine unwinds a stopped batch on
+    its thread, an engine failing on another thread still has its error shown."""
+    from types import SimpleNamespace
+
+    from assistant.engines.llama import GGML_LOG_CONT, GGML_LOG_ERROR, _decoding, _ErrorsOnly
+
+    log = _ErrorsOnly()  # llama.cpp's log callback
+    aborting = threading.Event()
+    done = threading.Event()
+
+    def stopped_engine() -> None:  # llama_decode unwinding on a stop request
+        _decoding.set(SimpleNamespace(aborting=True))
+        log(GGML_LOG_ERROR, b"decode: failed to compute (aborted)\n", None)
+        aborting.set()
+        done.wait(10)
+        log(GGML_LOG_ERROR, b"decode: still unwinding\n", None)
+
+    thread = threading.Thread(target=stopped_engine)
+    thread.start()
+    assert aborting.wait(10)
+    failing = _decoding.set(SimpleNamespace(aborting=False))  # this thread's engine really fails
+    log(GGML_LOG_ERROR, b"llama_decode: out of memory", None)
+    log(GGML_LOG_CONT, b" (KV cache)\n", None)
+    _decoding.reset(failing)
+    done.set()
+    thread.join(10)
+    assert capfd.readouterr().err == "llama_decode: out of memory (KV cache)\n"
+
+
 def test_too_old_bindings_are_refused_with_the_version_needed(converted, monkeypatch):
     import llama_cpp
 

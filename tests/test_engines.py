@@ -26,6 +26,7 @@ from assistant.engines.sampling import sample_next
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, XGenTokenizer
 from models.xgen import greedy_generate
+from tests.reference import masked_greedy, stop_after_pieces
 
 EOS = 50256
 LLAMA_BATCH = 16
@@ -84,23 +85,6 @@ def reference(request, converted, torch_reference):
         return masked_greedy(torch_reference, prompt, n)
 
     return run
-
-
-@torch.no_grad()
-def masked_greedy(model, prompt: list[int], n: int) -> list[int]:
-    """Greedy ids by full causal forwards (no KV cache), never picking a padding id."""
-    ids = list(prompt)
-    for _ in range(n):
-        x = model.tok_embeddings(torch.tensor([ids]))
-        cos, sin = model.rope_cos[:len(ids)], model.rope_sin[:len(ids)]
-        for layer in model.layers:
-            x = layer(x, cos, sin, None, None)
-        logits = model.output(model.norm(x[:, -1]))[0, :N_VOCAB]  # only the last position
-        token = int(logits.argmax())
-        if token == EOS:
-            break
-        ids.append(token)
-    return ids[len(prompt):]
 
 
 def cached_ids(engine) -> list[int]:
@@ -181,19 +165,6 @@ def test_prefix_reuse_evaluates_only_new_tokens(engine, reference, tok):
 # --------------------------------------------------------------------------------------
 # Stop requests
 # --------------------------------------------------------------------------------------
-
-
-def stop_after_pieces(n: int):
-    """A stop event set by on_text once n pieces of text have streamed."""
-    stop = threading.Event()
-    pieces: list[str] = []
-
-    def on_text(piece: str) -> None:
-        pieces.append(piece)
-        if len(pieces) == n:
-            stop.set()
-
-    return stop, pieces, on_text
 
 
 def test_stop_from_on_text_keeps_text(engine, reference, tok):

@@ -11,7 +11,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.jobevents import JobEvents
 from assistant.modelref import LoadedModel, choose_model
 from assistant.session import Conversation, SummaryForm

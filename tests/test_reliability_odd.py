@@ -719,7 +719,7 @@ def test_streamed_summary_progress_moves_with_each_part(tmp_path):
     """A 4 MB window holds hundreds of parts for a real model: progress moved once per
     window, so a 60 MB summary showed "read 4 of 60 MiB" for hours. It now moves per part."""
     from assistant.documents import open_for_summary
-    from assistant.engines.fake import FakeEngine
+    from tests.fake_engine import FakeEngine
     from assistant.summarize import Summarizer
 
     path = tmp_path / "shift.log"
@@ -759,7 +759,7 @@ STDIN_SUMMARY = r"""
 import json, resource, sys
 import assistant.modelref
 from assistant.engines.base import Completion, GenerationStats
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 
 

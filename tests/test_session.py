@@ -9,7 +9,7 @@ import pytest
 
 from assistant.chat import NoRoomForDocuments
 from assistant.documents import load_stdin
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 from assistant.jobevents import JobEvents
 from assistant.session import Conversation

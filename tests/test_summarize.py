@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from assistant.documents import load_document
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.summarize import MemoryCache, Summarizer, SummaryForm
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS
@@ -138,7 +138,9 @@ def test_evaluated_tokens_per_document_token_at_8k(tmp_path, contexts):
     # One paragraph is about 50 tokens; fill `contexts` times an 8K context (1x just fits).
     n = int(contexts * 8192 / 50.6) - (25 if contexts == 1 else 0)
     path.write_text("".join(PARAGRAPH.format(n=i) for i in range(n)))
-    engine = FakeEngine(n_ctx=8192, default_reply="fact " * 399)
+    # 399 tokens, one under the 400-token cap: a reply that reaches its cap finishes "length"
+    # (cut) in every engine, the double included, as a model cannot tell it was done.
+    engine = FakeEngine(n_ctx=8192, default_reply="fact " * 398)
     result = Summarizer(engine).summarize(load_document(path))
     assert result.stats.document_tokens > (contexts - 0.5) * 7000
     assert (result.stats.parts == 1) == (contexts == 1)

@@ -76,7 +76,7 @@ def test_an_error_naming_a_hostile_file_is_printed_inertly(home, tmp_path):
 
 
 def test_the_app_draws_a_hostile_reply_and_file_name_inertly(store, tmp_path):
-    from assistant.engines.fake import FakeEngine
+    from tests.fake_engine import FakeEngine
     from assistant.tui.widgets.messages import ReplyMessage
     from tests.test_tui_support import SIZE, app_with, sync, wait_for, wait_idle
 

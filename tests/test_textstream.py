@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from assistant.cli import main
 from assistant.documents import Document, LargeTextFile, large, load_document, open_for_summary
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 from assistant.store import Store
 from assistant.summarize import Summarizer, SummaryForm

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.modelref import NO_MODEL, NoModel
 from assistant.tui.app import XGenApp, create_app
 from assistant.tui.screens.attach import AttachScreen

@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import OptionList
 from textual.widgets._footer import FooterKey
 
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.tui.app import create_app
 from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.widgets.composer import Composer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.store import Store
 from assistant.tui.app import create_app
 from assistant.tui.widgets.composer import Composer

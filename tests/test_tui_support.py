@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.engines.fake import FakeEngine
+from tests.fake_engine import FakeEngine
 from assistant.store import Store
 
 SIZE = (100, 32)

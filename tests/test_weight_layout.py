@@ -73,7 +73,7 @@ def test_bad_setting_stops_a_command_in_one_line(converted, tmp_path, monkeypatc
 
 
 class LoadLog:
-    """llama.cpp's log lines while a model loads (its own default callback restored after)."""
+    """llama.cpp's log lines while a model loads (the engines' log filter restored after)."""
 
     def __enter__(self):
         import llama_cpp
@@ -89,12 +89,10 @@ class LoadLog:
 
     def __exit__(self, *exc):
         import llama_cpp
-        from llama_cpp import _logger
 
-        from assistant.engines import llama as engine_module
+        from assistant.engines.llama import _quiet_logs
 
-        restore = engine_module._log_callback or _logger.llama_log_callback
-        llama_cpp.llama_log_set(restore, ctypes.c_void_p(0))
+        llama_cpp.llama_log_set(_quiet_logs(llama_cpp), ctypes.c_void_p(0))  # the engines' log filter
 
     @property
     def text(self) -> str:

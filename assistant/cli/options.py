@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import click
+from click.core import ParameterSource
+
+from models.errors import XGenError
 
 model_option = click.option("-m", "--model", "model_ref", metavar="NAME|PATH|URL",
                             help="Registry name, demo, a .gguf file, an HF folder or a server URL "
@@ -29,7 +33,28 @@ def model_options(command: Callable) -> Callable:
     return command
 
 
-timeout_option = click.option("--timeout", "remote_timeout", type=click.FloatRange(min=0, min_open=True),
+class Seconds(click.ParamType):
+    """A finite number of seconds above 0. Bad values are one line (an XGenError), naming
+    the option or the environment variable they came from."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            from_env = ctx is not None and param is not None and \
+                ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT
+            source = param.envvar if from_env else (param.opts[0] if param is not None else "the value")
+            raise XGenError(f"{source} must be a number of seconds above 0 (and finite), not {str(value)[:40]!r}")
+        return seconds
+
+
+timeout_option = click.option("--timeout", "remote_timeout", type=Seconds(),
                               envvar="XGEN_REMOTE_TIMEOUT", metavar="SECONDS",
                               help="Remote engine: give up when the server stays silent this long, before its "
                                    "first token or between tokens (default 120; env XGEN_REMOTE_TIMEOUT). "

@@ -15,11 +15,15 @@ top-k, top-p and a seeded draw.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
-from assistant.engines.base import Completion, Engine, GenerationRun, OnText, SamplingSettings, common_prefix_length
+from assistant.engines.base import Engine, SamplingSettings, common_prefix_length
+from assistant.engines.driver import Prefilled, Step
 from models.errors import XGenError
 from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
@@ -31,30 +35,38 @@ KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
 
 GGML_LOG_ERROR, GGML_LOG_CONT = 4, 5  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
-
-def _errors_only(level: int, text: bytes, _user_data) -> None:
-    # llama-cpp-python maps ggml's log levels with an older enum (WARN reads as ERROR), so
-    # its quiet mode prints warnings such as the one llama.cpp gives when a stop request
-    # aborts a batch; only real errors should reach the user's terminal.
-    # While a stop request unwinds llama_decode, its "failed to compute" errors are expected.
-    if _errors_only.aborting:
-        return
-    if level == GGML_LOG_ERROR or (level == GGML_LOG_CONT and _errors_only.last == GGML_LOG_ERROR):
-        sys.stderr.write(text.decode("utf-8", errors="replace"))
-    if level != GGML_LOG_CONT:
-        _errors_only.last = level
+# The engine whose llama_decode is running on this thread (llama.cpp logs from the thread
+# that calls it), so that the log filter can tell an engine's own abort from a failure.
+_decoding: ContextVar["LlamaEngine | None"] = ContextVar("xgen_llama_decoding", default=None)
 
 
-_errors_only.last = 0
-_errors_only.aborting = False
-_log_callback = None  # the ctypes wrapper must outlive every call from llama.cpp
+class _ErrorsOnly:
+    """llama.cpp's log callback (one per process, as llama_log_set is): errors only.
+
+    llama-cpp-python maps ggml's log levels with an older enum (WARN reads as ERROR), so
+    its quiet mode prints warnings such as the one llama.cpp gives when a stop request
+    aborts a batch; only real errors should reach the user's terminal. While an engine's
+    stop request unwinds llama_decode, its "failed to compute" errors are expected."""
+
+    def __init__(self) -> None:
+        self.last = 0  # the level of the previous message, which a CONT line continues
+
+    def __call__(self, level: int, text: bytes, _user_data) -> None:
+        engine = _decoding.get()
+        if engine is not None and engine.aborting:
+            return
+        if level == GGML_LOG_ERROR or (level == GGML_LOG_CONT and self.last == GGML_LOG_ERROR):
+            sys.stderr.write(text.decode("utf-8", errors="replace"))
+        if level != GGML_LOG_CONT:
+            self.last = level
 
 
-def _quiet_logs(llama_cpp) -> None:
-    global _log_callback
-    if _log_callback is None:
-        _log_callback = llama_cpp.llama_log_callback(_errors_only)
-        llama_cpp.llama_log_set(_log_callback, None)
+@functools.cache
+def _quiet_logs(llama_cpp):
+    """Install the log filter once; the cache keeps its ctypes wrapper alive for llama.cpp."""
+    callback = llama_cpp.llama_log_callback(_ErrorsOnly())
+    llama_cpp.llama_log_set(callback, None)
+    return callback
 
 
 LLAMA_CPP_PYTHON_FLOOR = (0, 3, 35)
@@ -137,7 +149,8 @@ class LlamaEngine(Engine):
             raise XGenError(f"{path}: llama.cpp cannot load it ({_first_line(exc)})") from None
         # Stop requests reach into llama_decode: ggml checks this between graph nodes, so a
         # long prompt batch on a 7B model ends within milliseconds of Ctrl+C, not seconds.
-        self._stop_event: threading.Event | None = None
+        self._stop_event: threading.Event | None = None  # the running reply's stop request
+        self.aborting = False  # this engine's llama_decode is unwinding on a stop request
         self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)
         llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, self._abort_callback, None)
         # llama.cpp may round the context up (to a multiple of 256); keep to what was asked.
@@ -187,13 +200,14 @@ class LlamaEngine(Engine):
     def _should_abort(self, _data) -> bool:
         stop = self._stop_event
         if stop is not None and stop.is_set():
-            _errors_only.aborting = True
+            self.aborting = True
             return True
         return False
 
     def _eval(self, ids: list[int]) -> bool:
         """Evaluate ids (at most n_batch of them) after the cached ones: one llama_decode.
         False if a stop request aborted it (llama.cpp then drops the batch from its cache)."""
+        decoding = _decoding.set(self)
         try:
             self._llm.eval(ids)
         except RuntimeError as exc:  # llama_decode failed (out of KV slots, memory...) or was aborted
@@ -201,7 +215,8 @@ class LlamaEngine(Engine):
                 return False
             raise XGenError(f"llama.cpp failed to evaluate the prompt ({_first_line(exc)})") from None
         finally:
-            _errors_only.aborting = False
+            self.aborting = False
+            _decoding.reset(decoding)
         return True
 
     def _sampler(self, settings: SamplingSettings, prompt_ids: list[int]):
@@ -231,50 +246,36 @@ class LlamaEngine(Engine):
 
     # -- generation ----------------------------------------------------------------
 
-    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+    def stream(self, prompt_ids: list[int], settings: SamplingSettings, budget: int,
+               stop: threading.Event | None) -> Iterator[Step]:
         if self._llm is None:
             raise XGenError("this engine has been closed")
-        prompt_ids = [int(i) for i in prompt_ids]
-        run = GenerationRun(self, prompt_ids, stop, on_text, settings)
-        self._stop_event = stop
+        return self._steps(prompt_ids, settings, stop)
+
+    def _steps(self, prompt_ids: list[int], settings: SamplingSettings,
+               stop: threading.Event | None) -> Iterator[Step]:
+        self._stop_event = stop  # seen by the abort callback between graph nodes
         try:
-            return self._generate(run, prompt_ids, settings)
+            # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
+            # sampler needs the logits of the last prompt token). The driver checks the stop
+            # request between batches, so the cache holds exactly the batches evaluated.
+            n_prompt = len(prompt_ids)
+            pos = self._truncate_cache(min(common_prefix_length(self.cached_ids, prompt_ids), n_prompt - 1))
+            while pos < n_prompt:
+                batch = prompt_ids[pos:pos + self._n_batch]
+                if not self._eval(batch):
+                    return  # aborted on the stop request
+                pos += len(batch)
+                yield Prefilled(len(batch))
+            sampler = self._sampler(settings, prompt_ids)
+            try:
+                while True:
+                    token = int(sampler.sample(self._llm._ctx, -1))
+                    yield token
+                    # Asked for another token: feed this one first (never done for the last).
+                    if not self._eval([token]):
+                        return
+            finally:
+                sampler.close()
         finally:
             self._stop_event = None
-
-    def _generate(self, run: GenerationRun, prompt_ids: list[int], settings: SamplingSettings) -> Completion:
-        n_prompt = len(prompt_ids)
-
-        # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
-        # sampler needs the logits of the last prompt token).
-        prefix = min(common_prefix_length(self.cached_ids, prompt_ids), n_prompt - 1)
-        pos = self._truncate_cache(prefix)
-        while pos < n_prompt:
-            if run.stopped():  # the cache holds exactly the batches evaluated so far
-                return run.finish("stopped")
-            batch = prompt_ids[pos:pos + self._n_batch]
-            if not self._eval(batch):
-                return run.finish("stopped")
-            pos += len(batch)
-            run.stats.prompt_evaluated += len(batch)
-
-        sampler = self._sampler(settings, prompt_ids)
-        try:
-            while True:
-                if run.stopped():
-                    return run.finish("stopped")
-                if len(run.out) >= settings.max_tokens:
-                    return run.finish("length")
-                if n_prompt + len(run.out) >= self._n_ctx:
-                    return run.finish("context")
-                token = int(sampler.sample(self._llm._ctx, -1))
-                if token == self.eos_id:
-                    return run.finish("eos")
-                if run.emit(token):
-                    return run.finish("eos")  # the model began an invented next turn
-                if len(run.out) < settings.max_tokens and n_prompt + len(run.out) < self._n_ctx and not run.stopped():
-                    if not self._eval([token]):  # skipped when no further token will be sampled
-                        return run.finish("stopped")
-        finally:
-            sampler.close()

@@ -18,9 +18,10 @@ also fit llama.cpp's `llama-server` and vLLM serving an XGen model.
   XGenError instead of being sent.
 * Context size: llama-server tells it (GET /props), vLLM too (max_model_len in GET
   /v1/models); llama-cpp-python's server does not, so `n_ctx` must then be given.
-* Streaming: `stream: true` (server-sent events). The response is read by a helper
-  thread, so a `stop` request is honoured within ~50 ms even while the server is still
-  busy with a long prompt; the connection is then closed, which makes the server stop.
+* Streaming: `stream: true` (server-sent events), read by a helper thread, so the
+  generation loop (driver.py) keeps its stop checks and its silence watchdog while
+  the server is busy with a long prompt; a stop closes the connection, which makes
+  the server stop. Every line is bounded and every field checked (sse.py).
 * Reply tokens: the servers stream text, not ids, so `Completion.token_ids` is the
   local tokenization of the reply text (exact for what was shown, not necessarily the
   ids the server sampled), unless the server sends ids. `stats.generated` comes from
@@ -34,16 +35,17 @@ also fit llama.cpp's `llama-server` and vLLM serving an XGen model.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnText,
-                                    ReplyDecoder, SamplingSettings, TiktokenVocab, Timer)
+from assistant.engines.base import CONTROL_IDS, ContextOverflow, Engine, SamplingSettings, TiktokenVocab
+from assistant.engines.driver import WAITING, OnWait, Prefilled, ServerReport, SilenceWatch, Step, Text
+from assistant.engines.sse import Event, StreamError, bounded_lines, one_line, parse_event
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, XGenTokenizer
 
@@ -55,22 +57,25 @@ _POLL_SECONDS = 0.05
 # XGEN_REMOTE_TIMEOUT; while waiting, `on_wait` hears how long it has been.
 DEFAULT_TIMEOUT = 120.0
 TIMEOUT_ENV = "XGEN_REMOTE_TIMEOUT"
-WAIT_NOTICE_AFTER = 1.0  # seconds of silence before the first notice, then one notice a second
-OnWait = Callable[[str | None], None]  # "waiting for URL: 12 s", then None when the wait is over
+_WAIT_HINT = f" (wait longer with --timeout SECONDS or {TIMEOUT_ENV})"
+
+
+def parse_timeout(value: object, source: str) -> float:
+    """Seconds from `value` (text or a number), which must be finite and above 0; else an
+    XGenError naming `source` (the option or variable it came from)."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise XGenError(f"{source} must be a number of seconds above 0 (and finite), not {one_line(str(value), 40)!r}")
+    return seconds
 
 
 def default_timeout() -> float:
     """XGEN_REMOTE_TIMEOUT (seconds), else DEFAULT_TIMEOUT."""
     text = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise XGenError(f"{TIMEOUT_ENV} must be a number of seconds above 0, not {text!r}")
-    return value
+    return parse_timeout(text, TIMEOUT_ENV) if text else DEFAULT_TIMEOUT
 
 
 def _rejects_id_prompt(status: int, body: str) -> bool:
@@ -80,11 +85,6 @@ def _rejects_id_prompt(status: int, body: str) -> bool:
     """
     lowered = body.lower()
     return status in (400, 422, 500) and "prompt" in lowered and ("string" in lowered or "str" in lowered)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RemoteEngine(TiktokenVocab, Engine):
@@ -107,7 +107,7 @@ class RemoteEngine(TiktokenVocab, Engine):
         host = parts.hostname or ""
         loopback = host in ("localhost", "::1") or host.startswith("127.")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.timeout = float(timeout) if timeout else default_timeout()
+        self.timeout = default_timeout() if timeout is None else parse_timeout(timeout, "the remote timeout")
         self.on_wait = on_wait
         # httpx's own limit is a backstop a little past ours (ours gives the clear message).
         self._client = httpx.Client(base_url=url, headers=headers, trust_env=not loopback,
@@ -117,9 +117,10 @@ class RemoteEngine(TiktokenVocab, Engine):
         self._ids_ok: bool | None = None  # does the server take token ids as the prompt? None: not known yet
 
         models = self._get_json("/v1/models")
-        entries = [m for m in (models.get("data") or []) if isinstance(m, dict)]
-        if model is None and entries:
-            model = entries[0].get("id")
+        listed = models.get("data")
+        entries = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+        if model is None and entries and isinstance(entries[0].get("id"), str):
+            model = entries[0]["id"]
         self.model = model
         self.model_name = self._display_name(model)
         server_ctx = None
@@ -130,8 +131,8 @@ class RemoteEngine(TiktokenVocab, Engine):
                     server_ctx = entry["max_model_len"]
         props = self._get_json("/props", optional=True)  # llama-server
         if props:
-            settings = props.get("default_generation_settings") or {}
-            ctx = props.get("n_ctx") or settings.get("n_ctx")
+            settings = props.get("default_generation_settings")
+            ctx = props.get("n_ctx") or (settings.get("n_ctx") if isinstance(settings, dict) else None)
             if isinstance(ctx, int) and ctx > 0:
                 server_ctx = ctx
             self.server_kind, self._ids_ok = "llama-server", True
@@ -164,8 +165,8 @@ class RemoteEngine(TiktokenVocab, Engine):
         import httpx
 
         if isinstance(exc, httpx.TimeoutException):
-            return XGenError(f"{self.base_url} did not answer in time ({_one_line(type(exc).__name__)})")
-        reason = _one_line(str(exc)) or type(exc).__name__
+            return XGenError(f"{self.base_url} did not answer in time ({one_line(type(exc).__name__)})")
+        reason = one_line(str(exc)) or type(exc).__name__
         return XGenError(f"cannot reach {self.base_url}: {reason}; is the server running?")
 
     def _http_error(self, path: str, status: int, body: str) -> XGenError:
@@ -179,22 +180,13 @@ class RemoteEngine(TiktokenVocab, Engine):
                 message = err if isinstance(err, str) else json.dumps(err)
         except ValueError:
             pass
-        text = f"{self.base_url}{path}: HTTP {status}: {_one_line(message) or 'no details'}"
+        text = f"{self.base_url}{path}: HTTP {status}: {one_line(message) or 'no details'}"
         if status == 400 and "context" in str(message).lower():
             return ContextOverflow(text)
         return XGenError(text)
 
-    def _silent_for(self, what: str) -> XGenError:
-        return XGenError(f"{self.base_url} sent nothing for {self.timeout:g} s {what}; it may be stuck, or busy "
-                         f"with a long prompt (wait longer with --timeout SECONDS or {TIMEOUT_ENV})")
-
-    def _notify_wait(self, waited: float) -> None:
-        if self.on_wait is not None:
-            self.on_wait(f"waiting for {self.base_url}: {waited:.0f} s (gives up after {self.timeout:g} s)")
-
-    def _end_wait(self, notified: bool) -> None:
-        if notified and self.on_wait is not None:
-            self.on_wait(None)
+    def silence_watch(self) -> SilenceWatch:
+        return SilenceWatch(self.timeout, self.on_wait, self.base_url, _WAIT_HINT)
 
     def _get(self, path: str):
         """GET on a helper thread, so the wait is shown and bounded by `timeout`."""
@@ -209,25 +201,19 @@ class RemoteEngine(TiktokenVocab, Engine):
                 result.put(("error", exc))
 
         threading.Thread(target=run, name="xgen-remote-get", daemon=True).start()
-        started = time.monotonic()
-        next_notice, notified = WAIT_NOTICE_AFTER, False
+        watch = self.silence_watch()
         try:
             while True:
                 try:
                     kind, value = result.get(timeout=_POLL_SECONDS)
                     break
                 except queue.Empty:
-                    waited = time.monotonic() - started
-                    if waited > self.timeout:
-                        raise self._silent_for(f"after GET {path}") from None
-                    if waited >= next_notice:
-                        self._notify_wait(waited)
-                        notified, next_notice = True, next_notice + 1.0
+                    watch.check(f"after GET {path}")
         finally:
-            self._end_wait(notified)
+            watch.close()
         if kind == "error":
             if isinstance(value, httpx.TimeoutException) and not isinstance(value, httpx.ConnectTimeout):
-                raise self._silent_for(f"after GET {path}") from None
+                raise watch.gave_up(f"after GET {path}") from None
             if isinstance(value, httpx.HTTPError):
                 raise self._connection_error(value) from None
             raise value
@@ -282,18 +268,20 @@ class RemoteEngine(TiktokenVocab, Engine):
                             f"llama-server or the local llama engine for it")
         return text
 
-    def _start_stream(self, body: dict, events: queue.Queue, cancel: threading.Event) -> threading.Thread:
+    def _start_stream(self, body: dict, events: queue.Queue, cancel: threading.Event) -> None:
         """Read the SSE stream on a helper thread, putting (kind, payload) on `events`."""
         import httpx
 
         def run() -> None:
             try:
-                with self._client.stream("POST", "/v1/completions", json=body) as response:
+                # Identity encoding: a compressed line could grow past the line bound in one piece.
+                with self._client.stream("POST", "/v1/completions", json=body,
+                                         headers={"Accept-Encoding": "identity"}) as response:
                     if response.status_code >= 400:
                         response.read()
                         events.put(("http", (response.status_code, response.text)))
                         return
-                    for line in response.iter_lines():
+                    for line in bounded_lines(response.iter_bytes()):
                         if cancel.is_set():
                             return  # leaving the block closes the connection
                         if not line.startswith("data:"):
@@ -302,129 +290,68 @@ class RemoteEngine(TiktokenVocab, Engine):
                         if data == "[DONE]":
                             events.put(("done", None))
                             break
-                        try:
-                            events.put(("chunk", json.loads(data)))
-                        except ValueError:
-                            events.put(("error", XGenError(f"{self.base_url}: unreadable stream event "
-                                                           f"{_one_line(data, 80)!r}")))
-                            return
+                        events.put(("event", parse_event(data)))
             except httpx.HTTPError as exc:
                 events.put(("error", self._connection_error(exc)))
+            except StreamError as exc:
+                events.put(("error", XGenError(f"{self.base_url}/v1/completions: {exc}")))
             except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
                 events.put(("error", exc))
             finally:
                 events.put(("end", None))
 
-        thread = threading.Thread(target=run, name="xgen-remote-stream", daemon=True)
-        thread.start()
-        return thread
+        threading.Thread(target=run, name="xgen-remote-stream", daemon=True).start()
 
     # -- generation ----------------------------------------------------------------
 
-    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
-        if not prompt_ids:
-            raise XGenError("cannot generate from an empty prompt")
-        self.check_fits(prompt_ids)
-        timer = Timer()
-        prompt_ids = [int(i) for i in prompt_ids]
-        n_prompt = len(prompt_ids)
-        stats = GenerationStats(prompt_tokens=n_prompt, prompt_evaluated=n_prompt)
-        stream = ReplyDecoder(on_text, settings.stop_strings)
-        server_ids: list[int] = []
-        n_chunks = 0  # streamed events carrying a token: one per token on llama.cpp servers
-        usage: dict = {}
-        timings: dict = {}
-
-        def stopped() -> bool:
-            return stop is not None and stop.is_set()
-
-        def finish(reason: str) -> Completion:
-            text = stream.close()
-            # Cut at a stop string, the server's ids run past the text: re-tokenize it.
-            ids = server_ids if server_ids and stream.stop_at is None else self._tokenizer.encode(text)
-            stats.finish = reason
-            stats.generated = int(usage.get("completion_tokens") or timings.get("predicted_n") or n_chunks)
-            if isinstance(timings.get("prompt_n"), int):
-                stats.prompt_evaluated = timings["prompt_n"]
-            elif isinstance((usage.get("prompt_tokens_details") or {}).get("cached_tokens"), int):
-                stats.prompt_evaluated = n_prompt - usage["prompt_tokens_details"]["cached_tokens"]
-            stats.seconds = timer.elapsed()
-            return Completion(text, ids, stats)
-
-        if stopped():
-            stats.prompt_evaluated = 0
-            return finish("stopped")
-        max_tokens = min(settings.max_tokens, self._n_ctx - n_prompt)
-        if max_tokens <= 0:  # servers read max_tokens <= 0 as "no limit"
-            stats.prompt_evaluated = 0
-            return finish("length" if settings.max_tokens <= 0 else "context")
-
+    def stream(self, prompt_ids: list[int], settings: SamplingSettings, budget: int,
+               stop: threading.Event | None) -> Iterator[Step]:
         use_ids = self._ids_ok is not False
         while True:
             prompt = prompt_ids if use_ids else self._text_prompt(prompt_ids)
             events: queue.Queue = queue.Queue()
             cancel = threading.Event()
-            self._start_stream(self._request_body(prompt, settings, max_tokens), events, cancel)
+            self._start_stream(self._request_body(prompt, settings, budget), events, cancel)
+            report: dict = {}
             reason = None
-            done = retry = False
-            last_event = time.monotonic()
-            next_notice, notified = WAIT_NOTICE_AFTER, False
+            answered = done = retry = False
             try:
                 while True:
-                    if stopped():
-                        return finish("stopped")
                     try:
                         kind, payload = events.get(timeout=_POLL_SECONDS)
                     except queue.Empty:
-                        silent = time.monotonic() - last_event
-                        if silent > self.timeout:
-                            raise self._silent_for("before the first token" if not n_chunks
-                                                   else "between two tokens") from None
-                        if silent >= next_notice:
-                            self._notify_wait(silent)
-                            notified, next_notice = True, next_notice + 1.0
+                        yield WAITING
                         continue
-                    last_event = time.monotonic()
-                    if notified:
-                        self._end_wait(notified)
-                        notified, next_notice = False, WAIT_NOTICE_AFTER
                     if kind == "end":
                         break
                     if kind == "done":
                         done = True
-                        continue
-                    if kind == "error":
+                    elif kind == "error":
                         raise payload
-                    if kind == "http":
+                    elif kind == "http":
                         status, body = payload
                         if use_ids and self._ids_ok is None and _rejects_id_prompt(status, body):
-                            self._ids_ok = False  # llama-cpp-python's server: text prompts only
-                            use_ids, retry = False, True
-                            continue
+                            retry = True  # llama-cpp-python's server: text prompts only
+                            break
                         raise self._http_error("/v1/completions", status, body)
-                    chunk = payload
-                    if isinstance(chunk.get("error"), (dict, str)):
-                        raise self._http_error("/v1/completions", 500, json.dumps(chunk))
-                    usage = chunk.get("usage") or usage
-                    timings = chunk.get("timings") or timings
-                    for choice in chunk.get("choices") or []:
-                        text = choice.get("text") or ""
-                        if text or not choice.get("finish_reason"):
-                            n_chunks += 1
-                        tokens = choice.get("tokens") or chunk.get("tokens")
-                        if isinstance(tokens, list):
-                            server_ids.extend(int(t) for t in tokens if int(t) != self.eos_id)
-                        if text:
-                            if not stats.seconds_to_first_token:
-                                stats.seconds_to_first_token = timer.elapsed()
-                            if stream.push(text.encode("utf-8")):
-                                return finish("eos")  # an invented next turn (the server may not stop)
-                        reason = choice.get("finish_reason") or reason
+                    else:
+                        event: Event = payload
+                        if event.error is not None:
+                            raise self._http_error("/v1/completions", 500, event.error)
+                        if not answered:  # the server has read the prompt
+                            answered = True
+                            yield Prefilled(len(prompt_ids))
+                        report.update({k: v for k, v in (("generated", event.generated),
+                                                         ("prompt_evaluated", event.prompt_evaluated),
+                                                         ("cached", event.cached)) if v is not None})
+                        for choice in event.choices:
+                            if choice.is_token:
+                                yield Text(choice.text, choice.ids)
+                            reason = choice.finish_reason or reason
             finally:
                 cancel.set()
-                self._end_wait(notified)
             if retry:
+                self._ids_ok, use_ids = False, False
                 continue
             if not done and reason is None:
                 # llama-cpp-python's server reports an error raised mid-stream (such as a
@@ -433,7 +360,8 @@ class RemoteEngine(TiktokenVocab, Engine):
                                 f"reason (its log may tell; is the prompt longer than its context?)")
             if use_ids and self._ids_ok is None:
                 self._ids_ok = True
-            break
-        if reason == "length":
-            return finish("context" if max_tokens < settings.max_tokens else "length")
-        return finish("eos")
+            evaluated = report.get("prompt_evaluated")
+            if evaluated is None and "cached" in report:
+                evaluated = max(0, len(prompt_ids) - report["cached"])
+            return ServerReport(out_of_budget=reason == "length", generated=report.get("generated"),
+                                prompt_evaluated=evaluated)

@@ -8,6 +8,7 @@ part), and reports the first complete one. Every engine streams through it.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Sequence
 
 
@@ -55,3 +56,30 @@ class StopFilter:
             if self.on_text is not None:
                 self.on_text(self.text[self.shown:end])
             self.shown = end
+
+
+class ReplyDecoder:
+    """Turns generated token bytes into text pieces without splitting UTF-8 characters,
+    and ends the text before the first stop string (which is never shown)."""
+
+    def __init__(self, on_text: Callable[[str], None] | None, stop_strings: Sequence[str] = ()):
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._filter = StopFilter(stop_strings, on_text)
+
+    @property
+    def decoded(self) -> int:
+        """Characters decoded so far."""
+        return len(self._filter.text)
+
+    @property
+    def stop_at(self) -> int | None:
+        """Where the first stop string starts in the decoded text, once one has appeared."""
+        return self._filter.cut
+
+    def push(self, data: bytes) -> bool:
+        """Add token bytes; True once a stop string has appeared."""
+        return self._filter.feed(self._decoder.decode(data))
+
+    def close(self) -> str:
+        self._filter.feed(self._decoder.decode(b"", final=True))
+        return self._filter.close()

@@ -22,12 +22,13 @@ be the last one is wasted work but harmless: it only writes that token's K/V, an
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, SamplingSettings, TiktokenVocab,
-                                    common_prefix_length)
+from assistant.engines.base import Engine, SamplingSettings, TiktokenVocab, common_prefix_length
+from assistant.engines.driver import Prefilled, Step
 from assistant.engines.sampling import sample_next
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.checkpoint import folder_fingerprint
@@ -93,12 +94,14 @@ class TorchEngine(TiktokenVocab, Engine):
 
     # -- generation ----------------------------------------------------------------
 
-    @torch.no_grad()
-    def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+    def stream(self, prompt_ids: list[int], settings: SamplingSettings, budget: int,
+               stop: threading.Event | None) -> Iterator[Step]:
         if self.model is None:
             raise XGenError("this engine has been closed")
-        run = GenerationRun(self, prompt_ids, stop, on_text, settings)
+        return self._steps(prompt_ids, settings, budget)
+
+    @torch.no_grad()
+    def _steps(self, prompt_ids: list[int], settings: SamplingSettings, budget: int) -> Iterator[Step]:
         n_prompt = len(prompt_ids)
 
         # Prompt: keep the common prefix (at least one token is evaluated, for its logits).
@@ -106,18 +109,16 @@ class TorchEngine(TiktokenVocab, Engine):
         self._cached = self._cached[:pos]
         logits = None
         while pos < n_prompt:
-            if run.stopped():
-                return run.finish("stopped")
             chunk = prompt_ids[pos:pos + self.prefill_chunk]
             logits = self._prefill_chunk(chunk, pos)
             pos += len(chunk)
             self._cached = list(prompt_ids[:pos])  # only fully evaluated chunks count
-            run.stats.prompt_evaluated += len(chunk)
+            yield Prefilled(len(chunk))
         assert logits is not None
 
-        # Reply. history[i] = id at position i (prompt then reply), for the penalty.
-        max_new = max(0, min(settings.max_tokens, self._n_ctx - n_prompt))
-        history = torch.empty(n_prompt + max_new, dtype=torch.long, device=self.device)
+        # Reply. history[i] = id at position i (prompt then reply), for the penalty. The
+        # driver asks for at most `budget` tokens (it fits the context).
+        history = torch.empty(n_prompt + budget, dtype=torch.long, device=self.device)
         history[:n_prompt] = torch.tensor(prompt_ids, dtype=torch.long)
         input_pos = torch.tensor([n_prompt - 1], dtype=torch.long, device=self.device)  # [1]
         generator = None
@@ -125,36 +126,26 @@ class TorchEngine(TiktokenVocab, Engine):
             generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         host = torch.empty(2, dtype=torch.long, pin_memory=self._pinned)  # double buffer
         n_recent = settings.repeat_last_n if settings.repeat_last_n >= 0 else self._n_ctx  # -1: everything
-        while True:
-            if run.stopped():
-                return run.finish("stopped")
-            if len(run.out) >= settings.max_tokens:
-                return run.finish("length")
-            at = n_prompt + len(run.out)  # position of the token about to be sampled
-            if at >= self._n_ctx:
-                return run.finish("context")
+        for n in range(budget):
+            at = n_prompt + n  # position of the token about to be sampled
             recent = history[max(0, at - n_recent):at]
             token = sample_next(logits[0], settings, recent, generator)  # 0-d, on device
             history[at] = token
-            slot = host[len(run.out) % 2]
+            slot = host[n % 2]
             slot.copy_(token, non_blocking=self._pinned)
             ready = None
             if self._pinned:
                 ready = torch.cuda.Event()
                 ready.record()
-            # Queue token t+1's forward pass before reading token t (see the module doc).
-            if len(run.out) + 1 < settings.max_tokens and at + 1 < self._n_ctx:
+            # Queue token t+1's forward pass before reading token t (see the module doc),
+            # unless t is the last the driver may ask for.
+            computed = n + 1 < budget
+            if computed:
                 input_pos += 1
                 logits = self._decode(self.model, token.view(1, 1), input_pos)
-                computed = True
-            else:
-                computed = False
             if ready is not None:
                 ready.synchronize()
             value = int(slot)
             if computed:
                 self._cached.append(value)
-            if value == self.eos_id:
-                return run.finish("eos")
-            if run.emit(value):
-                return run.finish("eos")  # the model began an invented next turn
+            yield value

@@ -3,7 +3,7 @@ telling a missing model apart.
 
 The app never opens a model itself: it calls an engine factory in a worker thread
 (`factory(model_ref)`, where None means the default model). The command line passes a
-`ModelLoader`; tests pass a function returning a FakeEngine.
+`ModelLoader`; tests pass their own function.
 """
 
 from __future__ import annotations
