@@ -154,7 +154,13 @@ def test_both_layouts_compute_the_same_model(converted, torch_reference):
     # measured 2.2e-4 between them against 2e-2 for each one's quantization error
     between = nmse(logits[False], logits[True])
     assert between < 0.05 * min(errors.values()), (between, errors)
-    assert (logits[True].argmax(-1) == logits[False].argmax(-1)).mean() > 0.95
+    # Same predictions wherever the prediction is decided: a random model has near-ties
+    # (top-2 gaps below the kernels' rounding), where either token may win on either kernel.
+    noise = float(np.sqrt(np.mean((logits[True] - logits[False]) ** 2)))
+    top2 = np.sort(logits[True], axis=-1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > 4 * noise
+    assert decided.mean() > 0.5, (decided.mean(), noise)
+    assert (logits[True].argmax(-1) == logits[False].argmax(-1))[decided].all()
 
 
 def test_engine_loads_with_the_setting(converted, monkeypatch):
