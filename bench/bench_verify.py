@@ -9,7 +9,7 @@ in its own process (wall time, peak RssAnon and VmRSS from bench/memory.py):
 - verify: the whole command, `xgen verify FILE.gguf --reference CHECKPOINT` (llama.cpp
   on the GGUF plus the streamed reference), and its verdict;
 - whole (2 layers only, for contrast): the old path, models.xgen.build_model +
-  load_hf_weights and a forward per prompt, which holds every weight in fp32.
+  models.hf_weights.load_hf_weights and a forward per prompt, which holds every weight in fp32.
 
 Target (issue 11, point 3): peak RssAnon of the reference and of `xgen verify` flat in
 depth (max - min <= 0.1 GiB) and <= 2 GiB. Run from the repo root:
@@ -68,7 +68,8 @@ def child(mode: str, checkpoint: str) -> None:
     else:
         from models.checkpoint import CheckpointReader, find_checkpoint
         from models.config import ModelArgs
-        from models.xgen import build_model, load_hf_weights
+        from models.hf_weights import load_hf_weights
+        from models.xgen import build_model
 
         model = build_model(ModelArgs.from_folder(checkpoint))
         load_hf_weights(model, CheckpointReader(find_checkpoint(checkpoint)))

@@ -87,7 +87,8 @@ def converted(tmp_path_factory, tiny_checkpoint):
 def torch_reference(tiny_checkpoint, tiny_args):
     """The pure-PyTorch model on the tiny checkpoint's weights (fp32, CPU)."""
     from models.checkpoint import CheckpointReader, find_checkpoint
-    from models.xgen import build_model, load_hf_weights
+    from models.hf_weights import load_hf_weights
+    from models.xgen import build_model
 
     model = build_model(tiny_args)
     load_hf_weights(model, CheckpointReader(find_checkpoint(tiny_checkpoint)))
