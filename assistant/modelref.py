@@ -203,7 +203,7 @@ def open_model(model_ref: str | None, engine_kind: str | None = None, n_ctx: int
         options["n_ctx"], options["kv_type"] = plan.n_ctx, plan.kv_type
         notes += [plan.note] if plan.note else []
     if kind == "torch" and ref.kind == "hf":
-        from models.xgen import pick_device_dtype
+        from models.inference import pick_device_dtype
 
         check_torch_fits(ref.location, pick_device_dtype(None, None)[0].type)
     if remote and kind == "remote":

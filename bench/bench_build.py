@@ -30,8 +30,8 @@ Targets (median of the paired ratios of "setup" against "avx2"): prompt >= 1.4x,
 generation >= 0.97x (not slower, within the noise band of a shared 2-core machine), no
 crash.
 
-    .venv/bin/python bench/bench_build.py --record          # 7B shapes, builds the AVX2 baseline once
-    .venv/bin/python bench/bench_build.py --quick           # small model, this build on both sides: plumbing smoke
+    .venv/bin/python -m bench.bench_build --record          # 7B shapes, builds the AVX2 baseline once
+    .venv/bin/python -m bench.bench_build --quick           # small model, this build on both sides: plumbing smoke
 """
 
 from __future__ import annotations
@@ -47,10 +47,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.report import append_results, median  # noqa: E402
-from models import llama_build  # noqa: E402
+from bench.report import append_results, median
+from models import llama_build
 
 PROMPT_TARGET = 1.4
 GEN_TARGET = 0.97
@@ -62,11 +60,11 @@ BASELINE_ARGS = ["-DGGML_NATIVE=OFF"]  # what setup.sh used before issue 13: AVX
 
 def worker() -> int:
     """Serve JSON commands on stdin: {"prompt": [...], "gen": N} -> speeds on stdout."""
-    import llama_cpp
-    from llama_cpp import Llama
-
     from bench.raw_llama import raw_generate
-    from models.llama_cpp_utils import engine_info_line, repack_weights, weight_repacking
+    from models.llama_cpp_utils import engine_info_line, import_llama_cpp, repack_weights, weight_repacking
+
+    llama_cpp = import_llama_cpp()
+    Llama = llama_cpp.Llama
 
     if sys.platform.startswith("linux"):
         # die with the parent: a worker left stopped (SIGSTOP) by a killed run would keep
@@ -99,7 +97,7 @@ class Worker:
         env = dict(os.environ)
         paths = ([str(site)] if site else []) + [str(REPO)]
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_build", "--worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.info = self.ask(init)
 
@@ -175,11 +173,10 @@ def main() -> int:
     if opts.worker:
         return worker()
 
-    import llama_cpp
-
     from bench.models import q4_k_m_gguf
+    from models.llama_cpp_utils import import_llama_cpp, repack_weights, tiled_kquant_kernel
 
-    from models.llama_cpp_utils import repack_weights, tiled_kquant_kernel
+    llama_cpp = import_llama_cpp()
 
     version = llama_cpp.__version__
     quick = opts.quick
@@ -279,7 +276,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if opts.record:
-        append_results("llama.cpp build: setup.sh's against AVX2-only, `bench/bench_build.py`", text)
+        append_results("llama.cpp build: setup.sh's against AVX2-only, `python -m bench.bench_build`", text)
     if quick:
         print("build benchmark smoke passed (no crash)")
         return 0

@@ -16,9 +16,9 @@ Targets: our peak anonymous memory flat in depth and <= 1.0 GiB; our HF -> q4_k_
 <= 0.5x the peer's two passes (at every measured depth and extrapolated to 32 layers);
 no extra disk beyond the output. Run from the repo root:
 
-    .venv/bin/python bench/bench_convert.py                 # tiny + 2, 4, 8 layers, with the peer
-    .venv/bin/python bench/bench_convert.py --quick         # tiny model, ours only (CI smoke test)
-    .venv/bin/python bench/bench_convert.py --profile 2     # cProfile of ours, q4_k_m, 2 layers
+    .venv/bin/python -m bench.bench_convert                 # tiny + 2, 4, 8 layers, with the peer
+    .venv/bin/python -m bench.bench_convert --quick         # tiny model, ours only (CI smoke test)
+    .venv/bin/python -m bench.bench_convert --profile 2     # cProfile of ours, q4_k_m, 2 layers
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench import peer  # noqa: E402
-from bench.memory import RunStats, measure  # noqa: E402
-from bench.report import append_results, fit_line, kib_to_gib  # noqa: E402
-from models.config import TRANSFORMER_CONFIGS  # noqa: E402
-from models.synthetic import write_checkpoint  # noqa: E402
+from bench import peer
+from bench.memory import RunStats, measure
+from bench.report import append_results, fit_line, kib_to_gib
+from models.config import TRANSFORMER_CONFIGS
+from models.synthetic import write_checkpoint
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 MAX_ANON_GIB = 1.0  # our peak anonymous memory
@@ -285,7 +283,7 @@ def main() -> int:
     print()
     print(side)
     if opts.record:
-        append_results("Conversion: ours vs llama.cpp's convert_hf_to_gguf + quantize, `bench/bench_convert.py`",
+        append_results("Conversion: ours vs llama.cpp's convert_hf_to_gguf + quantize, `python -m bench.bench_convert`",
                        detail + "\n\n" + side)
     if failures:
         print("FAILED: " + "; ".join(failures))

@@ -4,8 +4,8 @@ The chat prompt is append-only, so the engine re-uses the KV cache of the docume
 the first turn; the follow-up should only evaluate its own few tokens. Target: the
 follow-up's time to first token at most 0.1 of the first question's.
 
-    .venv/bin/python bench/bench_followup.py            # ~3,000-token document, 8K context
-    .venv/bin/python bench/bench_followup.py --quick    # ~1,000 tokens; checks evaluated tokens
+    .venv/bin/python -m bench.bench_followup            # ~3,000-token document, 8K context
+    .venv/bin/python -m bench.bench_followup --quick    # ~1,000 tokens; checks evaluated tokens
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from assistant.chat import ChatSession  # noqa: E402
-from assistant.documents import load_document  # noqa: E402
-from assistant.engines.base import SamplingSettings  # noqa: E402
-from assistant.engines.llama import LlamaEngine  # noqa: E402
-from bench.models import gguf  # noqa: E402
+from assistant.chat import ChatSession
+from assistant.documents import load_document
+from assistant.engines.base import SamplingSettings
+from assistant.engines.llama import LlamaEngine
+from bench.models import gguf
 
 TARGET = 0.1
 PARAGRAPH = ("Site {n}: the auditors counted {n} pallets of spare parts and {m} crates of filters. "

@@ -13,21 +13,17 @@ TorchEngine is below 60% of the bound.
 
 Without CUDA: prints the paper estimate for a few GPUs and "no GPU: skipped", exit 0.
 
-    .venv/bin/python bench/bench_gpu.py
-    .venv/bin/python bench/bench_gpu.py --quick     # same on CPU machines; on CUDA: 64 new tokens, 2 reps
+    .venv/bin/python -m bench.bench_gpu
+    .venv/bin/python -m bench.bench_gpu --quick     # same on CPU machines; on CUDA: 64 new tokens, 2 reps
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.report import append_results, median  # noqa: E402
-from models.config import TRANSFORMER_CONFIGS, ModelArgs  # noqa: E402
+from bench.report import append_results, median
+from models.config import TRANSFORMER_CONFIGS, ModelArgs
 
 TARGET_FRACTION = 0.60
 # Datasheet peak memory bandwidth, bytes/s.
@@ -165,7 +161,7 @@ def run_cuda(opts) -> int:  # pragma: no cover - needs a GPU
         "", f"ours / transformers: {o / h:.2f}"])
     print(text)
     if opts.record:
-        append_results("GPU decode speed, `bench/bench_gpu.py`", text)
+        append_results("GPU decode speed, `python -m bench.bench_gpu`", text)
     if o < TARGET_FRACTION * bound:
         print(f"FAILED: TorchEngine decodes at {o:.1f} tok/s, below {TARGET_FRACTION:.0%} of the bound "
               f"({TARGET_FRACTION * bound:.0f} tok/s)")
@@ -189,7 +185,7 @@ def main() -> int:
     text = paper_estimate(TRANSFORMER_CONFIGS["xgen-7b-8k"])
     print(text)
     if opts.record:
-        append_results("GPU decode speed plan (paper estimate, no GPU here), `bench/bench_gpu.py`", text)
+        append_results("GPU decode speed plan (paper estimate, no GPU here), `python -m bench.bench_gpu`", text)
     print("no GPU: skipped")
     return 0
 

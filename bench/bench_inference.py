@@ -17,8 +17,8 @@ repetitions). Memory read bandwidth (numpy sum over a 2 GiB array, 1 and all thr
 best of N) gives the generation bound: bandwidth / bytes of weights read per token
 (every tensor but the token embedding, of which one row is read).
 
-    .venv/bin/python bench/bench_inference.py            # 7B shapes (builds bench/.cache/xgen-7b-8k-32L-q4_k_m.gguf once)
-    .venv/bin/python bench/bench_inference.py --quick    # "small" shapes, looser smoke bound
+    .venv/bin/python -m bench.bench_inference            # 7B shapes (builds bench/.cache/xgen-7b-8k-32L-q4_k_m.gguf once)
+    .venv/bin/python -m bench.bench_inference --quick    # "small" shapes, looser smoke bound
 """
 
 from __future__ import annotations
@@ -26,20 +26,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from assistant.engines.base import SamplingSettings  # noqa: E402
-from assistant.engines.llama import LlamaEngine  # noqa: E402
-from bench.models import gguf_tensor_bytes, q4_k_m_gguf  # noqa: E402
-from bench.raw_llama import raw_generate  # noqa: E402
-from bench.report import append_results, median  # noqa: E402
+from assistant.engines.base import SamplingSettings
+from assistant.engines.llama import LlamaEngine
+from bench.models import gguf_tensor_bytes, q4_k_m_gguf
+from bench.raw_llama import raw_generate
+from bench.report import append_results, median
+from models.llama_cpp_utils import import_llama_cpp
 
 TARGET = 0.97
 QUICK_TARGET = 0.80  # small model on a shared machine: a smoke bound, the real target needs 7B shapes
@@ -82,8 +80,7 @@ def main() -> int:
     model = q4_k_m_gguf(opts.model, opts.quick)  # 7B: ~10+ min the first time; the 27 GB checkpoint is deleted
     n_ctx = max(512, -(-(opts.prompt + opts.gen + 8) // 256) * 256)
 
-    from llama_cpp import Llama
-
+    Llama = import_llama_cpp().Llama
     ours = LlamaEngine(model, n_ctx=n_ctx, n_threads=opts.threads, n_batch=opts.batch, n_gpu_layers=0)
     raw = Llama(model_path=str(model), n_ctx=n_ctx, n_batch=opts.batch, n_ubatch=opts.batch,
                 n_threads=opts.threads, n_threads_batch=opts.threads, n_gpu_layers=0,
@@ -158,7 +155,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if opts.record:
-        append_results("Inference speed: LlamaEngine vs raw llama-cpp-python, `bench/bench_inference.py`", text)
+        append_results("Inference speed: LlamaEngine vs raw llama-cpp-python, `python -m bench.bench_inference`", text)
     target = QUICK_TARGET if opts.quick else TARGET
     failed = [f"{name} ratio {v:.3f} < {target}" for name, v in (("prompt", prompt_ratio), ("generation", gen_ratio))
               if v < target]

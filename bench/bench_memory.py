@@ -22,9 +22,9 @@ every position of a real-text prompt (llama-cpp-python `logits_all=True`) with a
 KV cache are compared with an f16 KV cache: NMSE = ||q8 - f16||^2 / ||f16||^2 and top-1
 agreement. Full mode repeats it on the "small" model at ~8000 tokens.
 
-    .venv/bin/python bench/bench_memory.py --no-peer --limit-gb 8   # 7B shapes, q8_0 run inside 8 GB (root)
-    .venv/bin/python bench/bench_memory.py            # 7B shapes (uses bench/.cache/xgen-7b-8k-32L-q4_k_m.gguf)
-    .venv/bin/python bench/bench_memory.py --quick    # "small" shapes only
+    .venv/bin/python -m bench.bench_memory --no-peer --limit-gb 8   # 7B shapes, q8_0 run inside 8 GB (root)
+    .venv/bin/python -m bench.bench_memory            # 7B shapes (uses bench/.cache/xgen-7b-8k-32L-q4_k_m.gguf)
+    .venv/bin/python -m bench.bench_memory --quick    # "small" shapes only
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.cgroup import MemoryLimit, available, evict_from_page_cache  # noqa: E402
-from bench.memory import measure  # noqa: E402
-from bench.models import gguf, q4_k_m_gguf  # noqa: E402
-from bench.report import append_results, kib_to_gib  # noqa: E402
+from bench.cgroup import MemoryLimit, available, evict_from_page_cache
+from bench.memory import measure
+from bench.models import gguf, q4_k_m_gguf
+from bench.report import append_results, kib_to_gib
+from models.llama_cpp_utils import import_llama_cpp
 
 TARGET_BYTES = 8e9
 N_CTX = 8192
@@ -81,8 +80,7 @@ def child(model: str, kv: str, flash: bool, n_fill: int, side: str, result: str)
         c = engine.generate(prompt, SamplingSettings.greedy(1))
         evaluated = c.stats.prompt_evaluated
     else:
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         type_kv = KV_F16 if kv == "f16" else KV_Q8_0
         threads = os.cpu_count() or 1
         llm = llama_cpp.Llama(model_path=model, n_ctx=N_CTX, n_batch=256, n_ubatch=256, n_threads=threads,
@@ -106,7 +104,8 @@ def measure_config(model: Path, name: str, side: str, n_fill: int, work: Path, r
     if resume and saved.is_file():
         return json.loads(saved.read_text())
     result = work / f"{side}-{kv}-{flash}.json"
-    cmd = [sys.executable, __file__, "--child", str(model), kv, str(int(flash)), str(n_fill), side, str(result)]
+    cmd = [sys.executable, "-m", "bench.bench_memory", "--child", str(model), kv, str(int(flash)), str(n_fill), side,
+           str(result)]
     cgroup = {}
     if limit_bytes:
         evict_from_page_cache(model)  # so the child's reads of it are charged to its cgroup
@@ -145,9 +144,9 @@ def corpus_ids(llm, n: int) -> list[int]:
 
 def kv_quality(model: Path, n_ctx: int, n_tokens: int) -> list[dict]:
     """Logits of q8_0 KV (and f16 KV + flash attention) against f16 KV, every position."""
-    import llama_cpp
-
     from converter.verify import nmse
+
+    llama_cpp = import_llama_cpp()
 
     threads = os.cpu_count() or 1
     logits = {}
@@ -240,7 +239,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if opts.record:
-        append_results("Memory at 8K context and q8_0 KV quality, `bench/bench_memory.py`", text)
+        append_results("Memory at 8K context and q8_0 KV quality, `python -m bench.bench_memory`", text)
     fitting = [r for r in rows if r["side"] == "ours" and fits(r)]
     if not fitting:
         print(f"FAILED: no configuration of ours fits {TARGET_BYTES / 1e9:.0f} GB (peak VmRSS, or a run inside a "

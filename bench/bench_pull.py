@@ -1,7 +1,7 @@
 """Streaming pull against download-then-convert, over a throttled Hub stand-in on 127.0.0.1.
 
 Synthetic checkpoints with XGen-7B's real tensor shapes (fp32 `.bin` shards, bench/models.py)
-are served by tests/hub_standin.py with the link throttled to a few speeds (one shared
+are served by bench/hub_standin.py with the link throttled to a few speeds (one shared
 token bucket: parallel ranges do not beat the link). For each depth and speed, in the same
 run, alternating which goes first:
 
@@ -14,9 +14,9 @@ alone, conversion alone) (overlap), and peak disk beyond the output < 64 MiB (th
 never stored), against the checkpoint's size for download-then-convert. Each step is a
 subprocess (bench/memory.py: wall time, peak RssAnon, peak size of the watched folders).
 
-    .venv/bin/python bench/bench_pull.py                          # 2 and 4 layers, 3 link speeds
-    .venv/bin/python bench/bench_pull.py --layers 2 --rates 80    # one case
-    .venv/bin/python bench/bench_pull.py --quick                  # tiny model, one speed, disk target only (CI)
+    .venv/bin/python -m bench.bench_pull                          # 2 and 4 layers, 3 link speeds
+    .venv/bin/python -m bench.bench_pull --layers 2 --rates 80    # one case
+    .venv/bin/python -m bench.bench_pull --quick                  # tiny model, one speed, disk target only (CI)
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.memory import measure as measure_wall  # noqa: E402
-from bench.models import CACHE, checkpoint  # noqa: E402
-from bench.report import append_results, kib_to_gib  # noqa: E402
-from tests.hub_standin import HubStandIn, Repo  # noqa: E402
+from bench.memory import measure as measure_wall
+from bench.models import CACHE, checkpoint
+from bench.report import append_results, kib_to_gib
+from bench.hub_standin import HubStandIn, Repo
 
 REPO_ID = "bench/xgen-7b-8k-shapes"
 MAX_OVERLAP_RATIO = 1.1  # ours / max(download alone, conversion alone)
@@ -149,7 +147,7 @@ def main() -> int:
     text = table(rows)
     print(text)
     if opts.record:
-        append_results("Streaming pull vs download-then-convert, `bench/bench_pull.py`", text)
+        append_results("Streaming pull vs download-then-convert, `python -m bench.bench_pull`", text)
     if failures:
         print("FAILED: " + "; ".join(failures))
         return 1

@@ -4,8 +4,8 @@ Documents of 1x, 4x and 16x the context go through `Summarizer` on llama.cpp (a 
 random XGen-shaped model with the full 8K context). Target: at most 1.15 evaluated
 prompt tokens per document token, i.e. the map-reduce reads the document about once.
 
-    .venv/bin/python bench/bench_summarize.py            # 1x, 4x, 16x
-    .venv/bin/python bench/bench_summarize.py --quick    # 1x, 4x
+    .venv/bin/python -m bench.bench_summarize            # 1x, 4x, 16x
+    .venv/bin/python -m bench.bench_summarize --quick    # 1x, 4x
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from assistant.documents import load_document  # noqa: E402
-from assistant.engines.base import SamplingSettings  # noqa: E402
-from assistant.engines.llama import LlamaEngine  # noqa: E402
-from assistant.summarize import Summarizer  # noqa: E402
-from bench.models import gguf  # noqa: E402
+from assistant.documents import load_document
+from assistant.engines.base import SamplingSettings
+from assistant.engines.llama import LlamaEngine
+from assistant.summarize import Summarizer
+from bench.models import gguf
 
 TARGET = 1.15
 PARAGRAPH = ("Clause {n}. The supplier shall deliver batch {n} within {m} days of the order, and the "

@@ -9,13 +9,13 @@ in its own process (wall time, peak RssAnon and VmRSS from bench/memory.py):
 - verify: the whole command, `xgen verify FILE.gguf --reference CHECKPOINT` (llama.cpp
   on the GGUF plus the streamed reference), and its verdict;
 - whole (2 layers only, for contrast): the old path, models.xgen.build_model +
-  load_hf_weights and a forward per prompt, which holds every weight in fp32.
+  models.hf_weights.load_hf_weights and a forward per prompt, which holds every weight in fp32.
 
 Target (issue 11, point 3): peak RssAnon of the reference and of `xgen verify` flat in
 depth (max - min <= 0.1 GiB) and <= 2 GiB. Run from the repo root:
 
-    .venv/bin/python bench/bench_verify.py --record     # 2, 4, 8 layers; appends to RESULTS.md
-    .venv/bin/python bench/bench_verify.py --quick      # tiny model (CI smoke test)
+    .venv/bin/python -m bench.bench_verify --record     # 2, 4, 8 layers; appends to RESULTS.md
+    .venv/bin/python -m bench.bench_verify --quick      # tiny model (CI smoke test)
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.memory import measure  # noqa: E402
-from bench.report import append_results, kib_to_gib  # noqa: E402
-from models.config import TRANSFORMER_CONFIGS  # noqa: E402
+from bench.memory import measure
+from bench.report import append_results, kib_to_gib
+from models.config import TRANSFORMER_CONFIGS
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -68,7 +66,8 @@ def child(mode: str, checkpoint: str) -> None:
     else:
         from models.checkpoint import CheckpointReader, find_checkpoint
         from models.config import ModelArgs
-        from models.xgen import build_model, load_hf_weights
+        from models.hf_weights import load_hf_weights
+        from models.xgen import build_model
 
         model = build_model(ModelArgs.from_folder(checkpoint))
         load_hf_weights(model, CheckpointReader(find_checkpoint(checkpoint)))
@@ -104,11 +103,11 @@ def run_depth(model: str, n_layers: int | None, work: Path, with_whole: bool) ->
     gguf = convert(src, work / f"{model}-{args.n_layers}L-{FILE_TYPE}.gguf", FILE_TYPE).path
     env = bench_env()
     steps = {
-        "streamed": [sys.executable, __file__, "--child", "streamed", str(src)],
+        "streamed": [sys.executable, "-m", "bench.bench_verify", "--child", "streamed", str(src)],
         "verify": [sys.executable, "-m", "assistant.cli", "verify", str(gguf), "--reference", str(src)],
     }
     if with_whole:
-        steps["whole"] = [sys.executable, __file__, "--child", "whole", str(src)]
+        steps["whole"] = [sys.executable, "-m", "bench.bench_verify", "--child", "whole", str(src)]
     rows = []
     for step, cmd in steps.items():
         stats = measure(cmd, env=env, check=step != "verify")
@@ -175,7 +174,7 @@ def main() -> int:
     failures = check(rows)
     print(table(rows))
     if opts.record:
-        append_results("Verify memory: layer-by-layer reference vs the whole model, `bench/bench_verify.py`",
+        append_results("Verify memory: layer-by-layer reference vs the whole model, `python -m bench.bench_verify`",
                        table(rows))
     if failures:
         print("FAILED: " + "; ".join(failures))

@@ -24,6 +24,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as Q, LlamaFileType
 
 from models.errors import XGenError
 from models.hardware import usable_cores
+from models.llama_cpp_utils import import_llama_cpp
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def tensor_nbytes(shape: tuple[int, ...], qtype: Q) -> int:
 
 @cache
 def _ggml() -> ctypes.CDLL:
-    import llama_cpp
-
+    llama_cpp = import_llama_cpp()
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
     candidates = sorted(lib_dir.glob("libggml-base.*")) + sorted(lib_dir.glob("ggml-base.*"))
     if not candidates:

@@ -14,12 +14,36 @@ import numpy as np
 from models.errors import XGenError
 
 
+def passive_openmp_threads() -> None:
+    """Let llama.cpp's OpenMP threads sleep between graphs, unless the user set
+    OMP_WAIT_POLICY.
+
+    By default they spin for a while after every graph, waiting for the next one. On a
+    laptop or a shared 2-core machine that spin takes the CPU from whatever else runs (the
+    app's UI thread, a second process, the next token's sampling): measured here, a tiny
+    model's 100-token generations took 1.0 s with passive waiting and 2.8-10.4 s with
+    spinning while one other process was busy, and two test modules ran in 39 s instead of
+    89 s. libgomp reads the variable once, when it loads with llama.cpp, so this must run
+    before the first `import llama_cpp` (import_llama_cpp does it).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def import_llama_cpp():
+    """The llama_cpp module, loaded with passive OpenMP threads: every load of llama.cpp in
+    xgen goes through here, so the first one sets the policy (see passive_openmp_threads)."""
+    passive_openmp_threads()
+    import llama_cpp
+
+    return llama_cpp
+
+
 def load_llama(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, vocab_only: bool = False,
                n_threads: int | None = None):
     """Open a GGUF with llama-cpp-python, quietly, with a clear error if it cannot."""
-    from llama_cpp import Llama
-
     from models.gguf_file import read_gguf
+
+    Llama = import_llama_cpp().Llama
 
     path = Path(path)
     read_gguf(path)  # a clear error for a damaged or foreign file, before llama.cpp sees it
@@ -44,8 +68,7 @@ def detokenize(llm, ids: list[int], special: bool = False) -> bytes:
     silently mangles longer ones; GPT-2's vocabulary has tokens of up to 128 bytes
     (runs of dashes, spaces), so ask llama.cpp again with the size it reports.
     """
-    import llama_cpp
-
+    llama_cpp = import_llama_cpp()
     vocab = llm._model.vocab
     size = 64
     buf = ctypes.create_string_buffer(size)
@@ -81,8 +104,7 @@ def parse_system_info(text: str) -> dict[str, dict[str, str]]:
 
 def system_info() -> dict[str, dict[str, str]]:
     """What the installed llama.cpp was built with, per backend (see parse_system_info)."""
-    import llama_cpp
-
+    llama_cpp = import_llama_cpp()
     raw = llama_cpp.llama_print_system_info()
     return parse_system_info(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw))
 
@@ -95,8 +117,7 @@ def engine_info_line() -> str:
     by what is missing here (an AVX2-only build on an AVX-512 CPU, no GPU backend).
     """
     try:
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         info = system_info()
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
     except (ImportError, OSError, AttributeError) as exc:
@@ -155,8 +176,7 @@ def tiled_kquant_kernel(info: dict[str, dict[str, str]] | None = None, version: 
     tokens for each token it writes, so repacking stays the default and this is an opt-in.
     """
     if info is None or version is None:
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         info = system_info() if info is None else info
         version = getattr(llama_cpp, "__version__", "0") if version is None else version
     return info.get("CPU", {}).get("AVX512_VNNI") == "1" and version_tuple(version) >= TILED_KQUANT_SINCE
@@ -185,7 +205,7 @@ def weight_repacking(enabled: bool):
     factory is wrapped for the length of the block; the lock keeps two threads loading
     models at once from seeing each other's setting.
     """
-    import llama_cpp.llama_cpp as low
+    low = import_llama_cpp().llama_cpp  # the raw bindings module
 
     with _model_params_lock:
         original = low.llama_model_default_params

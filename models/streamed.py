@@ -29,7 +29,8 @@ from torch.func import functional_call
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.config import ModelArgs
 from models.errors import XGenError
-from models.xgen import RMSNorm, Transformer, TransformerBlock, precompute_rope, xgen_to_hf_name
+from models.hf_weights import xgen_to_hf_name
+from models.xgen import RMSNorm, Transformer, TransformerBlock, precompute_rope
 
 # Rows of the output matrix cast and multiplied at once: 8192 x 4096 fp32 is 128 MiB.
 VOCAB_BLOCK = 8192

@@ -16,14 +16,12 @@ Shape letters used in comments:
     B batch, T tokens in this call, S cache length (max_seq_length),
     D model dim, H query heads, K key/value heads, Hd head dim, F ffn dim, V vocab.
 
-Sampling lives elsewhere; this module only provides `prefill`, `decode_one_token`
-and, for tests, `greedy_generate`.
+The model only: the inference steps (`prefill`, `decode_one_token`, `greedy_generate`)
+are in models/inference.py, the Hugging Face names and weight loading in
+models/hf_weights.py. Sampling lives in the engines.
 """
 
 from __future__ import annotations
-
-import re
-from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -266,195 +264,8 @@ class Transformer(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
-# Inference steps
-# --------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def prefill(model: Transformer, idx: Tensor, input_pos: Tensor) -> Tensor:
-    """Run the prompt idx [B, T] at positions input_pos [T]; fp32 logits of the last one [B, V]."""
-    return model(idx, input_pos)[:, -1]
-
-
-@torch.no_grad()
-def decode_one_token(model: Transformer, token: Tensor, input_pos: Tensor) -> Tensor:
-    """One decode step: token [B, 1] at position input_pos [1] -> fp32 logits [B, V].
-
-    Static shapes and no host reads, so it can be compiled / captured in a CUDA graph.
-    """
-    return model(token, input_pos)[:, -1]
-
-
-@torch.no_grad()
-def greedy_generate(model: Transformer, prompt_ids: list[int], max_new_tokens: int,
-                    eos_id: int | None = None, eos_check_every: int = 16) -> list[int]:
-    """Greedy decoding of one prompt; returns the new tokens only (not the prompt).
-
-    Stops after `eos_id` (which is included in the result, like HF `generate`) or after
-    `max_new_tokens` tokens.
-
-    Host syncs: the running position and the generated tokens stay on the device, so a
-    decode step never waits for the host. The EOS test needs a host read, so it is done
-    in batches: every `eos_check_every` tokens (0 = only once, at the end). Up to
-    `eos_check_every - 1` tokens may be computed past the EOS; they are cut off, so the
-    result is the same as checking after every token.
-    """
-    if not prompt_ids:
-        raise XGenError("greedy_generate needs a non-empty prompt")
-    if max_new_tokens <= 0:
-        return []
-    total = len(prompt_ids) + max_new_tokens
-    if model.max_batch_size < 1 or model.max_seq_length < total:
-        model.setup_caches(max(1, model.max_batch_size), total)
-    device = model.device
-
-    prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # [1, T]
-    input_pos = torch.arange(len(prompt_ids), device=device)              # [T]
-    out = torch.empty(max_new_tokens, dtype=torch.long, device=device)    # generated ids
-
-    token = prefill(model, prompt, input_pos).argmax(dim=-1, keepdim=True)  # [1, 1]
-    out[0] = token[0, 0]
-    input_pos = input_pos[-1:].clone()  # [1], the position of the last prompt token
-    checked = 0  # out[:checked] is known to hold no EOS
-    for i in range(1, max_new_tokens + 1):
-        if eos_id is not None and eos_check_every > 0 and i % eos_check_every == 0:
-            stop = _first_eos(out[checked:i], eos_id)
-            if stop is not None:
-                return out[:checked + stop + 1].tolist()
-            checked = i
-        if i == max_new_tokens:
-            break
-        input_pos += 1
-        token = decode_one_token(model, token, input_pos).argmax(dim=-1, keepdim=True)
-        out[i] = token[0, 0]
-
-    result = out.tolist()
-    if eos_id is not None and eos_id in result:
-        result = result[:result.index(eos_id) + 1]
-    return result
-
-
-def _first_eos(tokens: Tensor, eos_id: int) -> int | None:
-    """Index of the first eos_id in tokens [N] (one host sync), or None."""
-    hits = (tokens == eos_id).nonzero()
-    return int(hits[0, 0]) if hits.numel() else None
-
-
-# --------------------------------------------------------------------------------------
-# Hugging Face weights
-# --------------------------------------------------------------------------------------
-
-# HF name -> this model's name; "{i}" is the layer index.
-HF_TO_XGEN: dict[str, str] = {
-    "model.embed_tokens.weight": "tok_embeddings.weight",
-    "model.layers.{i}.self_attn.q_proj.weight": "layers.{i}.attention.wq.weight",
-    "model.layers.{i}.self_attn.k_proj.weight": "layers.{i}.attention.wk.weight",
-    "model.layers.{i}.self_attn.v_proj.weight": "layers.{i}.attention.wv.weight",
-    "model.layers.{i}.self_attn.o_proj.weight": "layers.{i}.attention.wo.weight",
-    "model.layers.{i}.mlp.gate_proj.weight": "layers.{i}.feed_forward.w1.weight",
-    "model.layers.{i}.mlp.up_proj.weight": "layers.{i}.feed_forward.w3.weight",
-    "model.layers.{i}.mlp.down_proj.weight": "layers.{i}.feed_forward.w2.weight",
-    "model.layers.{i}.input_layernorm.weight": "layers.{i}.attention_norm.weight",
-    "model.layers.{i}.post_attention_layernorm.weight": "layers.{i}.ffn_norm.weight",
-    "model.norm.weight": "norm.weight",
-    "lm_head.weight": "output.weight",
-}
-XGEN_TO_HF: dict[str, str] = {ours: hf for hf, ours in HF_TO_XGEN.items()}
-
-_LAYER = re.compile(r"\.(\d+)\.")
-
-
-def _split_layer(name: str) -> tuple[str, str | None]:
-    """'model.layers.3.mlp.up_proj.weight' -> ('model.layers.{i}.mlp.up_proj.weight', '3')."""
-    match = _LAYER.search(name)
-    if match is None:
-        return name, None
-    return name[:match.start()] + ".{i}." + name[match.end():], match.group(1)
-
-
-def hf_to_xgen_name(hf_name: str) -> str | None:
-    """This model's parameter name for an HF tensor name, or None if there is none."""
-    template, layer = _split_layer(hf_name)
-    ours = HF_TO_XGEN.get(template)
-    if ours is None:
-        return None
-    return ours if layer is None else ours.replace("{i}", layer)
-
-
-def xgen_to_hf_name(name: str) -> str:
-    template, layer = _split_layer(name)
-    hf = XGEN_TO_HF.get(template, name)
-    return hf if layer is None else hf.replace("{i}", layer)
-
-
-def load_hf_weights(model: Transformer, tensors: Iterable[tuple[str, Tensor]]) -> None:
-    """Copy HF-named tensors into `model`, one at a time (fine for a streamed checkpoint).
-
-    Each tensor is cast to the parameter's dtype and device on copy. `rotary_emb.inv_freq`
-    buffers are skipped (RoPE is recomputed). With tied embeddings `lm_head.weight`, if
-    present, is ignored: the output uses the embedding, as in HF. Raises XGenError naming
-    the tensor for an unknown name, a shape mismatch, a tensor given twice, and for any
-    model weight that was never loaded.
-    """
-    params = dict(model.named_parameters())  # tied output.weight is not listed separately
-    loaded: set[str] = set()
-    with torch.no_grad():
-        for hf_name, tensor in tensors:
-            if hf_name.endswith("rotary_emb.inv_freq"):
-                continue
-            if hf_name == "lm_head.weight" and model.args.tie_word_embeddings:
-                continue
-            name = hf_to_xgen_name(hf_name)
-            if name is None or name not in params:
-                raise XGenError(f"unknown tensor {hf_name!r}: not part of an XGen/Llama "
-                                f"model with {model.args.n_layers} layers")
-            param = params[name]
-            if tuple(tensor.shape) != tuple(param.shape):
-                raise XGenError(f"tensor {hf_name!r} has shape {tuple(tensor.shape)}, "
-                                f"expected {tuple(param.shape)}")
-            if name in loaded:
-                raise XGenError(f"tensor {hf_name!r} appears twice")
-            param.copy_(tensor)  # casts dtype, moves device
-            loaded.add(name)
-    missing = [xgen_to_hf_name(name) for name in params if name not in loaded]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise XGenError(f"checkpoint is missing tensor {missing[0]!r}{more}")
-
-
-# --------------------------------------------------------------------------------------
 # Construction
 # --------------------------------------------------------------------------------------
-
-_DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16,
-}
-
-
-def pick_device_dtype(device: str | torch.device | None = None,
-                      dtype: str | torch.dtype | None = None) -> tuple[torch.device, torch.dtype]:
-    """Device and compute dtype: CUDA -> bf16, CPU -> fp32, unless `dtype` says otherwise.
-
-    device None picks CUDA when available. dtype may be a torch dtype or one of
-    fp32/float32, bf16/bfloat16, fp16/float16.
-    """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise XGenError("device 'cuda' requested but no CUDA device is available")
-    if dtype is None:
-        return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise XGenError(f"unsupported dtype {dtype}; use fp32, bf16 or fp16")
-        return dev, dtype
-    try:
-        return dev, _DTYPES[dtype.lower()]
-    except KeyError:
-        raise XGenError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16") from None
 
 
 def build_model(args: ModelArgs, device: str | torch.device = "cpu",
@@ -464,8 +275,8 @@ def build_model(args: ModelArgs, device: str | torch.device = "cpu",
 
     The module tree is built on the meta device (no memory), cast, then materialised
     with `to_empty`. Weights are left UNINITIALISED unless init=True (a seeded normal
-    init, for demos and benchmarks): normally `load_hf_weights` fills them next, and it
-    refuses to finish if any weight was not loaded.
+    init, for demos and benchmarks): normally `models.hf_weights.load_hf_weights` fills
+    them next, and it refuses to finish if any weight was not loaded.
     """
     with torch.device("meta"):
         model = Transformer(args)

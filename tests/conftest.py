@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import models  # noqa: F401 - sets OMP_WAIT_POLICY before any test imports llama_cpp
+from models.llama_cpp_utils import passive_openmp_threads
+
+# Tests import llama_cpp directly too, not only through the product's import_llama_cpp.
+passive_openmp_threads()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # tiktoken names cache files by the sha1 of their download address (see ../shared/XGEN.md).
@@ -87,7 +90,8 @@ def converted(tmp_path_factory, tiny_checkpoint):
 def torch_reference(tiny_checkpoint, tiny_args):
     """The pure-PyTorch model on the tiny checkpoint's weights (fp32, CPU)."""
     from models.checkpoint import CheckpointReader, find_checkpoint
-    from models.xgen import build_model, load_hf_weights
+    from models.hf_weights import load_hf_weights
+    from models.xgen import build_model
 
     model = build_model(tiny_args)
     load_hf_weights(model, CheckpointReader(find_checkpoint(tiny_checkpoint)))

@@ -1,5 +1,6 @@
 """The layering the project promises, checked on every test run: import-linter's contracts
-in pyproject.toml, and no import cycle between any two modules (lazy imports included)."""
+in pyproject.toml, no import cycle between any two modules (lazy imports and imports for
+type checking included), and no module over 450 lines."""
 
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "converter", "models")
+
+# Import cycles known and being removed, each named by its modules. Any other cycle fails
+# the test, and so does a listed one that is gone: then take it off the list.
+KNOWN_CYCLES = [
+    # The app and its chat screen (and the screen's sessions mixin) import each other, the
+    # screens for the app's type (issue 17: goes with the app's reorganisation).
+    ["assistant.tui.app", "assistant.tui.screens.chat", "assistant.tui.screens.chat_sessions"],
+]
+
+MAX_LINES = 450
+# Modules over MAX_LINES, being split, by path: the list only shrinks (a listed module back
+# under the limit fails the test until it is taken off).
+OVER_THE_LIMIT: set[str] = set()
 
 
 def test_import_linter_contracts_are_kept():
@@ -111,8 +125,10 @@ def cycles(graph) -> list[list[str]]:
 
 
 def test_no_import_cycle_between_modules():
-    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True, cache_dir=None)
-    assert cycles(graph) == []
+    # A cycle through an import under `if TYPE_CHECKING:` is still two modules that need
+    # each other (import-linter's contracts leave those imports out).
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=False, cache_dir=None)
+    assert cycles(graph) == KNOWN_CYCLES
 
 
 def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
@@ -123,6 +139,20 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     (package / "b.py").write_text("from cyclic import c\n")
     (package / "c.py").write_text("import cyclic.a\n")
     (package / "d.py").write_text("import cyclic.a\n")
+    (package / "e.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cyclic import f\n")
+    (package / "f.py").write_text("from cyclic import e\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    graph = grimp.build_graph("cyclic", cache_dir=None)
-    assert cycles(graph) == [["cyclic.a", "cyclic.b", "cyclic.c"]]
+    graph = grimp.build_graph("cyclic", exclude_type_checking_imports=False, cache_dir=None)
+    assert cycles(graph) == [["cyclic.a", "cyclic.b", "cyclic.c"], ["cyclic.e", "cyclic.f"]]
+
+
+def module_lengths() -> dict[str, int]:
+    return {path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
+            for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))}
+
+
+def test_no_module_over_450_lines():
+    lengths = module_lengths()
+    assert len(lengths) > 50 and "models/xgen.py" in lengths
+    over = {name: lines for name, lines in lengths.items() if lines > MAX_LINES}
+    assert set(over) == OVER_THE_LIMIT, f"modules over {MAX_LINES} lines: {over}"

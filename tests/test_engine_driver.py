@@ -43,7 +43,8 @@ def ending(tmp_path_factory, tiny_checkpoint, tiny_args, torch_reference, prompt
     ends there with end-of-text; the reply is the reference's, up to end-of-text."""
     from converter.convert import convert
     from models.checkpoint import CheckpointReader, find_checkpoint
-    from models.xgen import build_model, load_hf_weights
+    from models.hf_weights import load_hf_weights
+    from models.xgen import build_model
 
     plain = masked_greedy(torch_reference, prompt, 12)
     k = next(i for i in range(5, 12) if plain[i] not in plain[:i])

@@ -152,10 +152,30 @@ def test_llama_cpp_threads_wait_passively_unless_the_user_said_otherwise():
     import subprocess
     import sys
 
-    probe = "import os, models, llama_cpp; print(os.environ['OMP_WAIT_POLICY'])"
+    probe = ("import os; from models.llama_cpp_utils import import_llama_cpp; import_llama_cpp(); "
+             "print(os.environ['OMP_WAIT_POLICY'])")
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "PASSIVE"
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_importing_the_packages_leaves_the_environment_alone():
+    """Only loading llama.cpp sets OMP_WAIT_POLICY (above); importing xgen's modules, the
+    engines included, changes nothing in os.environ."""
+    import subprocess
+    import sys
+
+    probe = ("import os, pkgutil, importlib; before = dict(os.environ)\n"
+             "import assistant, converter, models\n"
+             "for package in (assistant, converter, models):\n"
+             "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+             "        if not info.name.endswith('__main__'):  # `python -m` entry points run on import\n"
+             "            importlib.import_module(info.name)\n"
+             "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+             "print(changed)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

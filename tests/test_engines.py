@@ -1,7 +1,7 @@
 """The engines on the tiny random XGen model: llama.cpp (GGUF), PyTorch (HF folder) and a
 real OpenAI-compatible server (llama-cpp-python's) through RemoteEngine.
 
-References: `models.xgen.greedy_generate` on the fp32 torch model, and fresh engines
+References: `models.inference.greedy_generate` on the fp32 torch model, and fresh engines
 (nothing cached) for prefix-reuse and stop tests.
 """
 
@@ -25,7 +25,7 @@ from assistant.engines.llama import LlamaEngine
 from assistant.engines.sampling import sample_next
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, XGenTokenizer
-from models.xgen import greedy_generate
+from models.inference import greedy_generate
 from tests.reference import masked_greedy, stop_after_pieces
 
 EOS = 50256

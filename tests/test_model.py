@@ -1,4 +1,5 @@
-"""models/xgen.py against an independent reference: transformers' LlamaForCausalLM.
+"""models/xgen.py, models/inference.py and models/hf_weights.py against an independent
+reference: transformers' LlamaForCausalLM.
 
 Small random models (fixed seeds) in fp32 with eager attention. The weights are
 rescaled so that activations and logits are O(1) and the norm weights are not all ones
@@ -16,19 +17,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from models.config import ModelArgs
 from models.errors import XGenError
-from models.xgen import (
-    HF_TO_XGEN,
-    KVCache,
-    Transformer,
-    build_model,
-    decode_one_token,
-    greedy_generate,
-    hf_to_xgen_name,
-    load_hf_weights,
-    pick_device_dtype,
-    precompute_rope,
-    prefill,
-)
+from models.hf_weights import HF_TO_XGEN, hf_to_xgen_name, load_hf_weights
+from models.inference import decode_one_token, greedy_generate, pick_device_dtype, prefill
+from models.xgen import KVCache, Transformer, build_model, precompute_rope
 
 transformers = pytest.importorskip("transformers")
 

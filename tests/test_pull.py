@@ -1,6 +1,6 @@
 """`xgen pull` / `xgen convert <hub id>` stream the checkpoint from a Hub stand-in on 127.0.0.1.
 
-The stand-in (tests/hub_standin.py) serves the tiny checkpoint with the endpoints
+The stand-in (bench/hub_standin.py) serves the tiny checkpoint with the endpoints
 huggingface_hub calls, HTTP ranges, throttling and scripted faults; nothing here reaches
 the network. The reference for every streamed GGUF is the same checkpoint converted from
 its local folder: the bytes must be identical.
@@ -26,7 +26,7 @@ from converter.resume import record_path
 from models.atomic import partial_path
 from models.errors import XGenError
 from models.registry import get_variant
-from tests.hub_standin import Fault, HubStandIn, Repo
+from bench.hub_standin import Fault, HubStandIn, Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "Salesforce/xgen-7b-8k-inst"

@@ -132,13 +132,14 @@ def run(*args: str):
 @pytest.fixture
 def no_whole_model(monkeypatch):
     """verify must not build the whole model (28 GB at 7B)."""
+    import models.hf_weights
     import models.xgen
 
     def refuse(*args, **kwargs):
         raise AssertionError("verify built the whole model")
 
     monkeypatch.setattr(models.xgen, "build_model", refuse)
-    monkeypatch.setattr(models.xgen, "load_hf_weights", refuse)
+    monkeypatch.setattr(models.hf_weights, "load_hf_weights", refuse)
 
 
 @pytest.mark.parametrize("file_type", ["f32", "q8_0", "q4_k_m"])

@@ -34,13 +34,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import Protocol, Union
 
 from assistant.engines.stops import ReplyDecoder
 from models.errors import XGenError
-
-if TYPE_CHECKING:
-    from assistant.engines.base import Engine
 
 OnText = Callable[[str], None]
 WAIT_NOTICE_AFTER = 1.0  # seconds of silence before the first notice, then one notice a second
@@ -120,6 +117,25 @@ WAITING = _Waiting()
 Step = Union[int, Text, Prefilled, _Waiting]
 
 
+class Streaming(Protocol):
+    """What the driver needs of an engine (assistant/engines/base.py's Engine has it all;
+    a protocol here keeps the driver below base.py, with no import back)."""
+
+    n_ctx: int
+    eos_id: int
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def token_bytes(self, ids: list[int]) -> bytes: ...
+
+    def check_fits(self, prompt_ids: list[int]) -> None: ...
+
+    def silence_watch(self) -> "SilenceWatch": ...
+
+    def stream(self, prompt_ids: list[int], settings: "SamplingSettings", budget: int,
+               stop: threading.Event | None) -> Iterator[Step]: ...
+
+
 class SilenceWatch:
     """Gives up on a source that stays silent longer than `timeout` seconds, and tells
     `on_wait` about the wait once a second (then None when something arrives)."""
@@ -168,7 +184,7 @@ def limit_reason(settings: SamplingSettings, budget: int) -> str:
 class _Reply:
     """What has been generated so far: ids, their text, the stats."""
 
-    def __init__(self, engine: "Engine", n_prompt: int, on_text: OnText | None, stop_strings: tuple[str, ...]):
+    def __init__(self, engine: "Streaming", n_prompt: int, on_text: OnText | None, stop_strings: tuple[str, ...]):
         self.engine = engine
         self.started = time.perf_counter()
         self.stats = GenerationStats(prompt_tokens=n_prompt)
@@ -203,7 +219,7 @@ class _Reply:
         return Completion(text, ids, stats)
 
 
-def drive(engine: "Engine", prompt_ids: list[int], settings: SamplingSettings, *,
+def drive(engine: "Streaming", prompt_ids: list[int], settings: SamplingSettings, *,
           stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
     """Run `engine.stream` to one Completion (see the module doc for the rules)."""
     if not prompt_ids:

@@ -27,7 +27,7 @@ from assistant.engines.driver import Prefilled, Step
 from models.errors import XGenError
 from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
-from models.llama_cpp_utils import detokenize, repack_weights, version_tuple, weight_repacking
+from models.llama_cpp_utils import detokenize, import_llama_cpp, repack_weights, version_tuple, weight_repacking
 from models.tokenizer import N_VOCAB
 
 KV_TYPES = {"f16": 1, "q8_0": 8}  # GGML_TYPE_F16, GGML_TYPE_Q8_0
@@ -115,8 +115,7 @@ class LlamaEngine(Engine):
         llama.cpp repacks the weights for its CPU kernels; None reads $XGEN_WEIGHT_REPACK
         (default on: models.llama_cpp_utils.repack_weights).
         """
-        import llama_cpp
-
+        llama_cpp = import_llama_cpp()
         _check_bindings(llama_cpp)
         _quiet_logs(llama_cpp)
         path = Path(model_path)

@@ -35,7 +35,9 @@ from models.checkpoint import folder_fingerprint
 from models.config import ModelArgs
 from models.errors import XGenError
 from models.tokenizer import XGenTokenizer
-from models.xgen import build_model, decode_one_token, load_hf_weights, pick_device_dtype, prefill
+from models.hf_weights import load_hf_weights
+from models.inference import decode_one_token, pick_device_dtype, prefill
+from models.xgen import build_model
 
 PREFILL_CHUNK = 256
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from assistant.safetext import printable
-
-if TYPE_CHECKING:
-    from assistant.store.store import AttachedFile, Message, Session
+from assistant.store.records import AttachedFile, Message, Session
 
 
 def parse_time(text: str) -> datetime:

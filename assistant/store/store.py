@@ -11,72 +11,19 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from assistant.store.db import Database
 from assistant.store.export import render_markdown
+from assistant.store.records import SHORT_ID, AttachedFile, Message, Session, Summary
 from models.errors import XGenError
 
 ROLES = ("user", "assistant", "system", "summary")
 TITLE_LENGTH = 60
-SHORT_ID = 8  # characters of a session id shown in lists
 CACHE_MAX_ENTRIES = 20_000  # cached partial summaries: a few hundred documents' worth
 CACHE_MAX_BYTES = 64 * 2**20
-
-
-@dataclass(frozen=True)
-class Session:
-    id: str
-    title: str
-    model: str
-    engine: str
-    created_at: str
-    updated_at: str
-    message_count: int = 0
-    model_ref: str = ""  # the model's file, folder or URL, to reopen the session with it
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:SHORT_ID]
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    session_id: str
-    role: str
-    content: str
-    created_at: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def citations(self) -> list[dict[str, Any]]:
-        return list(self.meta.get("citations") or [])
-
-
-@dataclass(frozen=True)
-class AttachedFile:
-    id: int
-    session_id: str
-    path: str
-    name: str
-    sha256: str
-    n_tokens: int
-    added_at: str
-
-
-@dataclass(frozen=True)
-class Summary:
-    id: int
-    session_id: str | None
-    source_path: str
-    sha256: str
-    form: str
-    text: str
-    created_at: str
 
 
 def iso_utc(moment: datetime) -> str:
