@@ -1,57 +1,40 @@
-"""The main screen: sessions and files on the left, the conversation, the input, the status bar."""
+"""The main screen: sessions and files on the left, the conversation, the input, the status bar.
+
+The screen composes its parts and routes between them; each part owns its behaviour:
+`Sessions` (open, new, clear, rename, delete), `FileReader` (attach, re-read, detach),
+`JobRunner` (asks and summaries in a worker), the `ConversationView` and its message
+widgets, the `Composer`, the `Sidebar`, and the `StatusBar`, which is bound to this
+screen's reactive state. What the screen needs from the app is `Host` (tui/host.py)."""
 
 from __future__ import annotations
 
-import re
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 
-from assistant.session import SummaryForm, absolute
-from assistant.tui import tasks
+from assistant.session import SummaryForm
 from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
-from assistant.tui.screens.chat_sessions import SessionsAndFiles
+from assistant.tui.host import Host, ModelState
+from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
+from assistant.tui.widgets.files import FileReader
+from assistant.tui.widgets.jobs import JobRunner
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
-from assistant.tui.widgets.sidebar import Sidebar
-from assistant.tui.widgets import status as status_clock
+from assistant.tui.widgets.sessions import Sessions, listed_sessions
+from assistant.tui.widgets.sidebar import FileRow, Sidebar
 from assistant.tui.widgets.status import StatusBar
-from models.errors import XGenError
-from models.paths import data_dir
-
-if TYPE_CHECKING:
-    from assistant.tui.app import XGenApp
 
 
-@dataclass
-class LiveRun:
-    """What the status bar shows of the reply or summary running now."""
-
-    started: float
-    summary: bool = False
-    generated: int = 0
-    first: tuple[float, int] | None = None  # (time, tokens) of the first streamed text
-    last: tuple[float, int] | None = None  # ... and of the latest
-    context: int = 0  # a summary's current call: tokens read + written, when reported
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "session"
-
-
-class ChatScreen(SessionsAndFiles, Screen):
+class ChatScreen(Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         # Like the command line: Ctrl+C stops a reply. Idle, check_action() turns this
@@ -68,32 +51,41 @@ class ChatScreen(SessionsAndFiles, Screen):
     # The sidebar is hidden below 90 columns (F2 shows it) and narrower below 120.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-medium"), (120, "-wide")]
 
+    # The state the status bar is bound to.
     busy: reactive[str] = reactive("")  # "", "reply" or "summary"
+    model: reactive[ModelState] = reactive(ModelState())  # the app's, followed
+    activity = reactive("")
+    context_used = reactive(0)
+    session_shown = reactive(0)
 
-    def __init__(self) -> None:
+    def __init__(self, host: Host, *, files: list[str] | None = None, session_id: str | None = None):
         super().__init__()
-        self._stop = threading.Event()
-        self._reading_files = False
-        self._pending: str | None = None
-        self._live: LiveRun | None = None
-        self._live_timer = None
-
-    @property
-    def xgen(self) -> "XGenApp":
-        return self.app  # type: ignore[return-value]
+        self.host = host
+        self.initial_files = list(files or [])
+        self.initial_session = session_id
+        self._pending: str | None = None  # typed while the model or the files were loading
 
     def compose(self):
+        yield Sessions(self.host, self._refuse_while_busy)
+        yield FileReader(self.host)
+        yield JobRunner(self.host)
         with Horizontal(id="main"):
             yield Sidebar(id="sidebar")
             with Vertical(id="chat"):
                 yield ConversationView(id="conversation")
                 yield Composer(id="composer")
-        yield StatusBar(id="status")
+        yield StatusBar(id="status").data_bind(ChatScreen.model, ChatScreen.activity, ChatScreen.context_used,
+                                               ChatScreen.session_shown, running=ChatScreen.busy)
         yield Footer(compact=True)
 
-    async def on_mount(self) -> None:
-        self.query_one(Composer).focus()
-        await self.xgen.screen_ready()
+    def on_mount(self) -> None:
+        self.composer.focus()
+        self.watch(self.host, "model_state", self._model_changed)  # type: ignore[arg-type]
+        if self.query_one(Sessions).start(self.initial_files, self.initial_session):
+            self.files.attach(self.initial_files)
+            self._reading_activity()
+
+    # -- the parts -------------------------------------------------------------------------
 
     @property
     def view(self) -> ConversationView:
@@ -103,6 +95,46 @@ class ChatScreen(SessionsAndFiles, Screen):
     def status(self) -> StatusBar:
         return self.query_one(StatusBar)
 
+    @property
+    def composer(self) -> Composer:
+        return self.query_one(Composer)
+
+    @property
+    def files(self) -> FileReader:
+        return self.query_one(FileReader)
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.query_one(Sessions)
+
+    @property
+    def jobs(self) -> JobRunner:
+        return self.query_one(JobRunner)
+
+    def refresh_sidebar(self) -> None:
+        found = self.query(Sidebar)
+        if not found:
+            return  # the app is closing
+        conversation = self.host.conversation
+        conversation.refresh()
+        sidebar = found.first()
+        sidebar.show_sessions(listed_sessions(self.host.store), conversation.session_id)
+        sidebar.show_files([FileRow.attached(f) for f in conversation.files()]
+                           + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _model_changed(self, state: ModelState) -> None:
+        self.model = state
+        if state.loading:
+            return
+        self.context_used = 0  # a new model starts with an empty context
+        if self.host.loaded is not None:
+            self.send_pending()
+        elif self._pending:  # the load failed: the text stays in the input
+            self._pending = None
+            self.activity = ""
+
     def check_action(self, action: str, parameters) -> bool | None:
         if action == "stop":
             return bool(self.busy)
@@ -111,124 +143,133 @@ class ChatScreen(SessionsAndFiles, Screen):
     def watch_busy(self, busy: str) -> None:
         self.refresh_bindings()
         if not busy:
-            self.status.activity = ""
-            self._stop_live()
+            self.activity = ""
 
-    def on_unmount(self) -> None:
-        self._stop.set()  # let a running worker return, so the app can exit
+    def _reading_activity(self) -> None:
+        if self.files.reading and not self.busy:
+            self.activity = "reading files…"
 
-    # -- asking --------------------------------------------------------------------------
+    def _refuse_while_busy(self) -> bool:
+        if self.busy:
+            self.notify("XGen is still writing. Esc stops it.", severity="warning")
+        return bool(self.busy)
 
     def _ready(self) -> bool:
         if self._refuse_while_busy():
             return False
-        if self.xgen.loaded is None:
-            if self.xgen.model_loading:
+        if self.host.loaded is None:
+            if self.host.model_loading:
                 self.notify("The model is still loading; try again in a moment.", severity="warning")
             else:
                 self.notify("No model is loaded. Ctrl+P → Switch model, or run `xgen demo` in another terminal.",
                             title="No model", severity="error")
             return False
-        if self._reading_files:
+        if self.files.reading:
             self.notify("Still reading the files; try again in a moment.", severity="warning")
             return False
         return True
 
-    def _begin(self, kind: str, activity: str) -> threading.Event:
-        self._stop = threading.Event()
-        self.busy = kind
-        self.status.activity = activity
-        self._start_live(kind)
-        return self._stop
+    # -- sessions and files ----------------------------------------------------------------
 
-    # -- the live status bar ---------------------------------------------------------------
+    async def on_sessions_shown(self, event: Sessions.Shown) -> None:
+        await self.view.show(event.messages)
+        self.composer.set_history([m.content for m in event.messages if m.role == "user"])
+        self.refresh_sidebar()
+        self.context_used = 0
+        self.session_shown += 1
+        if event.has_files:
+            self.files.reread()
+            self._reading_activity()
+        if event.note:
+            self.notify(event.note)
 
-    def _start_live(self, kind: str) -> None:
-        self._live = LiveRun(status_clock.now(), summary=kind == "summary")
-        self.status.elapsed = 0.0
-        if self._live_timer is None:
-            self._live_timer = self.set_interval(1.0, self._tick_live)
-        else:
-            self._live_timer.resume()
+    def on_sessions_changed(self) -> None:
+        self.refresh_sidebar()
 
-    def _stop_live(self) -> None:
-        self._tick_live()  # the final elapsed time stays until the next run or session
-        self._live = None
-        if self._live_timer is not None:
-            self._live_timer.pause()
+    def on_file_reader_files_changed(self) -> None:
+        if not self.files.reading and not self.busy:
+            self.activity = ""
+        self.context_used = self.host.conversation.context_used
+        self.refresh_sidebar()
+        self.send_pending()
 
-    def _count_live(self, generated: int, context: int = 0) -> None:
-        live = self._live
-        if live is None:
-            return
-        now = status_clock.now()
-        if generated:
-            live.generated = generated
-            live.last = (now, generated)
-            if live.first is None:
-                live.first = live.last
-        if context:
-            live.context = context
-        self._tick_live()
+    @on(Sidebar.SessionChosen)
+    def session_chosen(self, event: Sidebar.SessionChosen) -> None:
+        if event.session_id != self.host.conversation.session_id:
+            self.sessions.open(event.session_id)
 
-    def _tick_live(self) -> None:
-        """Elapsed time, tokens/s and context used, from the counts streamed so far."""
-        live = self._live
-        if live is None:
-            return
-        status = self.status
-        status.elapsed = status_clock.now() - live.started
-        if live.first and live.last and live.last[0] - live.first[0] >= 0.5:
-            status.speed = (live.last[1] - live.first[1]) / (live.last[0] - live.first[0])
-        if live.summary:
-            if live.context:
-                status.context_used = live.context
-        else:  # the prompt of this turn is in the conversation's count once the worker built it
-            status.context_used = self.xgen.conversation.context_used + live.generated
+    def attach_paths(self, paths: list[str]) -> None:
+        if self.files.attach(paths):
+            self._reading_activity()
+
+    def action_attach(self) -> None:
+        self.app.push_screen(AttachScreen(), callback=lambda path: self.attach_paths([path]) if path else None)
+
+    def action_detach_file(self) -> None:
+        if not self._refuse_while_busy():
+            self.files.detach()
+
+    def action_new_session(self) -> None:
+        self.sessions.new()
+        self.composer.focus()
+
+    def action_switch_session(self) -> None:
+        self.sessions.switch()
+
+    def action_rename_session(self) -> None:
+        self.sessions.rename()
+
+    def action_delete_session(self) -> None:
+        self.sessions.delete()
+
+    def action_clear(self) -> None:
+        self.sessions.clear()
+
+    # -- asking ------------------------------------------------------------------------------
 
     @on(Composer.Submitted)
-    async def send(self, event: Composer.Submitted) -> None:
-        waiting = self.xgen.loaded is None and self.xgen.model_loading or self._reading_files
+    def send(self, event: Composer.Submitted) -> None:
+        waiting = self.host.loaded is None and self.host.model_loading or self.files.reading
         if waiting and not self.busy:
             # Sent by send_pending() once the model and the files are ready.
             self._pending = event.text
-            self.status.activity = "will send when ready…"
+            self.activity = "will send when ready…"
             return
-        if self._ready() and await self.ask(event.text):
-            event.composer.clear()
-            event.composer.remember(event.text)
+        if self._ready():
+            self._ask(event.text)
 
-    def pending_dropped(self) -> None:
-        if self._pending:
-            self._pending = None
-            self.status.activity = ""
-
-    async def send_pending(self) -> None:
+    def send_pending(self) -> None:
         """Send the message typed while the model or the files were loading (if still there)."""
-        composer = self.query_one(Composer)
-        if not self._pending or self._reading_files or self.xgen.model_loading:
+        if not self._pending or self.files.reading or self.host.model_loading:
             return
         pending, self._pending = self._pending, None
         if not self.busy:
-            self.status.activity = ""
-        if composer.text.strip() == pending and self._ready() and await self.ask(pending):
-            composer.clear()
-            composer.remember(pending)
+            self.activity = ""
+        if self.composer.text.strip() == pending and self._ready():
+            self._ask(pending)
 
-    async def ask(self, question: str) -> bool:
-        """Hand the question to the core in a worker; the messages appear once it has saved them."""
-        model = self.xgen.loaded
-        assert model is not None
-        stop = self._begin("reply", "writing…")
-        self.ask_worker(model, question, stop)
-        return True
+    def _ask(self, question: str) -> None:
+        assert self.host.loaded is not None
+        self.busy = "reply"
+        self.activity = "writing…"
+        self.jobs.ask(self.host.loaded, question)
+        self.composer.clear()
+        self.composer.remember(question)
 
-    @work(thread=True, exclusive=True, group="inference")
-    def ask_worker(self, model, question: str, stop: threading.Event) -> None:
-        with self.xgen.engine_lock:
-            tasks.run_ask(self.xgen.conversation, model, question, stop, self.post_message)
+    def action_stop(self) -> None:
+        if self.busy:
+            self.jobs.stop()
+            self.activity = "stopping…"
+
+    def stop(self) -> None:
+        """Stop whatever runs (the app is closing; the runner may be gone already)."""
+        for runner in self.query(JobRunner):
+            runner.stop()
+
+    # -- a job's messages ----------------------------------------------------------------------
 
     async def on_turn_started(self, event: TurnStarted) -> None:
+        self.context_used = self.host.conversation.context_used  # with this turn's prompt
         if event.question is not None:
             await self.view.add(UserMessage(event.question.content, event.question.id),
                                 ReplyMessage(event.reply.id, streaming=True))
@@ -238,14 +279,13 @@ class ChatScreen(SessionsAndFiles, Screen):
 
     def on_turn_failed(self, event: TurnFailed) -> None:
         self.busy = ""
-        composer = self.query_one(Composer)
-        if event.question and not composer.text.strip():
-            composer.text = event.question  # nothing was sent: give the question back to edit
+        if event.question and not self.composer.text.strip():
+            self.composer.text = event.question  # nothing was sent: give the question back to edit
         self.notify(event.error, title="Not sent" if event.question is not None else "The summary did not start",
                     severity="error", timeout=12)
 
     async def on_reply_text(self, event: ReplyText) -> None:
-        self._count_live(event.generated)
+        self.status.count(event.generated)
         widget = self.view.reply(event.message_id)
         if widget is not None:
             await widget.append(event.text)
@@ -261,17 +301,15 @@ class ChatScreen(SessionsAndFiles, Screen):
             widget.set_progress(event.stage, event.done, event.total)
             widget.set_detail(event.detail)
         if event.detail is not None:
-            self._count_live(0, event.detail.read + event.detail.written)
+            self.status.count(0, event.detail.read + event.detail.written)
 
     async def on_reply_done(self, event: ReplyDone) -> None:
         widget = self.view.reply(event.message_id)
         if widget is not None:
             await widget.finish(event.text, event.meta)
         self.busy = ""
-        self.status.context_used = event.context_used
-        speed = (event.meta.get("stats") or {}).get("tokens_per_second")
-        if speed:
-            self.status.speed = speed
+        self.context_used = event.context_used
+        self.status.finished((event.meta.get("stats") or {}).get("tokens_per_second") or 0.0)
         if event.error:
             self.notify(event.error, title="No reply" if widget is None or widget.role != "summary"
                         else "The summary failed", severity="error", timeout=10)
@@ -283,83 +321,47 @@ class ChatScreen(SessionsAndFiles, Screen):
                         severity="warning", timeout=10)
         self.refresh_sidebar()
 
-    def action_stop(self) -> None:
-        if self.busy:
-            self._stop.set()
-            self.status.activity = "stopping…"
+    # -- summaries ---------------------------------------------------------------------------
 
-    # -- summaries -----------------------------------------------------------------------
-
-    async def action_summarize(self, form: str = "paragraph") -> None:
-        docs = self.xgen.conversation.summary_sources
+    def action_summarize(self, form: str = "paragraph") -> None:
+        docs = self.host.conversation.summary_sources
         if not docs:
-            self.notify("Attach a file first (Ctrl+O)." if not self._reading_files else
+            self.notify("Attach a file first (Ctrl+O)." if not self.files.reading else
                         "Still reading the files; try again in a moment.", severity="warning")
             return
-        files = self.query_one("#files", OptionList)
-        chosen = self.query_one(Sidebar).highlighted_file if files.has_focus else None
+        chosen = self.query_one(Sidebar).highlighted_file if self.query_one("#files", OptionList).has_focus else None
         if chosen is None and len(docs) == 1:
             chosen = docs[0].source
         if chosen is None:
-            options = [(d.source, d.name) for d in docs]
-            self.app.push_screen(PickerScreen("Summarize which file?", options),
-                                 callback=lambda path: self._summarize_chosen(path, form))
+            self.app.push_screen(PickerScreen("Summarize which file?", [(d.source, d.name) for d in docs]),
+                                 callback=lambda path: self.summarize(path, form) if path else None)
             return
-        await self.summarize(chosen, form)
-
-    async def _summarize_chosen(self, path: str | None, form: str) -> None:
-        if path:
-            await self.summarize(path, form)
+        self.summarize(chosen, form)
 
     @on(Sidebar.FileChosen)
-    async def file_chosen(self, event: Sidebar.FileChosen) -> None:
-        await self.summarize(event.path)
+    def file_chosen(self, event: Sidebar.FileChosen) -> None:
+        self.summarize(event.path)
 
-    async def summarize(self, path: str, form: str = "paragraph") -> None:
-        app = self.xgen
-        doc = app.conversation.document(path)
+    def summarize(self, path: str, form: str = "paragraph") -> None:
+        doc = self.host.conversation.document(path)
         if doc is None:
             self.notify(f"{Path(path).name} could not be read; attach it again (Ctrl+O).", severity="error")
             return
         if not self._ready():
             return
-        model = app.loaded
-        assert model is not None
-        stop = self._begin("summary", f"summarizing {doc.name}…")
-        self.summary_worker(model, doc, SummaryForm(form), stop)
+        assert self.host.loaded is not None
+        self.busy = "summary"
+        self.activity = f"summarizing {doc.name}…"
+        self.jobs.summarize(self.host.loaded, doc, SummaryForm(form))
 
-    @work(thread=True, exclusive=True, group="inference")
-    def summary_worker(self, model, source, form: SummaryForm, stop: threading.Event) -> None:
-        with self.xgen.engine_lock:
-            tasks.run_summary(self.xgen.conversation, model, source, form, stop, self.post_message)
-
-    # -- export, copy, layout ------------------------------------------------------------
+    # -- export, copy, layout ------------------------------------------------------------------
 
     def action_export(self) -> None:
-        session = self.xgen.conversation.session
+        session = self.host.conversation.session
         if session is None:
             self.notify("Nothing to export yet: this session is empty.", severity="warning")
             return
-        default = data_dir() / "exports" / f"{slug(session.title)}-{session.short_id}.md"
-        self.app.push_screen(ExportScreen(str(default)), callback=self.export_to)
-
-    def export_to(self, path: str | None) -> Path | None:
-        session = self.xgen.conversation.session
-        if not path or session is None:
-            return None
-        target = absolute(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(self.xgen.store.export_markdown(session.id), encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"Cannot write {target}: {exc.strerror or exc}. Choose another path (Ctrl+T).",
-                        title="Export failed", severity="error", timeout=10)
-            return None
-        except XGenError as exc:
-            self.notify(str(exc), title="Export failed", severity="error", timeout=10)
-            return None
-        self.notify(str(target), title="Exported")
-        return target
+        self.app.push_screen(ExportScreen(self.host.store, session))
 
     def action_copy_answer(self) -> None:
         reply = self.view.last_reply()
@@ -371,21 +373,16 @@ class ChatScreen(SessionsAndFiles, Screen):
 
     def action_toggle_sidebar(self) -> None:
         # Classes, not sidebar.display, so the width breakpoints keep working after F2.
-        shown = self.query_one(Sidebar).display
-        self.set_class(shown, "-hide-sidebar")
-        self.set_class(not shown, "-show-sidebar")
+        showing = self.query_one(Sidebar).display
+        self.set_class(showing, "-hide-sidebar")
+        self.set_class(not showing, "-show-sidebar")
 
     def action_chat_page(self, direction: int) -> None:
         """PageUp/PageDown from the input scroll the conversation."""
-        view = self.view
         if direction < 0:
-            view.scroll_page_up()
+            self.view.scroll_page_up()
         else:
-            view.scroll_page_down()
-
-    @property
-    def composer(self) -> Composer:
-        return self.query_one(Composer)
+            self.view.scroll_page_down()
 
     def on_screen_resume(self) -> None:
         # Back from a dialog or the command palette: to the input, whose draft is kept.
