@@ -9,7 +9,8 @@ from textual.widgets import OptionList
 from assistant.engines.fake import FakeEngine
 from assistant.tui.screens.attach import AttachScreen
 
-from tests.tui_helpers import NOTES, SIZE, SMALL, LARGE, app_with, notifications, toast_texts, palette, sync, wait_for, wait_idle, write
+from tests.tui_helpers import (AUDIT, LARGE, NOTES, SIZE, SMALL, app_with, composer, notifications, palette, sync,
+                               toast_texts, type_draft, wait_files, wait_for, wait_idle, write)
 
 
 @sync
@@ -152,3 +153,74 @@ async def test_the_palette_detaches_a_file(store, tmp_path):
         await pilot.pause()
         assert app.chat.query_one("#files", OptionList).option_count == 1
         assert other.exists()  # only the session forgets it
+
+
+# -- nothing heavy on the UI thread ---------------------------------------------------------
+
+
+@sync
+async def test_attaching_a_50_mb_file_and_clearing_leave_the_ui_thread_free(store, tmp_path, monkeypatch):
+    """The file is read and counted (seconds) and Clear records it again in workers: the UI
+    thread never spends more than 50 ms of its own CPU time between two heartbeats 10 ms
+    apart. CPU time (time.thread_time), not wall-clock, so a loaded machine does not fail it."""
+    import threading
+    import time
+
+    from assistant.session import Conversation
+
+    big = tmp_path / "big.log"
+    line = "2024-05-01 12:00:00 INFO the cooling unit in hall 3 reported 21.5 degrees and no fault\n"
+    with big.open("w") as out:
+        out.write(line * (49 * 2**20 // len(line)))  # just under the 50 MB load limit: loaded and counted
+    threads: dict[str, int] = {}
+    for name in ("add_files", "clear"):
+        real = getattr(Conversation, name)
+
+        def traced(self, *args, _real=real, _name=name, **kwargs):
+            threads[_name] = threading.get_ident()
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Conversation, name, traced)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        ui_thread = threading.get_ident()
+        beats: list[tuple[float, float]] = []  # (UI thread CPU time, wall-clock) at each heartbeat
+        heartbeat = app.set_interval(0.01, lambda: beats.append((time.thread_time(), time.perf_counter())))
+        app.chat.attach_paths([str(big)])
+        await type_draft(pilot, "typed while it loads")
+        await wait_files(pilot, app, timeout=180)
+        old = app.conversation.session_id
+        app.chat.action_clear()
+        await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), what="the cleared session")
+        await pilot.pause(0.1)
+        heartbeat.stop()
+        assert composer(app).text == "typed while it loads"
+        assert [d.name for d in app.conversation.documents] == ["big.log"]
+    assert threads["add_files"] != ui_thread and threads["clear"] != ui_thread
+    cpu = max(b[0] - a[0] for a, b in zip(beats, beats[1:]))
+    wall = max(b[1] - a[1] for a, b in zip(beats, beats[1:]))
+    print(f"longest UI-thread stall: {cpu * 1000:.0f} ms of CPU, {wall * 1000:.0f} ms wall-clock "
+          f"({len(beats)} heartbeats)")
+    assert len(beats) > 50 and cpu <= 0.05
+
+
+# -- a file over the load limit ---------------------------------------------------------------
+
+
+@sync
+async def test_a_file_over_the_load_limit_is_listed_to_summarize_not_to_ask_about(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    log = write(tmp_path, "huge.log", AUDIT)  # about 10 KB
+    app = app_with(FakeEngine(), store, files=[str(log)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading,
+                       what="the large file")
+        await pilot.pause()
+        assert app.conversation.documents == []
+        files = app.chat.query_one("#files", OptionList)
+        assert files.option_count == 1
+        assert re.fullmatch(r"huge\.log  \d+ KB \^S only", str(files.get_option_at_index(0).prompt))
+        assert any("huge.log" in t and "too large to ask about" in t for t in toast_texts(app))
+        assert any(t == "huge.log: Ctrl+S summarizes it" for t in toast_texts(app))

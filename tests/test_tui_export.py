@@ -7,6 +7,8 @@ import re
 
 from assistant.engines.fake import FakeEngine
 
+from assistant.tui.screens.export import ExportScreen
+
 from tests.tui_helpers import SIZE, SMALL, app_with, replies, send, sync, wait_for, wait_idle
 
 
@@ -40,7 +42,6 @@ async def test_export_writes_markdown(store, home, tmp_path):
 @sync
 async def test_the_export_has_plain_apostrophes_where_the_model_escaped_them(store, tmp_path):
     """XGen writes it\\'s; on screen Markdown hides the backslash, the export showed it."""
-    from assistant.tui.screens.export import ExportScreen
 
     engine = FakeEngine(["It\\'s the unit\\'s fault, he said \\\"twice\\\". Code stays: `'it\\'s'`."])
     app = app_with(engine, store)

@@ -64,3 +64,34 @@ async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
         assert not stage.display
+
+
+@sync
+async def test_a_file_over_the_load_limit_is_summarized_in_parts_with_progress(store, tmp_path, monkeypatch):
+    """The app attaches a text file over the load limit for summaries only; Ctrl+S reads it
+    in parts, showing how much of the file is read."""
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    log = write(tmp_path, "huge.log", AUDIT)
+    engine = SummaryEngine(n_ctx=512)
+    stages: list[str] = []
+    original = SummaryMessage.set_progress
+
+    def recorded(self, stage, done, total):
+        original(self, stage, done, total)
+        stages.append(str(self.query_one(".stage").render()))
+
+    monkeypatch.setattr(SummaryMessage, "set_progress", recorded)
+    app = app_with(engine, store, files=[str(log)])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading)
+        await pilot.press("ctrl+s")
+        summary = (await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage))))[0]
+        await wait_idle(pilot, app, timeout=30)
+        assert summary.text == engine.final and summary.title == "Summary of huge.log"
+        assert summary.meta["stats"]["parts"] >= 3
+    size = log.stat().st_size
+    reads = [s for s in stages if s.startswith("Reading the file")]
+    assert reads and reads[-1].startswith(f"Reading the file: {size / 2**20:,.1f} MB of {size / 2**20:,.1f} MB")
+    saved = [m for m in store.messages(app.conversation.session_id) if m.role == "summary"]
+    assert saved[0].content == engine.final and saved[0].meta["file"] == "huge.log"

@@ -21,7 +21,7 @@ from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.attach import ModelFileScreen
-from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.chat import ChatScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError

@@ -37,7 +37,7 @@ class FileRow:
 
     @classmethod
     def summary_only(cls, path: str, name: str, size: int | None) -> "FileRow":
-        size_text = f"{size / 2**20:.0f} MB " if size else ""
+        size_text = "" if not size else f"{size / 2**20:.0f} MB " if size >= 2**20 else f"{size / 2**10:.0f} KB "
         return cls(path, name, f"{size_text}^S only")
 
 

@@ -26,10 +26,10 @@ from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
-from assistant.tui.widgets.files import FileReader
-from assistant.tui.widgets.jobs import JobRunner
+from assistant.tui.flows.files import FileReader
+from assistant.tui.flows.jobs import JobRunner
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
-from assistant.tui.widgets.sessions import Sessions, listed_sessions
+from assistant.tui.flows.sessions import Sessions, listed_sessions
 from assistant.tui.widgets.sidebar import FileRow, Sidebar
 from assistant.tui.widgets.status import StatusBar
 
