@@ -9,8 +9,8 @@ from textual.widgets import OptionList
 from assistant.engines.fake import FakeEngine
 from assistant.tui.screens.attach import AttachScreen
 
-from tests.tui_helpers import (AUDIT, LARGE, NOTES, SIZE, SMALL, app_with, composer, notifications, palette, sync,
-                               toast_texts, type_draft, wait_files, wait_for, wait_idle, write)
+from tests.tui_helpers import (AUDIT, LARGE, NOTES, SIZE, SMALL, app_with, clear, composer, notifications, palette,
+                               sync, toast_texts, type_draft, wait_files, wait_for, wait_idle, write)
 
 
 @sync
@@ -190,9 +190,7 @@ async def test_attaching_a_50_mb_file_and_clearing_leave_the_ui_thread_free(stor
         app.chat.attach_paths([str(big)])
         await type_draft(pilot, "typed while it loads")
         await wait_files(pilot, app, timeout=180)
-        old = app.conversation.session_id
-        app.chat.action_clear()
-        await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), what="the cleared session")
+        await clear(pilot, app)
         await pilot.pause(0.1)
         heartbeat.stop()
         assert composer(app).text == "typed while it loads"

@@ -8,7 +8,8 @@ from assistant.tui.screens.attach import AttachScreen
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 
-from tests.tui_helpers import SIZE, SMALL, app_with, composer, palette, replies, send, sync, type_draft, wait_for, wait_idle
+from tests.tui_helpers import (SIZE, SMALL, app_with, composer, palette, replies, send, sync, type_draft, wait_for,
+                               wait_idle)
 
 
 @sync

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import re
-
-import pytest
 
 from assistant.engines.fake import FakeEngine
 from assistant.tui.screens.passage import PassageScreen
@@ -13,7 +10,8 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, UserMessage
 
-from tests.tui_helpers import NOTES, SIZE, SMALL, LONG_REPLY, app_with, composer, notifications, replies, send, sync, type_draft, wait_for, wait_idle, write
+from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, replies, send, sync,
+                               type_draft, wait_for, wait_idle, write)
 
 WORDS = " ".join(f"word{i}" for i in range(60))
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-import re
 
 from assistant.engines.fake import FakeEngine
-
 from assistant.tui.screens.export import ExportScreen
 
 from tests.tui_helpers import SIZE, SMALL, app_with, replies, send, sync, wait_for, wait_idle

@@ -9,7 +9,8 @@ from assistant.tui.screens.export import ExportScreen
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.sidebar import Sidebar
 
-from tests.tui_helpers import NOTES, SIZE, SMALL, LARGE, app_with, composer, notifications, send, sync, wait_for, wait_idle, write
+from tests.tui_helpers import (LARGE, NOTES, SIZE, SMALL, app_with, composer, notifications, send, sync, wait_for,
+                               wait_idle, write)
 
 WORDS = " ".join(f"word{i}" for i in range(60))
 

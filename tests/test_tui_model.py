@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 from click.testing import CliRunner
 from textual.widgets import OptionList
 
 from assistant.engines.fake import FakeEngine
 from assistant.modelref import NO_MODEL, NoModel
-from assistant.tui.app import XGenApp
-from assistant.tui.app import create_app
+from assistant.tui.app import XGenApp, create_app
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
 
-from tests.tui_helpers import NOTES, SIZE, SMALL, composer, notifications, replies, send, sync, wait_for, wait_idle, write
+from tests.tui_helpers import (NOTES, SIZE, SMALL, composer, notifications, replies, send, sync, wait_for, wait_idle,
+                               write)
 
 
 @sync

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from textual.widgets import OptionList
 
 from assistant.engines.fake import FakeEngine
 from assistant.tui.app import create_app
 from assistant.tui.widgets.messages import CitationButton, UserMessage
 
-from tests.tui_helpers import NOTES, SIZE, SMALL, LARGE, app_with, notifications, toast_texts, palette, replies, send, sync, wait_for, wait_idle, write
+from tests.tui_helpers import (LARGE, NOTES, SIZE, SMALL, app_with, clear, notifications, palette, replies, send,
+                               sync, toast_texts, wait_files, wait_for, wait_idle, write)
 
 
 @sync
@@ -94,40 +93,23 @@ async def test_a_reopened_session_remembers_its_turns_and_its_model(store, tmp_p
 
 
 @sync
-async def test_clear_starts_afresh_with_the_same_files(store, tmp_path):
-    notes = write(tmp_path, "notes.md", NOTES)
-    app = app_with(FakeEngine(["Answer."]), store, files=[str(notes)])
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_idle(pilot, app)
-        await wait_for(pilot, lambda: app.conversation.documents)
-        await send(pilot, "Question")
-        await wait_idle(pilot, app)
-        old = app.conversation.session_id
-        assert app.chat.status.context_used > 0
-        app.chat.action_clear()
-        await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), what="a new session")
-        await pilot.pause()
-        assert [d.name for d in app.conversation.documents] == ["notes.md"]
-        assert not app.chat.query(UserMessage) and app.chat.status.context_used == 0
-    assert len(store.messages(old)) == 2  # the old conversation is kept
-
-
-@sync
-async def test_clear_keeps_the_files_in_the_sidebar(store, tmp_path):
+async def test_clear_starts_afresh_with_the_same_files_in_the_sidebar(store, tmp_path):
     notes = write(tmp_path, "notes.md", NOTES)
     app = app_with(FakeEngine(["Answer."]), store, files=[str(notes)])
     async with app.run_test(size=LARGE) as pilot:
         await wait_idle(pilot, app)
-        await wait_for(pilot, lambda: app.conversation.documents)
+        await wait_files(pilot, app)
         await send(pilot, "Question")
         await wait_idle(pilot, app)
         old = app.conversation.session_id
-        app.chat.action_clear()
-        await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), what="a new session")
-        await pilot.pause()
+        assert app.chat.status.context_used > 0
+        await clear(pilot, app)
+        assert [d.name for d in app.conversation.documents] == ["notes.md"]
+        assert not app.chat.query(UserMessage) and app.chat.status.context_used == 0
         files = app.chat.query_one("#files", OptionList)
         assert files.display and files.option_count == 1
         assert "notes.md" in str(files.get_option_at_index(0).prompt)
+    assert len(store.messages(old)) == 2  # the old conversation is kept
 
 
 @sync

@@ -55,6 +55,14 @@ async def wait_files(pilot, app, count: int = 1, timeout: float = 10.0):
     await pilot.pause()
 
 
+async def clear(pilot, app, timeout: float = 30.0):
+    """Clear (Ctrl+P → Clear) and wait for the new session it starts."""
+    old = app.conversation.session_id
+    app.chat.action_clear()
+    await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), timeout, "the cleared session")
+    await pilot.pause()
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text)
