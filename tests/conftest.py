@@ -140,3 +140,12 @@ def _guarded_getaddrinfo(real, attempts):
         return real(host, *args, **kwargs)
 
     return getaddrinfo
+
+
+@pytest.fixture
+def store(home):
+    """A sessions database in this test's own data directory (the app's tests use it)."""
+    from assistant.store import Store
+
+    with Store(home / "sessions.db") as store:
+        yield store

@@ -733,3 +733,15 @@ def test_split_invariants_on_random_text(count, pieces, max_tokens):
     check_chunks(doc, chunks, max_tokens, count)
     for c in chunks:
         assert 1 <= c.first_line <= c.last_line <= doc.line_of(len(doc.text))
+
+
+@given(st.lists(st.sampled_from(["word", " ", "  ", "\n", "\n\n", "\t", "x1", "é", "'s", "!!", "\r\n", " \n"]),
+                max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_counting_in_slices_gives_the_whole_text_count(pieces):
+    from assistant.chunking import count_in_slices
+    from models.tokenizer import XGenTokenizer
+
+    encode = XGenTokenizer(allow_download=False).encoding.encode_ordinary
+    text = "".join(pieces)
+    assert count_in_slices(encode, text, slice_chars=7) == len(encode(text))

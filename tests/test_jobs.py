@@ -18,8 +18,7 @@ from assistant.session import Conversation, SummaryForm
 from assistant.sources import Sources
 from assistant.store import Store
 from models.errors import XGenError
-from tests.test_tui_support import NOTES, app_with, notifications, sync, wait_for, wait_idle, write
-from tests.test_tui_support import store as store  # noqa: F401 - a fixture
+from tests.tui_helpers import NOTES, app_with, clear, notifications, sync, wait_for, wait_idle, write
 
 NOTE_TEXT = ("The cooling unit in hall 3 failed on 2 September.\n\n"
              "It was replaced on 9 September by the vendor.\n")
@@ -92,8 +91,8 @@ async def test_the_app_counts_an_attached_file_once_and_never_on_its_ui_thread(s
         await wait_idle(pilot, app)
         ui_thread = threading.current_thread()
         app.chat.attach_paths([str(notes)])
-        await wait_for(pilot, lambda: app.conversation.documents and not app.chat._reading_files)
-        await app.chat.action_clear()
+        await wait_for(pilot, lambda: app.conversation.documents and not app.chat.files.reading)
+        await clear(pilot, app)
         await pilot.pause()
         assert [d.name for d in app.conversation.documents] == ["notes.md"]
         assert [f.n_tokens for f in store.files(app.conversation.session_id)] == [len(NOTES.split())]

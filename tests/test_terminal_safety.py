@@ -14,7 +14,6 @@ from assistant.cli import main
 from assistant.safetext import printable
 from assistant.store import Store
 from tests.openai_double import OpenAIDouble
-from tests.test_tui_support import store  # noqa: F401 (a fixture)
 
 CLIPBOARD = "\x1b]52;c;SGVsbG8=\x07"
 TITLE = "\x1b]0;PWNED\x07"
@@ -78,7 +77,7 @@ def test_an_error_naming_a_hostile_file_is_printed_inertly(home, tmp_path):
 def test_the_app_draws_a_hostile_reply_and_file_name_inertly(store, tmp_path):
     from tests.fake_engine import FakeEngine
     from assistant.tui.widgets.messages import ReplyMessage
-    from tests.test_tui_support import SIZE, app_with, sync, wait_for, wait_idle
+    from tests.tui_helpers import SIZE, app_with, sync, wait_for, wait_idle
 
     doc = tmp_path / f"notes{TITLE}.txt"
     doc.write_text("The cooling unit in hall 3 failed on 2 September.\n")

@@ -9,7 +9,7 @@ from assistant.store import Store
 from assistant.tui.app import create_app
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.messages import SummaryMessage
-from tests.test_tui_support import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngine, wait_for, wait_idle, write
+from tests.tui_helpers import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngine, wait_for, wait_idle, write
 
 
 @pytest.fixture

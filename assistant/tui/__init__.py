@@ -1,14 +1,4 @@
-"""The terminal app (Textual): `xgen` or `xgen chat FILE...`."""
+"""The terminal app (Textual): `xgen` or `xgen chat FILE...`; `assistant.tui.app.create_app` builds it.
 
-from __future__ import annotations
-
-__all__ = ["XGenApp", "create_app"]
-
-
-def __getattr__(name: str):
-    # Textual is imported only when the app is wanted, not by every `xgen` command.
-    if name in __all__:
-        from assistant.tui import app
-
-        return getattr(app, name)
-    raise AttributeError(name)
+Textual is imported only when the app is wanted, by importing `assistant.tui.app`, not by
+every `xgen` command."""

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.screen import Screen
 
 from assistant.modelref import choose_model
@@ -17,9 +18,10 @@ from assistant.safetext import printable
 from assistant.session import Conversation, absolute
 from assistant.store import Store
 from assistant.tui.events import ModelFailed, ModelLoaded
+from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.attach import ModelFileScreen
-from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.chat import ChatScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
@@ -36,6 +38,8 @@ class XGenApp(App[None]):
     # Keep Ctrl+P for the command palette; the footer shows it on the right.
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", tooltip="Quit xgen-local (sessions are saved)", priority=True)]
 
+    model_state: reactive[ModelState] = reactive(ModelState(), always_update=True)  # what the status bar shows of the model
+
     def __init__(self, engine_factory: EngineFactory, store: Store, *, files: Sequence[str] = (),
                  model: str | None = None, session_id: str | None = None):
         super().__init__()
@@ -48,7 +52,7 @@ class XGenApp(App[None]):
         self.loaded: LoadedModel | None = None
         self.model_loading = False
         self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
-        self.chat = ChatScreen()
+        self.chat = ChatScreen(self, files=self.initial_files, session_id=session_id)
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = False) -> None:
@@ -60,10 +64,8 @@ class XGenApp(App[None]):
     def get_default_screen(self) -> Screen:
         return self.chat
 
-    async def screen_ready(self) -> None:
-        """Called by the chat screen once its widgets exist."""
+    def on_mount(self) -> None:
         self.load_model(self.model_ref or self._reopened_session_model())
-        await self.chat.start(self.initial_files, self.initial_session)
 
     def _reopened_session_model(self) -> str | None:
         """Without --model, a reopened session comes back with the model it was using (by
@@ -82,11 +84,7 @@ class XGenApp(App[None]):
 
     def load_model(self, ref: str | None) -> None:
         self.model_loading = True
-        status = self.chat.status
-        status.model_loading = True
-        status.model = f"loading {Path(ref).name if ref else 'the default model'}…"
-        status.engine = ""
-        status.n_ctx = 0
+        self.model_state = ModelState(f"loading {Path(ref).name if ref else 'the default model'}…", loading=True)
         self._load_worker(ref)
 
     @work(thread=True, exclusive=True, group="model")
@@ -105,29 +103,22 @@ class XGenApp(App[None]):
             return
         self.post_message(ModelLoaded(loaded))
 
-    async def on_model_loaded(self, event: ModelLoaded) -> None:
-        self.loaded = event.model
+    def on_model_loaded(self, event: ModelLoaded) -> None:
+        model = event.model
+        self.loaded = model
         self.model_loading = False
-        self.model_ref = event.model.ref
+        self.model_ref = model.ref
         self.conversation.forget_context()
-        status = self.chat.status
-        status.model_loading = False
-        status.model = event.model.name
-        status.engine = event.model.engine_name
-        status.n_ctx = event.model.engine.n_ctx
-        status.context_used = 0
-        if event.model.note:  # the demo, taken without being asked for: say so, visibly
-            status.model = f"{event.model.name} (demo: random weights)"
-            note = event.model.note
-            self.notify(note[0].upper() + note[1:] + ".", title="Demo model", severity="warning", timeout=30)
-        await self.chat.send_pending()
+        # The demo, taken without being asked for: say so, visibly.
+        label = f"{model.name} (demo: random weights)" if model.note else model.name
+        self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
+        if model.note:
+            self.notify(model.note[0].upper() + model.note[1:] + ".", title="Demo model", severity="warning",
+                        timeout=30)
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
-        self.chat.pending_dropped()
-        status = self.chat.status
-        status.model_loading = False
-        status.model = "no model"
+        self.model_state = ModelState("no model")
         if event.no_model:
             self.push_screen(NoModelScreen(), callback=self._no_model_choice)
         else:
@@ -166,7 +157,7 @@ class XGenApp(App[None]):
 
     def close_model(self) -> None:
         """Free the model once no worker uses it (the command line calls this after run())."""
-        self.chat._stop.set()
+        self.chat.stop()
         loaded, self.loaded = self.loaded, None
         if loaded is not None:
             with self.engine_lock:

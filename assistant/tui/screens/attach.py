@@ -84,10 +84,12 @@ class PathInput(Input):
 
     def __init__(self, value: str | None = None, *, suffixes: tuple[str, ...] = (), **kwargs):
         super().__init__(value, suggester=PathSuggester(suffixes), **kwargs)
+        self.suffixes = suffixes
 
     def action_complete(self) -> None:
-        suggestion = self._suggestion
-        if suggestion and len(suggestion) > len(self.value) and self.cursor_at_end:
+        # The completion the suggester shows, computed again (a quick listing of a folder).
+        suggestion = complete_path(self.value, self.suffixes) if self.cursor_at_end else None
+        if suggestion and len(suggestion) > len(self.value):
             self.value = suggestion
             self.cursor_position = len(suggestion)
         else:

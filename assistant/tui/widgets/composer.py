@@ -74,8 +74,9 @@ class Composer(TextArea):
 
     # -- keys ------------------------------------------------------------------------------
 
-    async def _on_key(self, event: events.Key) -> None:
-        # Runs before TextArea's own handler, which prevent_default() skips.
+    async def on_key(self, event: events.Key) -> None:
+        # Textual dispatches a key to each class of the widget, subclass first: this runs
+        # before TextArea's own handler, which prevent_default() skips.
         if event.key == "enter":
             event.stop()
             event.prevent_default()

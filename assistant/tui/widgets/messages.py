@@ -9,7 +9,7 @@ from textual import on
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Button, Label, Markdown, ProgressBar, Static
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets.markdown import MarkdownStream
 
 from assistant.safetext import printable
 from assistant.sources import Sources
@@ -40,6 +40,10 @@ def displayable(markdown: str) -> str:
     """Markdown text as the Markdown widget should get it (see NOT_MARKDOWN_LINE_BREAKS),
     without terminal control characters (assistant/tui/text.py)."""
     return printable(markdown.translate(NOT_MARKDOWN_LINE_BREAKS))
+
+
+def megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:,.1f} MB"
 
 
 def _plural(n: int, word: str) -> str:
@@ -239,7 +243,9 @@ class SummaryMessage(ReplyMessage):
             self._show_stage()
 
     def set_progress(self, stage: str, done: int, total: int) -> None:
-        if stage == "map":
+        if stage == "read":  # a file too large to load, read in parts: bytes read (total 0: unknown)
+            label = f"Reading the file: {megabytes(done)}" + (f" of {megabytes(total)}" if total else "")
+        elif stage == "map":
             label = f"Reading part {min(done + 1, total)} of {total}" if done < total else f"Read all {total} parts"
         elif stage.startswith("combine"):
             label = f"Combining summaries ({stage.removeprefix('combine ')}): {min(done + 1, total)} of {total}"
@@ -251,7 +257,7 @@ class SummaryMessage(ReplyMessage):
         self._show_stage()
         bar = self.query_one(ProgressBar)
         bar.display = stage != "final"  # one call: the text streaming below shows the progress
-        bar.update(total=total, progress=done)
+        bar.update(total=total or None, progress=done)
 
     async def finish(self, text: str, meta: dict[str, Any]) -> None:
         if self._ticker is not None:

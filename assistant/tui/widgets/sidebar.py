@@ -1,4 +1,5 @@
-"""The sidebar: saved sessions (most recent first) and the files of the open one."""
+"""The sidebar: saved sessions (most recent first) and the files of the open one; a file
+too large to ask about (over the load limit) is listed as one to summarize."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ NEW_SESSION = "(new session)"
 
 def short_count(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """A file of the open session as the sidebar lists it."""
+
+    path: str
+    name: str
+    detail: str  # dim, after the name: its tokens, or that it can only be summarized
+
+    @classmethod
+    def attached(cls, f: AttachedFile) -> "FileRow":
+        return cls(f.path, f.name, f"{short_count(f.n_tokens)} tok")
+
+    @classmethod
+    def summary_only(cls, path: str, name: str, size: int | None) -> "FileRow":
+        size_text = "" if not size else f"{size / 2**20:.0f} MB " if size >= 2**20 else f"{size / 2**10:.0f} KB "
+        return cls(path, name, f"{size_text}^S only")
 
 
 class Sidebar(Vertical):
@@ -49,11 +68,11 @@ class Sidebar(Vertical):
         ids = [s.id for s in sessions]
         options.highlighted = 0 if current is None else (ids.index(current) if current in ids else None)
 
-    def show_files(self, files: list[AttachedFile]) -> None:
+    def show_files(self, files: list[FileRow]) -> None:
         options = self.query_one("#files", OptionList)
         options.clear_options()
         for f in files:
-            options.add_option(Option(Content.assemble(printable(f.name), (f"  {short_count(f.n_tokens)} tok", "dim")),
+            options.add_option(Option(Content.assemble(printable(f.name), (f"  {printable(f.detail)}", "dim")),
                                       id=f.path))
         options.display = bool(files)
         # At most 20 columns: the sidebar is 22 wide below 120 columns.

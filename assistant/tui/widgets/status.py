@@ -1,14 +1,21 @@
 """The status bar: model and engine, what is running, context used, speed, and the time
-a reply or summary has been running (live while it runs)."""
+a reply or summary has been running (live while it runs).
+
+It is bound to the screen's reactive state (`data_bind`): the model, the activity, the
+conversation's context, what runs and which session is shown. While a reply or summary
+runs it keeps its own live figures from the counts it is given (`count`)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Label, LoadingIndicator
 
+from assistant.tui.host import ModelState
 from assistant.tui.text import shown
 
 
@@ -22,15 +29,40 @@ def clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
 
+@dataclass
+class LiveRun:
+    """The counts of the reply or summary running now."""
+
+    started: float
+    summary: bool = False
+    generated: int = 0
+    first: tuple[float, int] | None = None  # (time, tokens) of the first streamed text
+    last: tuple[float, int] | None = None  # ... and of the latest
+    context: int = 0  # a summary's current call: tokens read + written, when reported
+
+    def speed(self) -> float:
+        """Tokens per second since the first streamed text (0 until half a second of it)."""
+        if self.first and self.last and self.last[0] - self.first[0] >= 0.5:
+            return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+        return 0.0
+
+
 class StatusBar(Horizontal):
-    model = reactive("no model")
-    engine = reactive("")
+    # Bound to the screen's state.
+    model: reactive[ModelState] = reactive(ModelState())
     activity = reactive("")
-    model_loading = reactive(False)
-    context_used = reactive(0)
-    n_ctx = reactive(0)
+    context_used = reactive(0)  # the conversation's, as of the last turn
+    running = reactive("")  # "", "reply" or "summary"
+    session_shown = reactive(0)  # changes when another session is shown: nothing measured yet
+    # Its own live figures.
     speed = reactive(0.0)
     elapsed = reactive(-1.0)  # seconds the running reply or summary has taken; < 0: nothing runs
+    live_context = reactive(0)  # the context while a reply or summary runs (0: context_used)
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self._live: LiveRun | None = None
+        self._ticker: Timer | None = None
 
     def compose(self):
         yield LoadingIndicator(id="spinner")
@@ -41,25 +73,77 @@ class StatusBar(Horizontal):
         yield Label(id="elapsed")
 
     def on_mount(self) -> None:
+        self._ticker = self.set_interval(1.0, self._tick, pause=True)
         self._refresh_all()
 
-    def reset(self) -> None:
-        """A new or reopened session: nothing used or measured yet."""
-        self.context_used = 0
+    @property
+    def context_shown(self) -> int:
+        return self.live_context or self.context_used
+
+    # -- live figures ------------------------------------------------------------------------
+
+    def watch_running(self, running: str) -> None:
+        if running:
+            self._live = LiveRun(now(), summary=running == "summary")
+            self.elapsed = 0.0
+            if self._ticker is not None:
+                self._ticker.resume()
+        else:
+            self._tick()  # the final elapsed time stays until the next run or session
+            self._live = None
+            self.live_context = 0
+            if self._ticker is not None:
+                self._ticker.pause()
+        self._refresh_if_mounted()
+
+    def watch_session_shown(self) -> None:
         self.speed = 0.0
         self.elapsed = -1.0
+        self.live_context = 0
+
+    def count(self, generated: int = 0, context: int = 0) -> None:
+        """Tokens written so far by the run (and, for a summary's call, its context)."""
+        live = self._live
+        if live is None:
+            return
+        moment = now()
+        if generated:
+            live.generated = generated
+            live.last = (moment, generated)
+            if live.first is None:
+                live.first = live.last
+        if context:
+            live.context = context
+        self._tick()
+
+    def finished(self, speed: float) -> None:
+        """The run is over; `speed` is its own measure (tokens/s, 0: none), kept on show."""
+        if speed:
+            self.speed = speed
+
+    def _tick(self) -> None:
+        live = self._live
+        if live is None:
+            return
+        self.elapsed = now() - live.started
+        self.speed = live.speed() or self.speed
+        # A reply's prompt is in the conversation's count once the turn started.
+        self.live_context = live.context if live.summary else self.context_used + live.generated
+
+    # -- drawing -------------------------------------------------------------------------------
 
     def _refresh_all(self) -> None:
-        self.query_one("#spinner").display = self.model_loading
-        model = self.model + (f" · {self.engine}" if self.engine else "")
-        self.query_one("#model", Label).update(shown(model))
+        model = self.model
+        self.query_one("#spinner").display = model.loading
+        self.query_one("#model", Label).update(shown(model.label + (f" · {model.engine}" if model.engine else "")))
         activity = self.query_one("#activity", Label)
         activity.update(shown(self.activity))
         activity.display = bool(self.activity)
         context = self.query_one("#context", Label)
-        if self.n_ctx:
-            share = self.context_used / self.n_ctx
-            context.update(f"ctx {self.context_used:,}/{self.n_ctx:,} {share:.0%}")
+        if model.n_ctx:
+            used = self.context_shown
+            share = used / model.n_ctx
+            context.update(f"ctx {used:,}/{model.n_ctx:,} {share:.0%}")
             context.set_class(0.8 <= share < 0.95, "-high")
             context.set_class(share >= 0.95, "-full")
         else:
@@ -69,12 +153,9 @@ class StatusBar(Horizontal):
         elapsed.update(clock(self.elapsed) if self.elapsed >= 0 else "")
         elapsed.display = self.elapsed >= 0
 
-    def watch_model(self) -> None:
-        self._refresh_if_mounted()
-
-    watch_engine = watch_activity = watch_model_loading = watch_context_used = watch_n_ctx = watch_speed = watch_model
-    watch_elapsed = watch_model
-
     def _refresh_if_mounted(self) -> None:
         if self.is_mounted:
             self._refresh_all()
+
+    watch_model = watch_activity = watch_context_used = watch_speed = watch_elapsed = _refresh_if_mounted
+    watch_live_context = _refresh_if_mounted

@@ -1,4 +1,5 @@
-"""Shared pieces of the TUI tests: documents, engines, and waiting for the app."""
+"""Shared pieces of the app's tests (tests/test_tui_*.py): documents, engines, building
+the app, typing into it and waiting for it. The `store` fixture is in conftest.py."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import functools
 import threading
 from pathlib import Path
 
-import pytest
-
 from tests.fake_engine import FakeEngine
-from assistant.store import Store
 
 SIZE = (100, 32)
+SMALL = (80, 24)
+LARGE = (120, 40)
 
 NOTES = "".join(f"Line {i}: the shipment of widgets number {i} left the warehouse on day {i}.\n"
                 + ("\n" if i % 5 == 0 else "") for i in range(1, 21))
 AUDIT = "".join(f"Paragraph {n}: the auditors visited site {n} and counted {n} pallets of spare parts. "
                 f"They noted that the cooling unit in hall {n} was serviced in spring.\n\n" for n in range(60))
+LONG_REPLY = " ".join(f"word{i}" for i in range(200))
 
 
 def sync(test):
@@ -47,10 +48,76 @@ async def wait_idle(pilot, app, timeout: float = 10.0):
     await pilot.pause()
 
 
+async def wait_files(pilot, app, count: int = 1, timeout: float = 10.0):
+    """Until `count` documents are attached and no read is in flight."""
+    await wait_for(pilot, lambda: len(app.conversation.documents) >= count and not app.chat.files.reading,
+                   timeout, "the files to load")
+    await pilot.pause()
+
+
+async def clear(pilot, app, timeout: float = 30.0):
+    """Clear (Ctrl+P → Clear) and wait for the new session it starts."""
+    old = app.conversation.session_id
+    app.chat.action_clear()
+    await wait_for(pilot, lambda: app.conversation.session_id not in (None, old), timeout, "the cleared session")
+    await pilot.pause()
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def app_with(engine, store, **kwargs):
+    """The app on `engine` (the factory returns it whatever model is asked for)."""
+    from assistant.tui.app import create_app
+
+    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
+
+
+def composer(app):
+    from assistant.tui.widgets.composer import Composer
+
+    return app.chat.query_one(Composer)
+
+
+async def type_draft(pilot, text: str) -> None:
+    """Put `text` in the input (set at once: pressing each key is slow), cursor at its end."""
+    box = composer(pilot.app)
+    box.focus()
+    box.text = text
+    box.move_cursor(box.document.end)
+    await pilot.pause()
+
+
+async def send(pilot, text: str) -> None:
+    await type_draft(pilot, text)
+    await pilot.press("enter")
+
+
+async def palette(pilot, command: str) -> None:
+    """Run a command of the palette (Ctrl+P) by typing its name."""
+    await pilot.press("ctrl+p")
+    await pilot.press(*command)
+    await pilot.pause(0.4)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def replies(app) -> list:
+    from assistant.tui.widgets.messages import ReplyMessage
+
+    return list(app.chat.query(ReplyMessage))
+
+
+def notifications(app) -> list:
+    # Textual has no public list of the toasts shown; tests read its collection.
+    return list(app._notifications)
+
+
+def toast_texts(app) -> list[str]:
+    return [n.message for n in notifications(app)]
 
 
 class SummaryEngine(FakeEngine):
@@ -88,25 +155,3 @@ def steady(done):
 class SteadyEngine(FakeEngine):
     def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
         return steady(super().generate(prompt_ids, settings, stop=stop, on_text=on_text))
-
-
-@pytest.fixture
-def store(home):
-    with Store(home / "sessions.db") as store:
-        yield store
-
-
-def app_with(engine, store, **kwargs):
-    from assistant.tui.app import create_app
-
-    return create_app(engine_factory=lambda ref: engine, store=store, **kwargs)
-
-
-def replies(app) -> list:
-    from assistant.tui.widgets.messages import ReplyMessage
-
-    return list(app.chat.query(ReplyMessage))
-
-
-def notifications(app) -> list:
-    return list(app._notifications)

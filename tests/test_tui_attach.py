@@ -1,0 +1,224 @@
+"""Attaching files: the dialog, path completion, errors, twice, detaching."""
+
+from __future__ import annotations
+
+import re
+
+from textual.widgets import OptionList
+
+from tests.fake_engine import FakeEngine
+from assistant.tui.screens.attach import AttachScreen
+
+from tests.tui_helpers import (AUDIT, LARGE, NOTES, SIZE, SMALL, app_with, clear, composer, notifications, palette,
+                               sync, toast_texts, type_draft, wait_files, wait_for, wait_idle, write)
+
+
+@sync
+async def test_attach_a_file_by_typing_its_path(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen))
+        path = app.screen.query_one("#attach-path")
+        path.value = str(notes.parent) + "/"
+        path.cursor_position = len(path.value)
+        await pilot.press(*"notes.md", "enter")
+        await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
+        await pilot.pause()
+        assert not isinstance(app.screen, AttachScreen)
+        assert app.conversation.documents[0].name == "notes.md"
+        files = store.files(app.conversation.session_id)
+        assert [(f.name, f.path) for f in files] == [("notes.md", str(notes))] and files[0].n_tokens > 100
+        assert "notes.md" in str(app.chat.query_one("#files").get_option_at_index(0).prompt)
+        assert any("notes.md" in n.message for n in notifications(app))
+
+
+@sync
+async def test_an_unreadable_file_is_a_notification_with_the_next_step(store, tmp_path):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        app.chat.attach_paths([str(tmp_path / "missing.txt"), str(tmp_path)])
+        await wait_for(pilot, lambda: len(notifications(app)) >= 2, what="two notifications")
+        errors = [n for n in notifications(app) if n.severity == "error"]
+        assert len(errors) == 2
+        assert "No such file" in errors[0].message and "Ctrl+O" in errors[0].message
+        assert "is a folder" in errors[1].message
+        assert app.conversation.documents == [] and app.screen is app.chat
+
+
+@sync
+async def test_attaching_a_file_twice_says_so_and_attaches_it_once(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        app.clear_notifications()
+        app.chat.attach_paths([str(notes)])
+        await pilot.pause()
+        (note,) = list(notifications(app))
+        assert note.severity == "warning" and "notes.md is already attached" in note.message
+        # Two reads of the same new file in flight: one is attached, the other is reported.
+        other = write(tmp_path, "other.md", NOTES.replace("widgets", "gadgets"))
+        app.clear_notifications()
+        app.chat.attach_paths([str(other), str(other)])
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 2 and not app.chat.files.reading)
+        await pilot.pause()
+        assert any("other.md is already attached" in m for m in toast_texts(app))
+        assert sum("other.md" in m and "tokens" in m for m in toast_texts(app)) == 1
+        assert [d.name for d in app.conversation.documents] == ["notes.md", "other.md"]
+        assert app.chat.query_one("#files", OptionList).option_count == 2
+    assert [f.name for f in store.files(app.conversation.session_id)] == ["notes.md", "other.md"]
+
+
+@sync
+async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates(store, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write(folder, "notes.md", NOTES)
+    write(folder, "notes-old.md", NOTES)
+    write(folder, "report.txt", NOTES)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+o")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen)
+        path = dialog.query_one("#attach-path")
+        error = dialog.query_one("#path-error")
+        candidates = dialog.query_one("#path-candidates", OptionList)
+
+        async def submit(text: str) -> None:
+            path.value = text
+            path.cursor_position = len(text)
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+
+        await submit(str(folder / "missing.md"))
+        assert app.screen is dialog and error.display and "No such file" in str(error.render())
+        await submit(str(folder))
+        assert app.screen is dialog and "docs is a folder" in str(error.render())
+        assert path.value == f"{folder}/"  # ... and its files are listed, to pick one
+        await pilot.pause()
+        assert candidates.display and candidates.option_count == 3
+        # Typing narrows the list; Tab takes the first candidate.
+        path.value = f"{folder}/no"
+        path.cursor_position = len(path.value)
+        await pilot.pause(0.2)
+        assert not error.display
+        assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
+            "notes-old.md", "notes.md"]
+        await pilot.press("tab")
+        assert path.value == f"{folder}/notes-old.md"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
+        assert app.screen is app.chat and app.conversation.documents[0].name == "notes-old.md"
+
+
+def test_path_completion(tmp_path):
+    from assistant.tui.screens.attach import complete_path
+
+    (tmp_path / "notes.md").write_text("x")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / ".hidden").write_text("x")
+    base = str(tmp_path)
+    assert complete_path(f"{base}/no") == f"{base}/notes.md"
+    assert complete_path(f"{base}/rep") == f"{base}/reports/"
+    assert complete_path(f"{base}/reports") == f"{base}/reports/"
+    assert complete_path(f"{base}/notes.md") is None
+    assert complete_path(f"{base}/.h") == f"{base}/.hidden"
+    assert complete_path(f"{base}/") == f"{base}/notes.md"  # hidden entries are skipped
+    assert complete_path(f"{base}/missing/x") is None and complete_path("") is None
+
+
+@sync
+async def test_the_palette_detaches_a_file(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    other = write(tmp_path, "other.md", NOTES.replace("widgets", "gadgets"))
+    app = app_with(FakeEngine(), store, files=[str(notes), str(other)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 2)
+        await palette(pilot, "detach file")
+        picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                and app.screen)
+        assert picker.query_one(OptionList).option_count == 2
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: len(app.conversation.documents) == 1)
+        assert [d.name for d in app.conversation.documents] == ["notes.md"]
+        assert [f.name for f in store.files(app.conversation.session_id)] == ["notes.md"]
+        await pilot.pause()
+        assert app.chat.query_one("#files", OptionList).option_count == 1
+        assert other.exists()  # only the session forgets it
+
+
+# -- nothing heavy on the UI thread ---------------------------------------------------------
+
+
+@sync
+async def test_attaching_a_50_mb_file_and_clearing_leave_the_ui_thread_free(store, tmp_path, monkeypatch):
+    """The file is read and counted (seconds) and Clear records it again in workers: the UI
+    thread never spends more than 50 ms of its own CPU time between two heartbeats 10 ms
+    apart. CPU time (time.thread_time), not wall-clock, so a loaded machine does not fail it."""
+    import threading
+    import time
+
+    from assistant.session import Conversation
+
+    big = tmp_path / "big.log"
+    line = "2024-05-01 12:00:00 INFO the cooling unit in hall 3 reported 21.5 degrees and no fault\n"
+    with big.open("w") as out:
+        out.write(line * (49 * 2**20 // len(line)))  # just under the 50 MB load limit: loaded and counted
+    threads: dict[str, int] = {}
+    for name in ("add_files", "clear"):
+        real = getattr(Conversation, name)
+
+        def traced(self, *args, _real=real, _name=name, **kwargs):
+            threads[_name] = threading.get_ident()
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Conversation, name, traced)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        ui_thread = threading.get_ident()
+        beats: list[tuple[float, float]] = []  # (UI thread CPU time, wall-clock) at each heartbeat
+        heartbeat = app.set_interval(0.01, lambda: beats.append((time.thread_time(), time.perf_counter())))
+        app.chat.attach_paths([str(big)])
+        await type_draft(pilot, "typed while it loads")
+        await wait_files(pilot, app, timeout=180)
+        await clear(pilot, app)
+        await pilot.pause(0.1)
+        heartbeat.stop()
+        assert composer(app).text == "typed while it loads"
+        assert [d.name for d in app.conversation.documents] == ["big.log"]
+    assert threads["add_files"] != ui_thread and threads["clear"] != ui_thread
+    cpu = max(b[0] - a[0] for a, b in zip(beats, beats[1:]))
+    wall = max(b[1] - a[1] for a, b in zip(beats, beats[1:]))
+    print(f"longest UI-thread stall: {cpu * 1000:.0f} ms of CPU, {wall * 1000:.0f} ms wall-clock "
+          f"({len(beats)} heartbeats)")
+    assert len(beats) > 50 and cpu <= 0.05
+
+
+# -- a file over the load limit ---------------------------------------------------------------
+
+
+@sync
+async def test_a_file_over_the_load_limit_is_listed_to_summarize_not_to_ask_about(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    log = write(tmp_path, "huge.log", AUDIT)  # about 10 KB
+    app = app_with(FakeEngine(), store, files=[str(log)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading,
+                       what="the large file")
+        await pilot.pause()
+        assert app.conversation.documents == []
+        files = app.chat.query_one("#files", OptionList)
+        assert files.option_count == 1
+        assert re.fullmatch(r"huge\.log  \d+ KB \^S only", str(files.get_option_at_index(0).prompt))
+        assert any("huge.log" in t and "too large to ask about" in t for t in toast_texts(app))
+        assert any(t == "huge.log: Ctrl+S summarizes it" for t in toast_texts(app))

@@ -1,0 +1,227 @@
+"""Asking and replies: streaming, stopping (Esc, Ctrl+C), saving as it is written, citations, the context, copying."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fake_engine import FakeEngine
+from assistant.tui.screens.passage import PassageScreen
+from assistant.tui.widgets.composer import Composer
+from assistant.tui.widgets.conversation import ConversationView
+from assistant.tui.widgets.messages import CitationButton, ReplyMessage, UserMessage
+
+from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, replies, send, sync,
+                               type_draft, wait_for, wait_idle, write)
+
+WORDS = " ".join(f"word{i}" for i in range(60))
+
+
+@sync
+async def test_send_a_message_and_see_the_reply_streamed(store):
+    engine = FakeEngine(["Widgets **left** on day 3, as the notes say."], step_delay=0.08)
+    app = app_with(engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        assert app.chat.status.model.label == "fake-model" and app.chat.status.model.engine == "fake"
+        await send(pilot, "When did they leave?")
+        reply = (await wait_for(pilot, lambda: replies(app), what="a reply widget"))[0]
+        # Streamed: part of the text is on screen before the reply is finished.
+        partial = await wait_for(pilot, lambda: reply.streaming and reply.streamed_text, what="streamed text")
+        assert "Widgets **left** on day 3, as the notes say.".startswith(partial)
+        await wait_idle(pilot, app)
+        assert reply.text == "Widgets **left** on day 3, as the notes say."
+        assert "Widgets left on day 3" in reply.markdown.source.replace("**", "")
+        assert [w.text for w in app.chat.query(UserMessage)] == ["When did they leave?"]
+        assert composer(app).text == ""
+    messages = store.messages(app.conversation.session_id)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "When did they leave?"), ("assistant", "Widgets **left** on day 3, as the notes say.")]
+    assert messages[1].meta["finish"] == "eos" and messages[1].meta["stats"]["generated"] > 5
+
+
+@sync
+async def test_escape_stops_the_reply_and_keeps_the_partial_text(store):
+    engine = FakeEngine([LONG_REPLY], step_delay=0.03)
+    app = app_with(engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Say many words")
+        reply = (await wait_for(pilot, lambda: replies(app)))[0]
+        await wait_for(pilot, lambda: len(reply.streamed_text) > 20, what="some streamed text")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=3, what="the reply to stop")
+        assert reply.meta["finish"] == "stopped"
+        assert reply.text and LONG_REPLY.startswith(reply.text) and len(reply.text) < len(LONG_REPLY)
+        assert "stopped" in str(reply.query_one(".meta").render())
+        # The app is still usable: the next question gets a reply.
+        engine.queue("Fine.")
+        await send(pilot, "And now?")
+        await wait_for(pilot, lambda: len(replies(app)) == 2 and not app.chat.busy)
+        assert replies(app)[1].text == "Fine."
+    saved = store.messages(app.conversation.session_id)[1]
+    assert saved.content == reply.text and saved.meta["finish"] == "stopped"
+
+
+@sync
+async def test_ctrl_c_stops_a_reply_and_idle_it_does_not_quit(store):
+    engine = FakeEngine([WORDS], step_delay=0.03)
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Say many words")
+        reply = (await wait_for(pilot, lambda: replies(app)))[0]
+        await wait_for(pilot, lambda: len(reply.streamed_text) > 10, what="some streamed text")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=3, what="the reply to stop")
+        assert reply.meta["finish"] == "stopped" and WORDS.startswith(reply.text) and reply.text != WORDS
+        # Idle, Ctrl+C keeps Textual's meaning (copy in the input): the app stays open.
+        await type_draft(pilot, "keep me")
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running and composer(app).text == "keep me"
+
+
+@sync
+async def test_a_reply_is_saved_while_it_is_written(store):
+    """Killing the app mid-reply loses at most half a second of it."""
+    engine = FakeEngine([LONG_REPLY], step_delay=0.02)
+    app = app_with(engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Write a lot")
+        await wait_for(pilot, lambda: app.conversation.session_id)
+        session_id = app.conversation.session_id
+        user, reply = await wait_for(pilot, lambda: len(store.messages(session_id)) == 2 and store.messages(session_id))
+        assert user.content == "Write a lot"  # saved before generating
+        saved = await wait_for(pilot, lambda: store.messages(session_id)[1].content, timeout=3,
+                               what="a progressive save")
+        assert app.chat.busy and LONG_REPLY.startswith(saved)
+        assert store.messages(session_id)[1].meta == {"finish": "streaming"}
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy)
+
+
+@sync
+async def test_an_answer_with_citations_opens_the_passage(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    engine = FakeEngine(["Widget 2 left on day 2 [1]."])
+    app = app_with(engine, store, files=[str(notes)])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause()
+        button = app.chat.query_one(CitationButton)
+        assert str(button.label).startswith("[1] notes.md:1-")
+        # Under the answer, as under `xgen ask`: every passage given, the cited one marked.
+        sources = str(replies(app)[0].query_one(".sources").render())
+        assert sources.startswith("Sources (2 of 2 passages given to the model; * cited): * [1] notes.md:1-11 · "
+                                  "[2] notes.md:")
+        await pilot.click(CitationButton)
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
+        text = str(app.screen.query_one("#passage-text").render())
+        assert "Line 2: the shipment of widgets number 2" in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+    meta = store.messages(app.conversation.session_id)[1].meta
+    assert meta["citations"][0]["number"] == 1 and "Line 2:" in meta["citations"][0]["text"]
+
+
+@sync
+async def test_copy_the_last_answer(store):
+    app = app_with(FakeEngine(["Copy **me**."]), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Question")
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+g")
+        assert app.clipboard == "Copy **me**."
+
+
+@sync
+async def test_context_full_is_a_notification_not_a_traceback(store):
+    engine = FakeEngine(n_ctx=256)
+    app = app_with(engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        composer(app).text = "why " * 400
+        await pilot.click(Composer)
+        await pilot.press("end", "enter")
+        await wait_for(pilot, lambda: notifications(app) and not app.chat.busy)
+        note = notifications(app)[-1]
+        assert note.severity == "error" and "context holds 256" in note.message
+        assert "shorten the question" in note.message
+        # Refused before anything was saved: no session, and the question is back to edit.
+        assert replies(app) == [] and store.list_sessions() == []
+        assert composer(app).text.strip() == ("why " * 400).strip()
+
+
+@sync
+async def test_context_used_grows_after_a_reply(store):
+    engine = FakeEngine(["One.", "Two."])
+    app = app_with(engine, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        status = app.chat.status
+        assert status.context_used == 0 and status.model.n_ctx == 2048
+        assert "ctx 0/2,048" in str(app.chat.query_one("#context").render())
+        await send(pilot, "First")
+        await wait_idle(pilot, app)
+        first = status.context_used
+        assert first > 0 and f"ctx {first:,}/2,048" in str(app.chat.query_one("#context").render())
+        assert status.speed > 0
+        await send(pilot, "Second")
+        await wait_for(pilot, lambda: len(replies(app)) == 2 and not app.chat.busy)
+        assert status.context_used > first
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\u2028", "\x85"])
+@sync
+async def test_a_streamed_reply_draws_each_line_once(separator):
+    """A form feed (PDF text), U+2028 (web pages) or NEL (Latin-1) in a reply made Textual's
+    Markdown.append re-parse from a line too early while streaming, which drew the last line
+    of the paragraph before again."""
+    from textual.app import App
+    from textual.containers import VerticalScroll
+    from textual.widgets.markdown import MarkdownBlock
+
+    class Host(App):
+        def compose(self):
+            yield VerticalScroll()
+
+    text = (f"Page 1{separator}page 2{separator}page 3 ends here.\nThe last line of it.\n\n"
+            "Next paragraph.\n\nThird one.")
+    app = Host()
+    async with app.run_test(size=SMALL) as pilot:
+        reply = ReplyMessage(1, streaming=True)
+        await app.query_one(VerticalScroll).mount(reply)
+        for start in range(0, len(text), 7):  # pieces as the relay sends them
+            await reply.append(text[start:start + 7])
+            await pilot.pause(0.02)
+        await pilot.pause(0.2)
+        shown = [str(block.render()) for block in reply.markdown.children if isinstance(block, MarkdownBlock)]
+        assert shown == ["Page 1 page 2 page 3 ends here. The last line of it.", "Next paragraph.", "Third one."]
+        await reply.finish(text, {})
+        await pilot.pause()
+        assert reply.text == text  # what is saved and exported is the model's text
+
+
+@sync
+async def test_page_keys_scroll_the_conversation_from_the_input(store):
+    engine = FakeEngine(["\n\n".join(f"Paragraph {i}." for i in range(40))])
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "A long answer please")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause(0.2)
+        view = app.chat.query_one(ConversationView)
+        bottom = view.scroll_y
+        assert bottom > 0 and app.focused is composer(app)
+        await pilot.press("pageup")
+        await pilot.pause(0.3)
+        assert view.scroll_y < bottom
+        await pilot.press("pagedown")
+        await pilot.pause(0.3)
+        assert view.scroll_y == bottom

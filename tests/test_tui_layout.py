@@ -1,0 +1,147 @@
+"""The screen at 80x24 to 120x40: the status bar, the sidebar, the footer, visible focus, the palette, screenshots."""
+
+from __future__ import annotations
+
+from textual.widgets import OptionList
+
+from tests.fake_engine import FakeEngine
+from assistant.tui.screens.export import ExportScreen
+from assistant.tui.widgets.conversation import ConversationView
+from assistant.tui.widgets.sidebar import Sidebar
+
+from tests.tui_helpers import (LARGE, NOTES, SIZE, SMALL, app_with, composer, notifications, send, sync, wait_for,
+                               wait_idle, write)
+
+WORDS = " ".join(f"word{i}" for i in range(60))
+
+
+@sync
+async def test_the_status_bar_is_live_during_a_reply_and_resets_on_a_new_session(store):
+    engine = FakeEngine([" ".join(f"word{i}" for i in range(300))], step_delay=0.03)  # about 9 s
+    app = app_with(engine, store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        status = app.chat.status
+        assert status.elapsed < 0 and status.speed == 0
+        await send(pilot, "Count")
+        await wait_for(pilot, lambda: app.chat.busy and status.elapsed >= 1 and status.speed > 0, timeout=8,
+                       what="a second of live figures")
+        assert app.chat.busy  # these are live figures, not the finished reply's
+        assert status.context_used > 0
+        shown = str(app.chat.query_one("#elapsed").render())  # whole seconds, ticking (a loaded machine lags)
+        assert shown.endswith(" s") and int(shown[:-2]) >= 1
+        assert "tok/s" in str(app.chat.query_one("#speed").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=10)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.conversation.session_id is None)
+        assert status.context_used == 0 and status.speed == 0 and status.elapsed < 0
+        assert not app.chat.query_one("#elapsed").display
+
+
+@sync
+async def test_the_sidebar_hides_below_90_columns_and_f2_toggles_it(store):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        sidebar = app.chat.query_one(Sidebar)
+        assert not sidebar.display
+        assert composer(app).region.width >= 70  # the conversation gets the whole width
+        await pilot.press("f2")
+        await pilot.pause()
+        assert sidebar.display and sidebar.region.width == 22
+        await pilot.press("f2")
+        await pilot.pause()
+        assert not sidebar.display
+
+
+@sync
+async def test_the_sidebar_is_narrower_below_120_columns(store):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_idle(pilot, app)
+        assert app.chat.query_one(Sidebar).region.width == 22
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        sidebar = app.chat.query_one(Sidebar)
+        assert sidebar.region.width == 26
+        await pilot.press("f2")  # F2 hides it on a wide terminal too
+        await pilot.pause()
+        assert not sidebar.display
+
+
+@sync
+async def test_the_footer_shows_quit_and_the_sidebar_key_at_80_columns(store):
+    app = app_with(FakeEngine([WORDS], step_delay=0.02), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+
+        def shown() -> dict[str, str]:
+            return {k.key: k.description for k in app.chat.query("FooterKey")
+                    if k.region.width and k.region.right <= SMALL[0]}
+
+        assert shown().get("ctrl+q") == "Quit" and shown().get("f2") == "Sidebar"
+        await send(pilot, "Write")
+        await wait_for(pilot, lambda: app.chat.busy)
+        await pilot.pause()
+        keys = shown()  # Esc Stop joins them and everything still fits
+        assert "escape" in keys and "ctrl+q" in keys and "f2" in keys
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy)
+
+
+@sync
+async def test_focus_is_visible_and_a_focused_list_selects_its_first_row(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.pause()
+        view = app.chat.query_one(ConversationView)
+        files = app.chat.query_one("#files", OptionList)
+        assert files.highlighted is None
+        unfocused = (view.styles.border_left[0], files.styles.border_left[0])
+        view.focus()
+        await pilot.pause()
+        assert view.styles.border_left[0] != unfocused[0]  # a bar shows where the focus is
+        files.focus()
+        await pilot.pause()
+        assert files.styles.border_left[0] != unfocused[1]
+        assert files.highlighted == 0  # Enter now summarizes notes.md
+
+
+@sync
+async def test_command_palette_lists_the_commands(store):
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.chat)]
+        for title in ("New session", "Switch session", "Attach file", "Summarize file", "Switch model",
+                      "Export session to Markdown", "Copy last answer", "Clear"):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"export")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen) or notifications(app))
+
+
+@sync
+async def test_the_palette_screenshot_is_saved_in_the_data_folder_without_downloads(store, home, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # a home without ~/Downloads
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"screenshot")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        note = await wait_for(pilot, lambda: [n for n in notifications(app) if "Screenshot" in (n.title or "")],
+                              what="the screenshot notification")
+        assert note[-1].severity == "information", note[-1].message
+    saved = list((home / "screenshots").glob("*.svg"))
+    assert len(saved) == 1 and str(saved[0]) in note[-1].message and saved[0].read_text().startswith("<svg")

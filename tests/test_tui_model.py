@@ -1,0 +1,161 @@
+"""The model: loading, none, a failure, switching, browsing to a file, the demo, the tiny model end to end."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from textual.widgets import OptionList
+
+from tests.fake_engine import FakeEngine
+from assistant.modelref import NO_MODEL, NoModel
+from assistant.tui.app import XGenApp, create_app
+from assistant.tui.screens.welcome import NoModelScreen
+from models.errors import XGenError
+
+from tests.tui_helpers import (NOTES, SIZE, SMALL, composer, notifications, replies, send, sync, wait_for, wait_idle,
+                               write)
+
+
+@sync
+async def test_no_model_shows_how_to_get_one(store, home):
+    app = create_app(store=store)  # the command line's loader, on an empty XGEN_HOME
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, NoModelScreen) and app.screen)
+        text = await wait_for(pilot, lambda: screen.query("#welcome-text") and screen.query_one("#welcome-text").source)
+        assert "xgen pull xgen-7b-8k-inst" in text and "xgen demo" in text
+        await pilot.press("escape")  # browse sessions without a model
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert app.chat.status.model.label == "no model"
+        await send(pilot, "Hello?")
+        await wait_for(pilot, lambda: notifications(app))
+        assert "xgen demo" in notifications(app)[-1].message
+        assert composer(app).text == "Hello?"  # not lost
+
+
+@sync
+async def test_a_model_that_fails_to_load_is_a_notification(store):
+    def broken(ref):
+        if ref == "gone.gguf":
+            raise XGenError("gone.gguf: no such file or folder")
+        raise NoModel(NO_MODEL)
+
+    app = create_app(engine_factory=broken, store=store, model="gone.gguf")
+    async with app.run_test(size=SIZE) as pilot:
+        note = await wait_for(pilot, lambda: notifications(app) and notifications(app)[-1])
+        assert note.severity == "error" and "gone.gguf: no such file" in note.message
+        assert "Switch model" in note.message and app.screen is app.chat
+
+
+@sync
+async def test_switch_model_loads_the_chosen_one(store, monkeypatch):
+    asked = []
+
+    def factory(ref):
+        asked.append(ref)
+        return FakeEngine(model_name=ref or "default-model", n_ctx=1024 if ref else 2048)
+
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [("/models/other.gguf", "other.gguf (1 GiB)")])
+    app = create_app(engine_factory=factory, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        assert app.chat.status.model.label == "default-model"
+        app.action_switch_model()
+        await wait_for(pilot, lambda: app.screen is not app.chat)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.loaded and app.loaded.name == "/models/other.gguf")
+        assert asked == [None, "/models/other.gguf"] and app.chat.status.model.n_ctx == 1024
+
+
+@sync
+async def test_switch_model_can_browse_to_a_gguf_file(store, tmp_path, monkeypatch):
+    asked = []
+
+    def factory(ref):
+        asked.append(ref)
+        return FakeEngine(model_name=ref or "default")
+
+    model = tmp_path / "models" / "mine-q4.gguf"
+    model.parent.mkdir()
+    model.write_bytes(b"GGUF")
+    write(model.parent, "readme.txt", "not a model")
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [])
+    app = create_app(engine_factory=factory, store=store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        app.action_switch_model()
+        picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                and app.screen)
+        assert "Browse for a .gguf file" in str(picker.query_one(OptionList).get_option_at_index(0).prompt)
+        await pilot.press("enter")
+        dialog = await wait_for(pilot, lambda: type(app.screen).__name__ == "ModelFileScreen" and app.screen)
+        path = dialog.query_one("#attach-path")
+        path.value = f"{model.parent}/"
+        path.cursor_position = len(path.value)
+        await pilot.pause(0.2)
+        candidates = dialog.query_one("#path-candidates", OptionList)
+        assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
+            "mine-q4.gguf"]  # only .gguf files (and folders)
+        path.value = str(model.parent / "readme.txt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog and "not a .gguf file" in str(dialog.query_one("#path-error").render())
+        path.value = str(model)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.loaded and app.loaded.name == str(model))
+        assert asked == [None, str(model)] and app.focused is composer(app)
+
+
+@sync
+async def test_the_app_names_the_demo_when_it_opens_it_by_default(store, home, converted):
+    import shutil
+
+    from models.paths import models_dir
+
+    models_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(converted("q8_0"), models_dir() / "xgen-demo-q8_0.gguf")
+    app = create_app(store=store)  # the command line's loader, no --model
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app, timeout=60)
+        assert "demo" in app.chat.status.model.label and "random weights" in app.chat.status.model.label
+        (note,) = [n for n in notifications(app) if n.title == "Demo model"]
+        assert "xgen pull xgen-7b-8k-inst" in note.message
+
+
+@sync
+async def test_end_to_end_on_the_tiny_model(store, converted, tmp_path):
+    from assistant.engines import open_engine
+
+    model = converted("q8_0")
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = create_app(engine_factory=lambda ref: open_engine("llama", model, n_threads=1, n_ctx=512), store=store,
+                     files=[str(notes)])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app, timeout=60)
+        assert app.chat.status.model.engine == "llama"
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy, timeout=60)
+        (reply,) = replies(app)
+        assert reply.meta["finish"] in ("eos", "length", "context")
+        assert reply.meta["stats"]["generated"] > 0
+        assert app.chat.status.context_used > 0
+    saved = store.messages(app.conversation.session_id)
+    assert saved[1].content == reply.text
+
+
+def test_xgen_alone_and_xgen_chat_open_the_app(home, monkeypatch, tmp_path):
+    from assistant.cli import main
+
+    opened = []
+
+    def fake_run(self):
+        opened.append((self.initial_files, self.model_ref, self.engine_factory.engine_kind))
+
+    monkeypatch.setattr(XGenApp, "run", fake_run)
+    runner = CliRunner()
+    assert runner.invoke(main, [], catch_exceptions=False).exit_code == 0
+    notes = write(tmp_path, "notes.md", NOTES)
+    result = runner.invoke(main, ["chat", str(notes), "--model", "demo", "--engine", "llama"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert opened == [([], None, None), ([str(notes)], "demo", "llama")]
+    assert "Open the terminal app" in runner.invoke(main, ["chat", "--help"]).output

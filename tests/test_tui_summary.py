@@ -1,0 +1,97 @@
+"""Summaries in the app: progress by part and inside a part."""
+
+from __future__ import annotations
+
+import re
+
+from assistant.tui.events import PartProgress, SummaryProgress
+from assistant.tui.widgets.messages import SummaryMessage
+
+from tests.tui_helpers import AUDIT, SIZE, SMALL, SummaryEngine, app_with, sync, wait_for, wait_idle, write
+
+
+@sync
+async def test_summarize_a_long_file_with_progress(store, tmp_path, monkeypatch):
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    engine = SummaryEngine(n_ctx=512)
+    progress: list[tuple[str, int, int]] = []
+    original = SummaryMessage.set_progress
+    monkeypatch.setattr(SummaryMessage, "set_progress",
+                        lambda self, stage, done, total: (progress.append((stage, done, total)),
+                                                          original(self, stage, done, total)))
+    app = app_with(engine, store, files=[str(audit)])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
+        await pilot.press("ctrl+s")
+        summary = await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage)))
+        await wait_idle(pilot, app, timeout=20)
+        summary = summary[0]
+        assert summary.text == engine.final
+        assert summary.title == "Summary of audit.txt"
+        assert summary.meta["stats"]["parts"] >= 3
+        assert not summary.query_one(".stage").display  # progress hidden once done
+    parts = summary.meta["stats"]["parts"]
+    assert ("map", 0, parts) in progress and ("map", parts - 1, parts) in progress and progress[-1][0] == "final"
+    saved = [m for m in store.messages(app.conversation.session_id) if m.role == "summary"]
+    assert saved[0].content == engine.final and saved[0].meta["file"] == "audit.txt"
+    assert [s.text for s in store.summaries(app.conversation.session_id)] == [engine.final]
+
+
+@sync
+async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
+
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    engine = SummaryEngine(n_ctx=512, hold_from_part=2)  # part 2 waits until it is stopped
+    app = app_with(engine, store, files=[str(audit)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.press("ctrl+s")
+        summary = (await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage))))[0]
+        stage = summary.query_one(".stage")
+        await wait_for(pilot, lambda: "part 2" in str(stage.render()), what="part 2")
+        # The time inside the part ticks while the model reads it.
+        await wait_for(pilot, lambda: re.search(r"· [1-9]\d* s", str(stage.render())), timeout=10,
+                       what="a second in the part")
+        # The core's counts inside the part, when it reports them.
+        app.chat.post_message(SummaryProgress(summary.message_id, "map", 1, 6, PartProgress(read=310, written=12,
+                                                                                            seconds=4.2)))
+        await wait_for(pilot, lambda: "310 tokens read" in str(stage.render()))
+        text = str(stage.render())
+        assert text.startswith("Reading part 2 of 6") and "12 written" in text and "4 s" in text
+        assert app.chat.status.context_shown == 322  # that call's context
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
+        assert not stage.display
+
+
+@sync
+async def test_a_file_over_the_load_limit_is_summarized_in_parts_with_progress(store, tmp_path, monkeypatch):
+    """The app attaches a text file over the load limit for summaries only; Ctrl+S reads it
+    in parts, showing how much of the file is read."""
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    log = write(tmp_path, "huge.log", AUDIT)
+    engine = SummaryEngine(n_ctx=512)
+    stages: list[str] = []
+    original = SummaryMessage.set_progress
+
+    def recorded(self, stage, done, total):
+        original(self, stage, done, total)
+        stages.append(str(self.query_one(".stage").render()))
+
+    monkeypatch.setattr(SummaryMessage, "set_progress", recorded)
+    app = app_with(engine, store, files=[str(log)])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading)
+        await pilot.press("ctrl+s")
+        summary = (await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage))))[0]
+        await wait_idle(pilot, app, timeout=30)
+        assert summary.text == engine.final and summary.title == "Summary of huge.log"
+        assert summary.meta["stats"]["parts"] >= 3
+    size = log.stat().st_size
+    reads = [s for s in stages if s.startswith("Reading the file")]
+    assert reads and reads[-1].startswith(f"Reading the file: {size / 2**20:,.1f} MB of {size / 2**20:,.1f} MB")
+    saved = [m for m in store.messages(app.conversation.session_id) if m.role == "summary"]
+    assert saved[0].content == engine.final and saved[0].meta["file"] == "huge.log"
