@@ -273,9 +273,9 @@ class _Run:
             c.execute("UPDATE files SET sha256 = NULL WHERE id = ?", (file_id,))
         c.executemany(
             "INSERT INTO passages (file_id, seq, start_char, end_char, start_line, end_line, start_page, end_page, "
-            "n_tokens, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((file_id, i, p.start_char, p.end_char, p.start_line, p.end_line, p.start_page, p.end_page,
-              p.n_tokens, p.text) for i, p in enumerate(out.passages)))
+            "text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((file_id, i, p.start_char, p.end_char, p.start_line, p.end_line, p.start_page, p.end_page, p.text)
+             for i, p in enumerate(out.passages)))
         c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, size = ?, mtime_ns = ?, "
                   "inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
                   (out.status, out.kind, out.why, len(out.passages), *fingerprint, time.time(), file_id))

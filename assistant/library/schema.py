@@ -12,7 +12,8 @@ Tables:
   bytes the OS gave (`os.fsencode`), with its fingerprint (size, mtime_ns, inode, sha256),
   its kind, and either `status = 'indexed'` or `'skipped'` with the reason in `why`;
 - `passages`: a file's text in pieces of about PASSAGE_CHARS characters: character range,
-  line range (text) or page range (PDF), XGen token count, text;
+  line range (text) or page range (PDF), text (XGen token counts are made when a passage
+  is retrieved for a prompt, see extract.py);
 - `passages_fts`: FTS5 over `passages.text` (external content). Triggers keep it in step
   with `passages` in the same transaction, so its rows always match what was indexed (a
   `delete` with other values would corrupt it silently; see ../shared/SEARCH.md);
@@ -99,6 +100,9 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     """,
+    # 2: passages are no longer counted in XGen tokens when indexed (tiktoken was ~85% of
+    # the indexing time); `retrieve` counts the few a prompt may pack.
+    "ALTER TABLE passages DROP COLUMN n_tokens;",
 ]
 
 
