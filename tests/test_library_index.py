@@ -155,7 +155,10 @@ def test_two_runs_at_once_never_duplicate(tmp_path):
     assert fts_intact(home)
 
 
-def test_disk_full_keeps_what_was_committed(home, tmp_path):
+def test_disk_full_keeps_what_was_committed(home, tmp_path, monkeypatch):
+    from assistant.library import job
+
+    monkeypatch.setattr(job, "GROUP_BYTES", 1)  # one file per transaction: some fit, the rest not
     root = many_files(tmp_path / "lib", 6, size=30_000)
     db = IndexDatabase()
     pages = db.query("PRAGMA page_count")[0][0]

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from assistant.chunking import split_document
 from assistant.documents import DEFAULT_MAX_BYTES, document_from_bytes
@@ -41,8 +42,10 @@ class Task:
     old_sha256: str | None  # of the indexed version, if any
 
 
-@dataclass(frozen=True)
-class Passage:
+class Passage(NamedTuple):
+    """One passage, its fields in schema.PASSAGE_COLUMNS order after `seq` (a tuple: it
+    crosses from the worker to the parent and into SQLite with no per-field work)."""
+
     start_char: int
     end_char: int
     start_line: int | None
