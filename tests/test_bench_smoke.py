@@ -27,6 +27,7 @@ SCRIPTS = [
     "bench/bench_verify.py",
     "bench/bench_pull.py",  # its Hub stand-in listens on 127.0.0.1, which the guard allows
     "bench/bench_build.py",
+    "bench/bench_library.py",
 ]
 # bench_summarize.py is full-mode only: its target is defined at the 8K context, where even
 # its smallest case evaluates ~8,000 prompt tokens (minutes on two shared cores); the
