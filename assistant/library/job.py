@@ -190,13 +190,12 @@ class _Run:
             self.emit(Progress(done[0], len(work), done[1], total_bytes, time.monotonic() - started, current))
 
         tasks = (Task(path, sha) for path, _, sha in work)
-        sizes = {path: size for path, size, _ in work}
         inline = len(work) <= INLINE_FILES and total_bytes <= INLINE_BYTES
         outcomes = self._inline(tasks, progress) if inline else self._pooled(tasks, progress)
         for outcome in outcomes:
             self.commit(outcome)
             done[0] += 1
-            done[1] += sizes.get(outcome.path, 0)
+            done[1] += outcome.size  # as read (0 for a file gone or refused unread)
             progress(outcome.path)
         self.flush()  # also after Ctrl+C: what was read is kept
 
