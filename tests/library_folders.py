@@ -54,8 +54,9 @@ def rows(home: Path, sql: str, params=()) -> list[tuple]:
 
 
 def passages(home: Path) -> list[tuple]:
-    """(path, seq, start, end, tokens, text) of every passage, sorted: equal for equal indexes."""
-    return sorted(rows(home, "SELECT f.path, p.seq, p.start_char, p.end_char, p.n_tokens, p.text "
+    """(path, seq, start, end, lines, pages, text) of every passage, sorted: equal for equal indexes."""
+    return sorted(rows(home, "SELECT f.path, p.seq, p.start_char, p.end_char, p.start_line, p.end_line, "
+                             "p.start_page, p.end_page, p.text "
                              "FROM passages p JOIN files f ON f.id = p.file_id"))
 
 

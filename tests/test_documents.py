@@ -308,9 +308,9 @@ def test_pdf_pages_and_locations(tmp_path, pdf_bytes):
 
 
 def test_pdf_pages_that_fail_are_listed_not_dropped_silently(tmp_path, pdf_bytes, monkeypatch):
-    from pypdf import PageObject
+    from pypdfium2 import PdfTextPage
 
-    real = PageObject.extract_text
+    real = PdfTextPage.get_text_bounded
 
     def second_page_fails(page, *args, **kwargs):
         text = real(page, *args, **kwargs)
@@ -318,13 +318,24 @@ def test_pdf_pages_that_fail_are_listed_not_dropped_silently(tmp_path, pdf_bytes
             raise ValueError("bad content stream")
         return text
 
-    monkeypatch.setattr(PageObject, "extract_text", second_page_fails)
+    monkeypatch.setattr(PdfTextPage, "get_text_bounded", second_page_fails)
     doc = load_document(write(tmp_path, "report.pdf", pdf_bytes))
     assert "Page two" not in doc.text and "Page three" in doc.text
     assert doc.notes == ("report.pdf: 1 of 3 pages could not be read and are left out "
                          "(page 2: bad content stream)",)
     monkeypatch.undo()
     assert load_document(write(tmp_path, "fine.pdf", make_pdf(PDF_PAGES))).notes == ()
+
+
+def test_pdfs_loaded_from_several_threads_at_once(tmp_path, pdf_bytes):
+    """PDFium is not thread-safe: loads from the app's worker threads must take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = write(tmp_path, "report.pdf", pdf_bytes)
+    expected = load_document(path).text
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda _: load_document(path).text, range(40)))
+    assert texts == [expected] * 40 and "Page two" in expected
 
 
 def test_pdf_without_extension_is_sniffed(tmp_path, pdf_bytes):

@@ -155,7 +155,10 @@ def test_two_runs_at_once_never_duplicate(tmp_path):
     assert fts_intact(home)
 
 
-def test_disk_full_keeps_what_was_committed(home, tmp_path):
+def test_disk_full_keeps_what_was_committed(home, tmp_path, monkeypatch):
+    from assistant.library import job
+
+    monkeypatch.setattr(job, "GROUP_BYTES", 1)  # one file per transaction: some fit, the rest not
     root = many_files(tmp_path / "lib", 6, size=30_000)
     db = IndexDatabase()
     pages = db.query("PRAGMA page_count")[0][0]
@@ -277,3 +280,34 @@ def test_damaged_or_newer_index_is_refused_then_rebuilt(home, tmp_path):
     assert xgen("index", str(root), "--rebuild", env_home=home).returncode == 0
     found = json.loads(xgen("search", str(root), "-q", "otters", "--json", env_home=home).stdout)
     assert [h["text"] for h in found["hits"]] == ["some text about otters\n"]
+
+
+def test_an_index_of_schema_1_is_migrated_and_keeps_its_passages(home, tmp_path):
+    """Schema 1 stored each passage's token count; 2 drops the column and keeps the rest."""
+    import sqlite3
+
+    from assistant.library.schema import MIGRATIONS
+    from assistant.store.db import split_sql
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    (root / "a.txt").write_text("some text about otters\n")
+    db = sqlite3.connect(home / "library.db", isolation_level=None)
+    for statement in split_sql(MIGRATIONS[0]):
+        db.execute(statement)
+    st = (root / "a.txt").stat()
+    db.execute("INSERT INTO roots (path, created_at) VALUES (?, 0)", (os.fsencode(root),))
+    db.execute("INSERT INTO files (path, size, mtime_ns, inode, sha256, kind, status, n_passages, updated_at) "
+               "VALUES (?, ?, ?, ?, 'x', 'text', 'indexed', 1, 0)",
+               (os.fsencode(root / "a.txt"), st.st_size, st.st_mtime_ns, st.st_ino))
+    db.execute("INSERT INTO passages (file_id, seq, start_char, end_char, start_line, end_line, n_tokens, text) "
+               "VALUES (1, 0, 0, 23, 1, 1, 5, 'some text about otters\n')")
+    db.execute("PRAGMA user_version = 1")
+    db.close()
+    report = update_library([root])
+    assert (report.indexed, report.unchanged) == (0, 1)  # migrated, not re-read
+    assert "n_tokens" not in {r[1] for r in rows(home, "PRAGMA table_info(passages)")}
+    assert rows(home, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert fts_intact(home)
+    found = json.loads(xgen("search", str(root), "-q", "otters", "--json", env_home=home).stdout)
+    assert [(h["text"], h["start_line"]) for h in found["hits"]] == [("some text about otters\n", 1)]

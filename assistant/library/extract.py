@@ -12,8 +12,9 @@ never touches the index: the parent writes what it returns.
 - Text comes from the same readers as `ask` (assistant.documents), so every kind `ask`
   reads is indexed, with the same messages for what cannot be.
 - Passages are cut with assistant.chunking at the strongest boundary (paragraph, line,
-  sentence, word) under PASSAGE_CHARS characters, then counted with the XGen tokenizer
-  (tiktoken) once each, in one batch per file: no llama.cpp, no counting twice.
+  sentence, word) under PASSAGE_CHARS characters. They are not counted in XGen tokens
+  here: counting every passage made tiktoken ~85% of the indexing time (bench/RESULTS.md),
+  while a prompt packs a few dozen of them; `retrieve` counts exactly those it returns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from assistant.chunking import split_document
 from assistant.documents import DEFAULT_MAX_BYTES, document_from_bytes
@@ -40,15 +42,16 @@ class Task:
     old_sha256: str | None  # of the indexed version, if any
 
 
-@dataclass(frozen=True)
-class Passage:
+class Passage(NamedTuple):
+    """One passage, its fields in schema.PASSAGE_COLUMNS order after `seq` (a tuple: it
+    crosses from the worker to the parent and into SQLite with no per-field work)."""
+
     start_char: int
     end_char: int
     start_line: int | None
     end_line: int | None
     start_page: int | None
     end_page: int | None
-    n_tokens: int
     text: str
 
 
@@ -66,12 +69,6 @@ class Outcome:
     kind: str | None = None
     why: str | None = None
     passages: list[Passage] = field(default_factory=list)
-
-
-def _encoder():
-    from models.tokenizer import load_xgen_encoding
-
-    return load_xgen_encoding(allow_download=False)
 
 
 def _why(exc: XGenError, name: str) -> str:
@@ -132,12 +129,11 @@ def _spans(doc) -> list[tuple[int, int, int | None]]:
 
 def passages_of(doc) -> list[Passage]:
     """The document cut into passages of at most PASSAGE_CHARS characters, with their lines
-    (or page, for a PDF) and XGen token counts. Whitespace-only pieces are dropped."""
-    spans = [(a, b, page) for a, b, page in _spans(doc) if doc.text[a:b].strip()]
-    texts = [doc.text[a:b] for a, b, _ in spans]
-    counts = [len(ids) for ids in _encoder().encode_ordinary_batch(texts, num_threads=1)] if texts else []
+    (or page, for a PDF). Whitespace-only pieces are dropped."""
     out = []
-    for (a, b, page), text, n in zip(spans, texts, counts):
-        first, last = (None, None) if page is not None else doc.span_lines(a, b)
-        out.append(Passage(a, b, first, last, page, page, n, text))
+    for a, b, page in _spans(doc):
+        text = doc.text[a:b]
+        if text.strip():
+            first, last = (None, None) if page is not None else doc.span_lines(a, b)
+            out.append(Passage(a, b, first, last, page, page, text))
     return out

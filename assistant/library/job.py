@@ -12,9 +12,10 @@ before they search). In three steps:
 3. Remove from the index the files the walk did not see: deleted, or now ignored. Only
    after a complete walk, and never under a folder that could not be listed.
 
-Each file is committed in its own transaction, its passages first and its fingerprint
-last: Ctrl+C or `kill -9` loses at most the files in flight, and the same command goes on
-from there. Two runs on one library never duplicate anything: a file's passages are
+Files are committed in groups of whole files (at most GROUP_BYTES, or what was read in
+GROUP_SECONDS), each file's passages first and its fingerprint last: Ctrl+C loses only the
+files in flight, `kill -9` at most those and the last second's group, and the same command
+goes on from there. Two runs on one library never duplicate anything: a file's passages are
 replaced (never appended) under its unique path, and a run that finds another already
 committed the same content leaves it.
 """
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from assistant.library import catalog, names
 from assistant.library.events import Done, Event, IndexReport, Progress, Scanning, Skipped
 from assistant.library.extract import Outcome, Task, extract
-from assistant.library.schema import IndexDatabase, remove_index
+from assistant.library.schema import IndexDatabase, add_passages, remove_index
 from assistant.library.walk import Found, Skip, walk
 from models.errors import XGenError
 
@@ -40,6 +41,8 @@ WINDOW_PER_WORKER = 2
 INLINE_FILES = 8  # read in this process up to this many files...
 INLINE_BYTES = 4 * 2**20  # ...of at most this many bytes in all
 TASKS_PER_WORKER = 1000  # then a fresh worker (bounds leaks in readers; a start costs ~1.5 s)
+GROUP_BYTES = 8 * 2**20  # files are written in groups of up to this many bytes...
+GROUP_SECONDS = 1.0  # ...or of what was read in this long, whichever comes first
 TASK_TIMEOUT = 600.0  # seconds one file may take before it is given up on for this run
 _FINGERPRINT = "SELECT id, size, mtime_ns, inode, sha256, status, why FROM files WHERE path = ?"
 
@@ -99,6 +102,9 @@ class _Run:
         self.seen: set[int] = set()  # ids of rows the walk met (flat: ints, no text)
         self.unlisted: list[bytes] = []  # folders that could not be listed: keep what is under them
         self.pending_skips: list[Skip] = []
+        self.pending: list[Outcome] = []  # read, not yet written (see flush)
+        self.pending_bytes = 0
+        self.flushed_at = time.monotonic()
 
     def run(self) -> None:
         work = self.scan()
@@ -184,14 +190,14 @@ class _Run:
             self.emit(Progress(done[0], len(work), done[1], total_bytes, time.monotonic() - started, current))
 
         tasks = (Task(path, sha) for path, _, sha in work)
-        sizes = {path: size for path, size, _ in work}
         inline = len(work) <= INLINE_FILES and total_bytes <= INLINE_BYTES
         outcomes = self._inline(tasks, progress) if inline else self._pooled(tasks, progress)
         for outcome in outcomes:
             self.commit(outcome)
             done[0] += 1
-            done[1] += sizes.get(outcome.path, 0)
+            done[1] += outcome.size  # as read (0 for a file gone or refused unread)
             progress(outcome.path)
+        self.flush()  # also after Ctrl+C: what was read is kept
 
     def _inline(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
         for task in tasks:
@@ -229,7 +235,7 @@ class _Run:
             pool.join()
 
     def commit(self, out: Outcome) -> None:
-        """Write one file's outcome in one transaction, its fingerprint last."""
+        """Queue one file's outcome for the next group commit (see `flush`)."""
         if out.status in ("skipped", "changed"):
             self.report_skip(out.path, out.why or "")
         if out.status == "changed":
@@ -237,14 +243,32 @@ class _Run:
             if row:
                 self.seen.add(row[0][0])  # keep the indexed version until it can be read whole
             return
+        self.pending.append(out)
+        self.pending_bytes += out.size
+        if self.pending_bytes >= GROUP_BYTES or time.monotonic() - self.flushed_at >= GROUP_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued files in one transaction, each file's fingerprint after its passages.
+
+        One transaction per file made FTS5 write (and then merge) one segment per file: 35%
+        more CPU than the bare insert (bench/RESULTS.md). A group still holds whole files
+        only, so `kill -9` loses at most the files read in the last GROUP_SECONDS."""
+        if not self.pending:
+            return
+        kept = self.report.indexed
         try:
             with self.db.write() as c:
-                self._write(c, out)
+                for out in self.pending:
+                    self._write(c, out)
         except XGenError as exc:
             if "full" in str(exc):
-                raise XGenError(f"the disk is full: {self.report.indexed} files were indexed in this run and "
+                raise XGenError(f"the disk is full: {kept} files were indexed in this run and "
                                 "are kept; free some space and run the same command to go on") from None
             raise
+        self.pending.clear()
+        self.pending_bytes = 0
+        self.flushed_at = time.monotonic()
 
     def _write(self, c, out: Outcome) -> None:
         row = c.execute(_FINGERPRINT, (out.path,)).fetchone()
@@ -271,11 +295,7 @@ class _Run:
             file_id = row[0]
             c.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             c.execute("UPDATE files SET sha256 = NULL WHERE id = ?", (file_id,))
-        c.executemany(
-            "INSERT INTO passages (file_id, seq, start_char, end_char, start_line, end_line, start_page, end_page, "
-            "n_tokens, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((file_id, i, p.start_char, p.end_char, p.start_line, p.end_line, p.start_page, p.end_page,
-              p.n_tokens, p.text) for i, p in enumerate(out.passages)))
+        add_passages(c, file_id, [(i, *p) for i, p in enumerate(out.passages)])
         c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, size = ?, mtime_ns = ?, "
                   "inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
                   (out.status, out.kind, out.why, len(out.passages), *fingerprint, time.time(), file_id))

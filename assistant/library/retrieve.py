@@ -6,7 +6,7 @@ Typical use (the ask integration):
                     on_event=show_progress, stop=stop_event)
     given, used = [], 0
     for hit in hits:                     # best first
-        if used + hit.n_tokens > budget:  # exact XGen token counts, stored at indexing
+        if used + hit.n_tokens > budget:  # exact XGen token counts, made by retrieve
             continue                      # (or stop: passages are about the same size)
         given.append(hit); used += hit.n_tokens
     # cite each with hit.location(): "path:12-30" or "path p.3"
@@ -17,6 +17,7 @@ per file: under a second for 20,000 files), then one search across all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -44,7 +45,7 @@ def retrieve(paths: Iterable[str | bytes | os.PathLike], question: str, *, recen
              stop: threading.Event | None = None) -> list[Hit]:
     """The best `limit` passages for `question` (plus `recent` turns) in the files and
     folders `paths`, best first; [] when the question has no word to search for (only
-    punctuation). Each Hit has its path, lines or pages, text and XGen token count.
+    punctuation). Each Hit has its path, lines or pages, text and exact XGen token count.
 
     update=True (the default) brings the paths' libraries up to date first (events go to
     `on_event`; `stop` ends it early, and the search then uses what is indexed). Raises
@@ -58,6 +59,19 @@ def retrieve(paths: Iterable[str | bytes | os.PathLike], question: str, *, recen
     targets = [catalog.resolve(p) for p in paths]
     db = IndexDatabase(check=False)  # update_library checked it a moment ago
     try:
-        return search(db, text, limit=limit, within=targets)
+        hits = search(db, text, limit=limit, within=targets)
     finally:
         db.close()
+    return counted(hits)
+
+
+def counted(hits: list[Hit]) -> list[Hit]:
+    """The hits with their exact XGen token counts (the index stores none: counting a few
+    dozen passages here costs milliseconds, counting all of them at indexing cost most of
+    its time). Offline: XGenError if the tokenizer's vocabulary is not cached."""
+    if not hits:
+        return hits
+    from models.tokenizer import load_xgen_encoding
+
+    encode = load_xgen_encoding(allow_download=False).encode_ordinary
+    return [dataclasses.replace(h, n_tokens=len(encode(h.text))) for h in hits]

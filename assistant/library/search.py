@@ -47,7 +47,9 @@ _WORD = re.compile(r"[^\W_]+")  # letters and digits: unicode61's token characte
 
 @dataclass(frozen=True)
 class Hit:
-    """One passage found. Lines for text files, pages for PDFs (the other pair is None)."""
+    """One passage found. Lines for text files, pages for PDFs (the other pair is None).
+    `n_tokens`: its XGen token count, made by `retrieve` (None from `search`: the index
+    does not store counts, see extract.py)."""
 
     path: bytes
     start_line: int | None
@@ -56,7 +58,7 @@ class Hit:
     end_page: int | None
     score: float
     text: str
-    n_tokens: int
+    n_tokens: int | None = None
 
     def location(self) -> str:
         """Where it is, for a citation: "path:12-30", "path p.3" or "path p.3-4"."""
@@ -144,7 +146,7 @@ def _search(c: sqlite3.Connection, words: list[str], limit: int, scope: list[byt
 
 
 _JOIN = """
-SELECT f.path, p.start_line, p.end_line, p.start_page, p.end_page, -h.score, p.text, p.n_tokens
+SELECT f.path, p.start_line, p.end_line, p.start_page, p.end_page, -h.score, p.text
 FROM ({inner}) AS h JOIN passages AS p ON p.id = h.rowid JOIN files AS f ON f.id = p.file_id
 ORDER BY h.score, p.id
 """
