@@ -69,7 +69,8 @@ def test_search_is_limited_to_the_paths_given(library):
 def test_punctuation_only_question_is_one_line(library):
     home, root = library
     out = xgen("search", str(root), "-q", "?!... --- ()", home=home)
-    assert out.returncode == 2 and "no words to search for" in out.stderr
+    assert out.returncode == 1 and "no words to search for" in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: ")
     db = IndexDatabase()
     try:
         with pytest.raises(XGenError, match="no words to search for"):

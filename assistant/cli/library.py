@@ -13,6 +13,7 @@ import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
 from assistant.cli.output import status_line, write_stdout
+from models.errors import XGenError
 
 SHOWN_SKIPS = 10  # skipped files listed on stderr after a run (all of them with --json)
 
@@ -122,8 +123,8 @@ def search(paths, text, limit, as_json) -> None:
     from assistant.library.search import query_words
 
     if not query_words(text):
-        raise click.UsageError("the question has no words to search for (only punctuation, or only words "
-                               "such as 'the')")
+        raise XGenError("the question has no words to search for (only punctuation, or only words "
+                        "such as 'the')")
     _, stopped = _update(paths)
     if stopped:
         raise SystemExit(STOPPED_EXIT)
