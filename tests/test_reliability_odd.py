@@ -728,7 +728,7 @@ def test_streamed_summary_progress_moves_with_each_part(tmp_path):
     size = path.stat().st_size
     stream = open_for_summary(path, max_bytes=1024, window_bytes=size // 3 + 1)  # three windows
     seen: list[tuple[str, int, int]] = []
-    result = Summarizer(FakeEngine(n_ctx=1024, default_reply="Alarms.")).summarize_stream(
+    result = Summarizer(FakeEngine(n_ctx=1024, default_reply="Alarms.")).summarize(
         stream, on_progress=lambda stage, done, total: seen.append((stage, done, total)))
     reads = [done for stage, done, total in seen if stage == "read"]
     assert all(total == size for stage, _, total in seen if stage == "read")
@@ -771,7 +771,7 @@ class CheapEngine(FakeEngine):
     def count_tokens(self, text):
         return len(text) // 4 + 1
 
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         self.prompts.append(len(prompt_ids))
         if on_text:
             on_text("Alarms were logged.")

@@ -311,7 +311,6 @@ async def test_attaching_a_file_twice_says_so_and_attaches_it_once(store, tmp_pa
 
 @sync
 async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
-    from assistant.tui.events import PartProgress, SummaryProgress
     from assistant.tui.widgets.messages import SummaryMessage
     from tests.test_tui_support import AUDIT, SummaryEngine
 
@@ -328,13 +327,13 @@ async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
         # The time inside the part ticks while the model reads it.
         await wait_for(pilot, lambda: re.search(r"· [1-9]\d* s", str(stage.render())), timeout=10,
                        what="a second in the part")
-        # The core's counts inside the part, when it reports them.
-        app.chat.post_message(SummaryProgress(summary.message_id, "map", 1, 6, PartProgress(read=310, written=12,
-                                                                                            seconds=4.2)))
-        await wait_for(pilot, lambda: "310 tokens read" in str(stage.render()))
-        text = str(stage.render())
-        assert text.startswith("Reading part 2 of 6") and "12 written" in text and "4 s" in text
-        assert app.chat.status.context_used == 322  # that call's context
+        # The engine's count of the part's prompt read so far (its first batch, then held).
+        held = len(await wait_for(pilot, lambda: engine.held_prompt, what="part 2 held"))
+        assert held > engine.prefill_batch
+        await wait_for(pilot, lambda: f"{engine.prefill_batch} of {held:,} tokens read" in str(stage.render()),
+                       what="the tokens read in part 2")
+        assert str(stage.render()).startswith("Reading part 2 of ")
+        assert app.chat.status.context_used == engine.prefill_batch  # that call's context so far
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
         assert not stage.display

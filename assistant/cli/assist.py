@@ -165,18 +165,43 @@ def _print_summary_result(result) -> None:
 
 
 def _progress_printer(quiet: bool):
+    """The summary's progress on one stderr line; inside a part, the tokens of its prompt
+    read so far follow the part (engines that report them). The final call has no line:
+    its text streams to stdout."""
+    line = ""  # the current stage's line, while it is shown
+    width = 0  # of the text on the line, to blank what a shorter one leaves
+
+    def show(text: str, end: str = "") -> None:
+        nonlocal width
+        status_line(text.ljust(width), end=end)
+        width = 0 if end else len(text)
+
     def progress(stage: str, done: int, total: int) -> None:
-        if quiet or stage == "final":
+        nonlocal line
+        if quiet:
+            return
+        if stage == "prompt":
+            if line:
+                show(f"{line}, {done:,} of {total:,} tokens read…")
+            return
+        if stage == "final":
+            line = ""
             return
         if stage == "read" and not total:  # streamed standard input: its size is known at the end
-            status_line(f"read {done / 2**20:,.1f} MiB…")
+            line = f"read {done / 2**20:,.1f} MiB"
         elif stage == "read":  # a streamed file: bytes, not parts
-            status_line(f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
-                        end="\n" if done >= total else "")
+            line = f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})"
+            if done >= total:
+                show(line + "…", end="\n")
+                line = ""
+                return
         elif done < total:
-            status_line(f"{stage}: part {done + 1} of {total}…")
+            line = f"{stage}: part {done + 1} of {total}"
         else:
-            status_line(f"{stage}: {total} parts done.      ", end="\n")
+            show(f"{stage}: {total} parts done.", end="\n")
+            line = ""
+            return
+        show(line + "…")
 
     return progress
 

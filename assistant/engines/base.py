@@ -23,6 +23,8 @@ from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
 CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
 
 OnText = Callable[[str], None]
+# (prompt tokens in the cache so far, prompt length): called as the prompt is read in batches.
+OnPrefill = Callable[[int, int], None]
 
 
 class ContextOverflow(XGenError):
@@ -138,8 +140,11 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
-        """Continue `prompt_ids`, calling `on_text` with each new piece of text.
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
+        """Continue `prompt_ids`, calling `on_text` with each new piece of text, and
+        `on_prefill` after each batch of the prompt it evaluates (engines that read the
+        prompt themselves; a remote server does not say).
 
         Honours `stop` between prompt batches and between generated tokens, and returns
         what was produced so far (finish "stopped"). Ends at the end-of-text token

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, SamplingSettings, TiktokenVocab,
-                                    common_prefix_length)
+from assistant.engines.base import (Completion, Engine, GenerationRun, OnPrefill, OnText, SamplingSettings,
+                                    TiktokenVocab, common_prefix_length)
 from models.tokenizer import XGenTokenizer
 
 
@@ -30,6 +30,7 @@ class FakeEngine(TiktokenVocab, Engine):
         self._tokenizer = XGenTokenizer(allow_download=False)
         self._cached: list[int] = []
         self.step_delay = step_delay  # lets UI tests stop a reply midway
+        self.prefill_batch = 256  # prompt tokens per reported step, as llama.cpp's default batch
 
     @property
     def n_ctx(self) -> int:
@@ -42,12 +43,16 @@ class FakeEngine(TiktokenVocab, Engine):
         return [self._tokenizer.decode(p) for p in self.prompts]
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
         run = GenerationRun(self, prompt_ids, stop, on_text, settings)
         self.prompts.append(list(prompt_ids))
         self.settings.append(settings)
         reused = min(common_prefix_length(self._cached, prompt_ids), len(prompt_ids) - 1)
         run.stats.prompt_evaluated = len(prompt_ids) - reused
+        if on_prefill is not None:
+            for pos in range(reused, len(prompt_ids), self.prefill_batch):
+                on_prefill(min(pos + self.prefill_batch, len(prompt_ids)), len(prompt_ids))
         reply = self.replies.popleft() if self.replies else self.default_reply
         finish = "eos"
         for token in self.tokenize(reply):

@@ -19,7 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
-from assistant.engines.base import Completion, Engine, GenerationRun, OnText, SamplingSettings, common_prefix_length
+from assistant.engines.base import (Completion, Engine, GenerationRun, OnPrefill, OnText, SamplingSettings,
+                                    common_prefix_length)
 from models.errors import XGenError
 from models.gguf_file import file_fingerprint, read_gguf
 from models.hardware import usable_cores
@@ -232,18 +233,20 @@ class LlamaEngine(Engine):
     # -- generation ----------------------------------------------------------------
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
         if self._llm is None:
             raise XGenError("this engine has been closed")
         prompt_ids = [int(i) for i in prompt_ids]
         run = GenerationRun(self, prompt_ids, stop, on_text, settings)
         self._stop_event = stop
         try:
-            return self._generate(run, prompt_ids, settings)
+            return self._generate(run, prompt_ids, settings, on_prefill)
         finally:
             self._stop_event = None
 
-    def _generate(self, run: GenerationRun, prompt_ids: list[int], settings: SamplingSettings) -> Completion:
+    def _generate(self, run: GenerationRun, prompt_ids: list[int], settings: SamplingSettings,
+                  on_prefill: OnPrefill | None) -> Completion:
         n_prompt = len(prompt_ids)
 
         # Prompt: reuse the cached prefix, keeping at least one token to evaluate (the
@@ -258,6 +261,8 @@ class LlamaEngine(Engine):
                 return run.finish("stopped")
             pos += len(batch)
             run.stats.prompt_evaluated += len(batch)
+            if on_prefill is not None:
+                on_prefill(pos, n_prompt)
 
         sampler = self._sampler(settings, prompt_ids)
         try:

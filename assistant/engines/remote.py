@@ -42,8 +42,8 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnText,
-                                    ReplyDecoder, SamplingSettings, TiktokenVocab, Timer)
+from assistant.engines.base import (CONTROL_IDS, Completion, ContextOverflow, Engine, GenerationStats, OnPrefill,
+                                    OnText, ReplyDecoder, SamplingSettings, TiktokenVocab, Timer)
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB, XGenTokenizer
 
@@ -322,7 +322,8 @@ class RemoteEngine(TiktokenVocab, Engine):
     # -- generation ----------------------------------------------------------------
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
         if not prompt_ids:
             raise XGenError("cannot generate from an empty prompt")
         self.check_fits(prompt_ids)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from assistant.engines.base import (Completion, Engine, GenerationRun, OnText, SamplingSettings, TiktokenVocab,
-                                    common_prefix_length)
+from assistant.engines.base import (Completion, Engine, GenerationRun, OnPrefill, OnText, SamplingSettings,
+                                    TiktokenVocab, common_prefix_length)
 from assistant.engines.sampling import sample_next
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.checkpoint import folder_fingerprint
@@ -95,7 +95,8 @@ class TorchEngine(TiktokenVocab, Engine):
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
         if self.model is None:
             raise XGenError("this engine has been closed")
         run = GenerationRun(self, prompt_ids, stop, on_text, settings)
@@ -113,6 +114,8 @@ class TorchEngine(TiktokenVocab, Engine):
             pos += len(chunk)
             self._cached = list(prompt_ids[:pos])  # only fully evaluated chunks count
             run.stats.prompt_evaluated += len(chunk)
+            if on_prefill is not None:
+                on_prefill(pos, n_prompt)
         assert logits is not None
 
         # Reply. history[i] = id at position i (prompt then reply), for the penalty.

@@ -260,9 +260,8 @@ class ChatScreen(SessionsAndFiles, Screen):
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)
-            widget.set_detail(event.detail)
-        if event.detail is not None:
-            self._count_live(0, event.detail.read + event.detail.written)
+        if event.stage == "prompt":
+            self._count_live(0, event.done)  # the context that call holds so far
 
     async def on_reply_done(self, event: ReplyDone) -> None:
         widget = self.view.reply(event.message_id)
