@@ -39,7 +39,9 @@ from models.errors import XGenError
 
 PROMPT_VERSION = 2  # bump when the wording below changes: it invalidates cached parts
 
-MAP_INSTRUCTION = ('Summarize part {part} of the document "{name}". Keep the key facts, '
+# The same for every part (no part number), so each part's prompt shares the previous one's
+# ids up to its text and the engine reads the instruction once per document, not per part.
+MAP_INSTRUCTION = ('Summarize this part of the document "{name}". Keep the key facts, '
                    "names, numbers, dates and conclusions, and add nothing that is not in the text.\n\n")
 GROUP_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
                      "into one paragraph that keeps every key fact, and add nothing that is not in them.\n\n")
@@ -200,7 +202,8 @@ class Summarizer:
         it is several (the number of parts is then not known in advance)."""
         job = _Job(source, SummaryStats(parts=0), stop or threading.Event(), on_progress, on_text)
         final_budget = form.answer_tokens(self.final_tokens)
-        budget = self._budget(MAP_INSTRUCTION.format(part=99999, name=source.name))
+        instruction = MAP_INSTRUCTION.format(name=source.name)
+        budget = self._budget(instruction)
         partials: list[str] = []
         carry = ""  # the last, possibly short, part of a window joins the next window
         done_bytes = window_start = 0  # bytes summarized so far (estimated inside a window); before the window
@@ -228,7 +231,6 @@ class Summarizer:
             for chunk in chunks:
                 if not chunk.text.strip():
                     continue
-                instruction = MAP_INSTRUCTION.format(part=len(partials) + 1, name=source.name)
                 summary = self._cached_call(instruction, chunk.text, job)
                 if summary is None:
                     of = f" of {len(chunks)}" if whole else ""

@@ -8,8 +8,8 @@ import pytest
 
 from assistant.documents import load_document
 from assistant.engines.fake import FakeEngine
-from assistant.prompt import CHAT
-from assistant.summarize import MemoryCache, Summarizer, SummaryForm
+from assistant.prompt import CHAT, single_turn
+from assistant.summarize import MAP_INSTRUCTION, MemoryCache, Summarizer, SummaryForm
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS
 
@@ -51,14 +51,15 @@ def test_long_document_map_reduce_visits_every_part_once(long_doc):
     stats = result.stats
 
     assert stats.document_tokens > 4 * engine.n_ctx
-    map_prompts = [p for p in prompts if "Summarize part" in p]
+    map_prompts = [p for p in prompts if 'Summarize this part of the document "minutes.txt"' in p]
     assert len(map_prompts) == stats.parts >= 5
-    # Each paragraph of the document appears in exactly one map prompt: no gaps, no repeats.
+    # Each paragraph of the document appears in exactly one map prompt, in order: no gaps, no repeats.
+    where = []
     for i in range(120):
         needle = PARAGRAPH.format(n=i).strip()
         assert sum(needle in p for p in map_prompts) == 1, i
-    for i, p in enumerate(map_prompts, 1):
-        assert f'part {i} of the document "minutes.txt"' in p
+        where.append(next(k for k, p in enumerate(map_prompts) if needle in p))
+    assert where == sorted(where) and where[-1] == len(map_prompts) - 1
     # The final call sees every partial summary (directly or through combine levels) and streams.
     final = prompts[-1]
     assert "Combine them into one concise paragraph" in final
@@ -258,3 +259,16 @@ def test_the_prompt_read_inside_a_part_is_reported(long_doc):
     # They come inside a part: after the map step's "part i" event, before "part i + 1".
     stages = [stage for stage, _, _ in seen]
     assert stages[0] == "map" and stages[1] == "prompt"
+
+
+def test_each_part_prompt_shares_its_instruction_with_the_one_before(long_doc):
+    """The instruction has no part number, so the engine keeps it in its cache from part to
+    part: a part costs its text, not its text and the instruction again."""
+    engine = make_engine()
+    result = Summarizer(engine).summarize(long_doc)
+    maps = [ids for ids, text in zip(engine.prompts, engine.prompt_texts()) if "Summarize this part" in text]
+    assert len(maps) == result.stats.parts >= 5
+    instruction = single_turn(engine.tokenize, CHAT, MAP_INSTRUCTION.format(name="minutes.txt"))
+    head = len(instruction) - len(engine.tokenize(CHAT.assistant_prefix))
+    for before, after in zip(maps, maps[1:]):
+        assert after[:head] == before[:head] == instruction[:head]

@@ -68,7 +68,7 @@ class SummaryEngine(FakeEngine):
 
     def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         prompt = self.detokenize(prompt_ids)
-        part = "Summarize part" in prompt or "into one paragraph" in prompt
+        part = "Summarize this part" in prompt or "into one paragraph" in prompt
         final = "Summarize the document" in prompt or "Combine them" in prompt and not part
         if part:
             self.calls += 1
