@@ -201,7 +201,6 @@ class Summarizer:
         held in memory. Progress is in parts when the text is one window, in bytes when
         it is several (the number of parts is then not known in advance)."""
         job = _Job(source, SummaryStats(parts=0), stop or threading.Event(), on_progress, on_text)
-        final_budget = form.answer_tokens(self.final_tokens)
         instruction = MAP_INSTRUCTION.format(name=source.name)
         budget = self._budget(instruction)
         partials: list[str] = []
@@ -211,12 +210,8 @@ class Summarizer:
         for window, consumed, first, last in _windows(source):
             text = carry + window
             whole = first and last
-            if whole:
-                n_tokens = self.engine.count_tokens(text)
-                single = SINGLE_INSTRUCTION.format(name=source.name, form=form.describe())
-                if n_tokens + self._overhead(single) + final_budget <= self.engine.n_ctx:
-                    job.stats.document_tokens, job.stats.parts = n_tokens, 1
-                    return self._write_final(job, self._prompt(single, text), final_budget, [])
+            if whole and (result := self._single_pass(job, text, form)) is not None:
+                return result
             chunks = split_document(Document(source.source, source.name, "text", text, ""), budget,
                                     self.engine.count_tokens)
             if not last and chunks:
@@ -252,6 +247,16 @@ class Summarizer:
             raise XGenError(f"{source.name} has no text: it holds only whitespace")
         self._tag_untagged(job)
         return self._reduce(job, partials, form)
+
+    def _single_pass(self, job: _Job, text: str, form: SummaryForm) -> SummaryResult | None:
+        """The summary in one call, if the whole text fits the context with its answer."""
+        n_tokens = self.engine.count_tokens(text)
+        single = SINGLE_INSTRUCTION.format(name=job.source.name, form=form.describe())
+        budget = form.answer_tokens(self.final_tokens)
+        if n_tokens + self._overhead(single) + budget > self.engine.n_ctx:
+            return None
+        job.stats.document_tokens, job.stats.parts = n_tokens, 1
+        return self._write_final(job, self._prompt(single, text), budget, [])
 
     def _reduce(self, job: _Job, partials: list[str], form: SummaryForm) -> SummaryResult:
         """Combine partials in groups that fit until one final call can take them all."""
