@@ -36,7 +36,6 @@ from assistant.documents import Document
 CountTokens = Callable[[str], int]
 
 PARAGRAPH, LINE, SENTENCE, WORD, HARD = range(5)
-LEVEL_NAMES = ("paragraph", "line", "sentence", "word", "hard")
 
 # A chunk may end at a stronger boundary than the greedy one if it keeps this share of its size.
 MIN_FILL = 0.6

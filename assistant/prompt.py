@@ -39,7 +39,6 @@ class PromptStyle:
 CHAT = PromptStyle("chat", XGEN_INST_SYSTEM + "\n\n", "### Human: ", "\n### Assistant:", "\n",
                   ("### Human:", "### Assistant:"))
 COMPLETION = PromptStyle("completion", "", "", "\n\nAnswer:", "\n\n", ("\nQuestion:", "\n\nAnswer:"))
-STYLES = {s.name: s for s in (CHAT, COMPLETION)}
 
 
 class PromptBuilder:

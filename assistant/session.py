@@ -405,8 +405,7 @@ def summarize_document(model: LoadedModel, doc: Any, form: SummaryForm, store: S
     """Summarize a document (or a file too large to load, read in windows) with the store as
     the cache of partial summaries; a finished summary is kept in the store."""
     summarizer = Summarizer(model.engine, style=model.style, cache=store, settings=settings)
-    method = summarizer.summarize_stream if isinstance(doc, LargeTextFile) else summarizer.summarize
-    result = method(doc, form, stop=stop, on_text=on_text, on_progress=on_progress)
+    result = summarizer.summarize(doc, form, stop=stop, on_text=on_text, on_progress=on_progress)
     result.notes[:0] = doc.notes  # what the reader could not take in (failed PDF pages) comes first
     if result.text and not result.stopped and doc.sha256:
         store.add_summary(session_id, doc.source, doc.sha256, form.kind, result.text)

@@ -1,14 +1,23 @@
 """Summaries of documents of any length, without silent truncation.
 
-A document that fits the context is summarized in one pass. A longer one is split on
-paragraph and sentence boundaries into parts that fill the context (map), each part is
-summarized, and the partial summaries are combined, in groups that fit, until one
-final call writes the summary in the requested form (reduce). Every character is read
-by the model exactly once in the map step, so prompt tokens per document token stay
-close to 1.
+One text source: a loaded Document is one window of text; a file too large to load (or
+standard input over the loader's limit: a LargeTextFile) is many windows, read in order
+and never held whole. The text is split on paragraph and sentence boundaries into parts
+that fill the context (map), each part is summarized, and the partial summaries are
+combined, in groups that fit, until one final call writes the summary in the requested
+form (reduce). Every character is read by the model once in the map step, so prompt
+tokens per document token stay close to 1. A document whose text fits the context in
+one window is summarized in one call instead.
+
+A partial summary cut at its cap is redone once with a tighter target written *after*
+the part's text: the redo's prompt shares the part's prompt up to the end of the text,
+so the engine keeps that prefix in its KV cache and only reads the new instruction.
 
 Partial summaries are cached by (model, part text, prompt, settings): a re-run, or the
-same document with another final form, skips the map step.
+same document with another final form, skips the map step. Each cached entry is tagged
+with the document's content hash, so deleting the sessions that hold the document
+deletes them (a stream's hash is known once it is read to the end: its earlier entries
+are tagged then).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -28,21 +37,27 @@ from assistant.prompt import CHAT, PromptStyle, single_turn
 from assistant.replytext import clean_reply
 from models.errors import XGenError
 
-PROMPT_VERSION = 1  # bump when the wording below changes: it invalidates cached parts
+PROMPT_VERSION = 2  # bump when the wording below changes: it invalidates cached parts
 
-MAP_INSTRUCTION = ('Summarize part {part} of {parts} of the document "{name}". Keep the key facts, '
+# The same for every part (no part number), so each part's prompt shares the previous one's
+# ids up to its text and the engine reads the instruction once per document, not per part.
+MAP_INSTRUCTION = ('Summarize this part of the document "{name}". Keep the key facts, '
                    "names, numbers, dates and conclusions, and add nothing that is not in the text.\n\n")
 GROUP_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
                      "into one paragraph that keeps every key fact, and add nothing that is not in them.\n\n")
 FINAL_INSTRUCTION = ('Below are summaries of consecutive parts of the document "{name}". Combine them '
                      "into {form}. Add nothing that is not in them.\n\n")
-STREAM_MAP_INSTRUCTION = ('Summarize part {part} of the long document "{name}". Keep the key facts, '
-                          "names, numbers, dates and conclusions, and add nothing that is not in the text.\n\n")
 SINGLE_INSTRUCTION = 'Summarize the document "{name}" as {form}. Add nothing that is not in the text.\n\n'
+# After the text of a part whose summary was cut at its cap (see the module docstring).
+TIGHTER = "\n\nUse at most {words} words."
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+TextSource = Document | LargeTextFile
+# (stage, done, total). Stages: "map" (parts done, of a text read in one window), "read"
+# (bytes read, of a text read in windows; total 0 while unknown, for standard input),
+# "combine level N" (groups), "final" (0 then 1), and within any of them "prompt" (tokens
+# of the current call's prompt read so far, of its length, from engines that report it).
+ProgressFn = Callable[[str, int, int], None]
 CUT = ("length", "context")  # finish reasons of a reply that did not end by itself
-TIGHTER = " Use at most {words} words.\n\n"  # added to an instruction whose reply was cut
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,29 @@ class SummaryResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Job:
+    """One summary in progress: what its steps count into, report to and stop on."""
+
+    source: TextSource
+    stats: SummaryStats
+    stop: threading.Event
+    progress: ProgressFn | None
+    on_text: OnText | None
+    started: float = field(default_factory=time.perf_counter)
+    # Cache entries read or written before the source's content hash was known (a stream's).
+    untagged: list[tuple[str, str]] = field(default_factory=list)
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+    def on_prefill(self) -> Callable[[int, int], None] | None:
+        if self.progress is None:
+            return None
+        return lambda done, total: self.progress("prompt", done, total)
+
+
 class Summarizer:
     def __init__(self, engine: Engine, *, style: PromptStyle = CHAT, cache: SummaryCache | None = None,
                  settings: SamplingSettings | None = None, part_tokens: int | None = None,
@@ -133,137 +171,116 @@ class Summarizer:
         # Lengths of each partial summary and of the final one; small contexts get less.
         self.part_tokens = part_tokens or min(400, engine.n_ctx // 8)
         self.final_tokens = final_tokens or min(700, engine.n_ctx // 4)
+        self.tighter = TIGHTER.format(words=max(20, int(self.part_tokens / 1.6 * 0.6)))
 
     # -- prompts -------------------------------------------------------------------
 
-    def _prompt(self, instruction: str, body: str) -> list[int]:
-        return single_turn(self.engine.tokenize, self.style, instruction, body)
+    def _prompt(self, *parts: str) -> list[int]:
+        # Each part is tokenized on its own, so prompts with the same first parts share
+        # their ids up to there (the redo of a cut part relies on it).
+        return single_turn(self.engine.tokenize, self.style, *parts)
 
-    def _overhead(self, instruction: str) -> int:
-        return len(self._prompt(instruction, ""))
+    def _overhead(self, *instructions: str) -> int:
+        return len(self._prompt(*instructions))
 
-    # -- the algorithm -----------------------------------------------------------
-
-    def summarize(self, doc: Document, form: SummaryForm = SummaryForm(), *, stop: threading.Event | None = None,
-                  on_text: OnText | None = None, on_progress: ProgressFn | None = None) -> SummaryResult:
-        started = time.perf_counter()
-        stop = stop or threading.Event()
-        progress = on_progress or (lambda stage, done, total: None)
-        stats = SummaryStats(document_tokens=self.engine.count_tokens(doc.text))
-        final_budget = form.answer_tokens(self.final_tokens)
-        n_ctx = self.engine.n_ctx
-
-        single = SINGLE_INSTRUCTION.format(name=doc.name, form=form.describe())
-        if stats.document_tokens + self._overhead(single) + final_budget <= n_ctx:
-            progress("final", 0, 1)
-            done = self._final(self._prompt(single, doc.text), final_budget, stats, stop, on_text)
-            progress("final", 1, 1)
-            return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped")
-
-        # Map: parts as large as the context allows, so the fixed prompt cost is paid rarely.
-        map_overhead = self._overhead(MAP_INSTRUCTION.format(part=999, parts=999, name=doc.name))
-        chunks = split_document(doc, self._part_budget(map_overhead), self.engine.count_tokens)
-        stats.parts = len(chunks)
-        partials: list[str] = []
-        for i, chunk in enumerate(chunks, 1):
-            progress("map", i - 1, len(chunks))
-            instruction = MAP_INSTRUCTION.format(part=i, parts=len(chunks), name=doc.name)
-            text = self._cached_call(instruction, chunk.text, self.part_tokens, stats, stop, doc.sha256)
-            if text is None:
-                return self._finish("", stats, started, stopped=True, partials=partials,
-                                    note=f"stopped after {len(partials)} of {len(chunks)} parts; "
-                                         "their summaries are cached, so a re-run continues from there")
-            partials.append(text.strip())
-        progress("map", len(chunks), len(chunks))
-        return self._reduce(doc.name, partials, form, stats, started, stop, on_text, progress, doc.sha256)
-
-    def summarize_stream(self, stream: LargeTextFile, form: SummaryForm = SummaryForm(), *,
-                         stop: threading.Event | None = None, on_text: OnText | None = None,
-                         on_progress: ProgressFn | None = None) -> SummaryResult:
-        """Summarize a file too large to load, reading it window by window (map), then
-        combining the partial summaries as `summarize` does (reduce). Only the current
-        window and the partial summaries are held in memory. The number of parts is not
-        known in advance, so progress is in bytes ("read" stage) and the map prompt names
-        the part without a total."""
-        started = time.perf_counter()
-        stop = stop or threading.Event()
-        progress = on_progress or (lambda stage, done, total: None)
-        stats = SummaryStats(document_tokens=0, parts=0)
-        budget = self._part_budget(self._overhead(STREAM_MAP_INSTRUCTION.format(part=99999, name=stream.name)))
-        partials: list[str] = []
-
-        def summarize_part(text: str, n_tokens: int) -> bool:
-            instruction = STREAM_MAP_INSTRUCTION.format(part=len(partials) + 1, name=stream.name)
-            summary = self._cached_call(instruction, text, self.part_tokens, stats, stop, stream.source)
-            if summary is None:
-                return False
-            partials.append(summary.strip())
-            stats.parts += 1
-            stats.document_tokens += n_tokens
-            return True
-
-        carry = ""  # the last, possibly short, part of a window joins the next window
-        done_bytes = 0  # bytes of the file summarized so far (estimated inside a window)
-        window_start = 0  # bytes consumed before the current window
-        for window, consumed in stream.windows():
-            doc = Document(stream.source, stream.name, "text", carry + window, "")
-            chunks = split_document(doc, budget, self.engine.count_tokens)
-            # A 4 MB window holds hundreds of parts: progress moves with each part, not each
-            # window (it stayed at "read 4 of 60 MiB" for the whole first window).
-            position = _byte_position(len(carry), len(window), window_start, consumed)
-            for chunk in chunks[:-1]:
-                if not summarize_part(chunk.text, chunk.n_tokens):
-                    return self._stopped_stream(stats, started, partials)
-                done_bytes = max(done_bytes, position(chunk.end))
-                progress("read", done_bytes, stream.size or 0)  # 0: not known yet (standard input)
-            carry = doc.text[chunks[-1].start:] if chunks else ""
-            window_start = consumed
-        if carry.strip():
-            if not summarize_part(carry, self.engine.count_tokens(carry)):
-                return self._stopped_stream(stats, started, partials)
-        progress("read", stream.size, stream.size)
-        if not partials:
-            raise XGenError(f"{stream.name} has no text: it holds only whitespace")
-        return self._reduce(stream.name, partials, form, stats, started, stop, on_text, progress, stream.source)
-
-    def _stopped_stream(self, stats: SummaryStats, started: float, partials: list[str]) -> SummaryResult:
-        return self._finish("", stats, started, stopped=True, partials=partials,
-                            note=f"stopped after {len(partials)} parts; their summaries are cached, "
-                                 "so a re-run continues from there")
-
-    def _part_budget(self, map_overhead: int) -> int:
-        budget = self.engine.n_ctx - map_overhead - self.part_tokens
+    def _budget(self, instruction: str) -> int:
+        """Tokens of text a part-sized call can take: the context less its instruction, the
+        tighter target of a redo and the partial summary's room."""
+        budget = self.engine.n_ctx - self._overhead(instruction, self.tighter) - self.part_tokens
         if budget < 64:
             raise XGenError(f"the context ({self.engine.n_ctx} tokens) is too small to summarize in parts")
         return budget
 
-    def _reduce(self, name: str, partials: list[str], form: SummaryForm, stats: SummaryStats, started: float,
-                stop: threading.Event, on_text: OnText | None, progress: ProgressFn,
-                source: str | None = None) -> SummaryResult:
+    # -- the algorithm -----------------------------------------------------------
+
+    def summarize(self, source: TextSource, form: SummaryForm = SummaryForm(), *,
+                  stop: threading.Event | None = None, on_text: OnText | None = None,
+                  on_progress: ProgressFn | None = None) -> SummaryResult:
+        """Summarize a loaded Document or a LargeTextFile read window by window (see the
+        module docstring). Only the current window or two and the partial summaries are
+        held in memory. Progress is in parts when the text is one window, in bytes when
+        it is several (the number of parts is then not known in advance)."""
+        job = _Job(source, SummaryStats(parts=0), stop or threading.Event(), on_progress, on_text)
+        instruction = MAP_INSTRUCTION.format(name=source.name)
+        budget = self._budget(instruction)
+        partials: list[str] = []
+        carry = ""  # the last, possibly short, part of a window joins the next window
+        done_bytes = window_start = 0  # bytes summarized so far (estimated inside a window); before the window
+        whole = False
+        for window, consumed, first, last in _windows(source):
+            text = carry + window
+            whole = first and last
+            if whole and (result := self._single_pass(job, text, form)) is not None:
+                return result
+            chunks = split_document(Document(source.source, source.name, "text", text, ""), budget,
+                                    self.engine.count_tokens)
+            if not last and chunks:
+                carry, chunks = text[chunks[-1].start:], chunks[:-1]
+            else:
+                carry = ""
+            # A 4 MB window holds hundreds of parts: progress moves with each part, not each window.
+            position = _byte_position(len(text) - len(window), len(window), window_start, consumed)
+            if whole:
+                job.stats.parts = len(chunks)  # known from the start: a stopped summary says of how many
+                job.report("map", 0, len(chunks))
+            for chunk in chunks:
+                if not chunk.text.strip():
+                    continue
+                summary = self._cached_call(instruction, chunk.text, job)
+                if summary is None:
+                    of = f" of {len(chunks)}" if whole else ""
+                    return self._finish(job, "", stopped=True, partials=partials,
+                                        note=f"stopped after {len(partials)}{of} parts; their summaries are "
+                                             "cached, so a re-run continues from there")
+                partials.append(summary.strip())
+                job.stats.parts = max(job.stats.parts, len(partials))
+                job.stats.document_tokens += chunk.n_tokens
+                if whole:
+                    job.report("map", len(partials), len(chunks))
+                else:
+                    done_bytes = max(done_bytes, position(chunk.end))
+                    job.report("read", done_bytes, source.size or 0)  # 0: not known yet (standard input)
+            window_start = consumed
+        if not whole:
+            job.report("read", source.size or 0, source.size or 0)
+        if not partials:
+            raise XGenError(f"{source.name} has no text: it holds only whitespace")
+        self._tag_untagged(job)
+        return self._reduce(job, partials, form)
+
+    def _single_pass(self, job: _Job, text: str, form: SummaryForm) -> SummaryResult | None:
+        """The summary in one call, if the whole text fits the context with its answer."""
+        n_tokens = self.engine.count_tokens(text)
+        single = SINGLE_INSTRUCTION.format(name=job.source.name, form=form.describe())
+        budget = form.answer_tokens(self.final_tokens)
+        if n_tokens + self._overhead(single) + budget > self.engine.n_ctx:
+            return None
+        job.stats.document_tokens, job.stats.parts = n_tokens, 1
+        return self._write_final(job, self._prompt(single, text), budget, [])
+
+    def _reduce(self, job: _Job, partials: list[str], form: SummaryForm) -> SummaryResult:
         """Combine partials in groups that fit until one final call can take them all."""
         n_ctx = self.engine.n_ctx
+        name = job.source.name
         final_budget = form.answer_tokens(self.final_tokens)
         texts = partials
         final = FINAL_INSTRUCTION.format(name=name, form=form.describe())
         while self._joined_tokens(texts) + self._overhead(final) + final_budget > n_ctx:
-            stats.levels += 1
+            job.stats.levels += 1
             group_instruction = GROUP_INSTRUCTION.format(name=name)
-            groups = self._groups(texts, n_ctx - self._overhead(group_instruction) - self.part_tokens)
+            groups = self._groups(texts, self._budget(group_instruction))
             if len(groups) >= len(texts):
                 raise XGenError("partial summaries are too long to combine in this context")
             merged = []
             for g, group in enumerate(groups, 1):
-                progress(f"combine level {stats.levels}", g - 1, len(groups))
-                text = self._cached_call(group_instruction, _join(group), self.part_tokens, stats, stop, source)
+                job.report(f"combine level {job.stats.levels}", g - 1, len(groups))
+                text = self._cached_call(group_instruction, _join(group), job)
                 if text is None:
-                    return self._finish("", stats, started, stopped=True, partials=partials,
+                    return self._finish(job, "", stopped=True, partials=partials,
                                         note="stopped while combining partial summaries")
                 merged.append(text.strip())
             texts = merged
-        progress("final", 0, 1)
-        done = self._final(self._prompt(final, _join(texts)), final_budget, stats, stop, on_text)
-        progress("final", 1, 1)
-        return self._finish(done.text, stats, started, stopped=done.stats.finish == "stopped", partials=partials)
+        return self._write_final(job, self._prompt(final, _join(texts)), final_budget, partials)
 
     def _joined_tokens(self, texts: list[str]) -> int:
         return self.engine.count_tokens(_join(texts))
@@ -276,58 +293,73 @@ class Summarizer:
             groups[-1].append(text)
         return groups
 
-    def _call(self, prompt: list[int], max_tokens: int, stats: SummaryStats, stop: threading.Event,
-              on_text: OnText | None = None) -> Completion:
+    def _call(self, job: _Job, prompt: list[int], max_tokens: int, on_text: OnText | None = None) -> Completion:
         settings = SamplingSettings(**{**asdict(self.settings), "max_tokens": max_tokens})
-        done = self.engine.generate(prompt, settings, stop=stop, on_text=on_text)
-        stats.model_calls += 1
-        stats.prompt_tokens += done.stats.prompt_tokens
-        stats.prompt_tokens_evaluated += done.stats.prompt_evaluated
-        stats.tokens_generated += done.stats.generated
+        done = self.engine.generate(prompt, settings, stop=job.stop, on_text=on_text, on_prefill=job.on_prefill())
+        job.stats.model_calls += 1
+        job.stats.prompt_tokens += done.stats.prompt_tokens
+        job.stats.prompt_tokens_evaluated += done.stats.prompt_evaluated
+        job.stats.tokens_generated += done.stats.generated
         return done
 
-    def _final(self, prompt: list[int], max_tokens: int, stats: SummaryStats, stop: threading.Event,
-               on_text: OnText | None) -> Completion:
+    def _write_final(self, job: _Job, prompt: list[int], max_tokens: int, partials: list[str]) -> SummaryResult:
         """The summary the user reads, streamed. Cut at its cap, it is continued (the same ids,
         so the engine only evaluates the new tokens) within half its budget again and what
         the context has left; still cut, it is marked so."""
-        done = self._call(prompt, max_tokens, stats, stop, on_text)
+        job.report("final", 0, 1)
+        done = self._call(job, prompt, max_tokens, job.on_text)
         if done.stats.finish == "length":
             room = self.engine.n_ctx - len(prompt) - len(done.token_ids) - 1
             extra = min(max_tokens // 2, room)
             if extra >= 16:
-                more = self._call(prompt + done.token_ids, extra, stats, stop, on_text)
+                more = self._call(job, prompt + done.token_ids, extra, job.on_text)
                 done = Completion(done.text + more.text, done.token_ids + more.token_ids, more.stats)
         if done.stats.finish in CUT:
-            stats.cut_final = True
-        return done
+            job.stats.cut_final = True
+        job.report("final", 1, 1)
+        return self._finish(job, done.text, stopped=done.stats.finish == "stopped", partials=partials)
 
-    def _cached_call(self, instruction: str, body: str, max_tokens: int, stats: SummaryStats,
-                     stop: threading.Event, source: str | None) -> str | None:
+    def _cached_call(self, instruction: str, body: str, job: _Job) -> str | None:
         """A partial summary from the cache or the model; None if stopped midway.
 
-        A summary cut at its cap is redone once with a tighter target; one still cut is
-        used (and counted in the stats) but never cached as if it were complete."""
-        key = self._cache_key(instruction, body, max_tokens)
+        A summary cut at its cap is redone once with a tighter target after the text (on
+        the evaluated prefix, see the module docstring); one still cut is used (and counted
+        in the stats) but never cached as if it were complete."""
+        key = self._cache_key(instruction, body)
         cached = self.cache.cache_get(key)
         if cached is not None:
-            stats.cached_parts += 1
+            job.stats.cached_parts += 1
+            self._keep(job, key, cached)  # tagged again if its entry was written before the hash was known
             return cached
-        if stop.is_set():
+        if job.stop.is_set():
             return None
-        done = self._call(self._prompt(instruction, body), max_tokens, stats, stop)
+        done = self._call(job, self._prompt(instruction, body), self.part_tokens)
         if done.stats.finish in CUT:
-            tighter = instruction.rstrip() + TIGHTER.format(words=max(20, int(max_tokens / 1.6 * 0.6)))
-            done = self._call(self._prompt(tighter, body), max_tokens, stats, stop)
+            done = self._call(job, self._prompt(instruction, body, self.tighter), self.part_tokens)
         if done.stats.finish == "stopped":
             return None
         if done.stats.finish in CUT:
-            stats.cut_parts += 1
+            job.stats.cut_parts += 1
             return done.text
-        self.cache.cache_put(key, done.text, source)
+        self._keep(job, key, done.text, write=True)
         return done.text
 
-    def _cache_key(self, instruction: str, body: str, max_tokens: int) -> str:
+    def _keep(self, job: _Job, key: str, text: str, *, write: bool = False) -> None:
+        tag = job.source.sha256 or None
+        if write:
+            self.cache.cache_put(key, text, tag)
+        if tag is None:
+            job.untagged.append((key, text))
+
+    def _tag_untagged(self, job: _Job) -> None:
+        """Tag the entries of a stream written before its content hash was known."""
+        tag = job.source.sha256 or None
+        if tag is not None:
+            for key, text in job.untagged:
+                self.cache.cache_put(key, text, tag)
+        job.untagged.clear()
+
+    def _cache_key(self, instruction: str, body: str) -> str:
         # Everything that changes the text: the model file and its settings (not its display
         # name: two quantizations of one checkpoint share that), the context size (it sets
         # the parts), the prompt wording and version, and the sampling settings.
@@ -335,14 +367,15 @@ class Summarizer:
             "v": PROMPT_VERSION, "model": self.engine.identity, "n_ctx": self.engine.n_ctx,
             "style": self.style.name, "instruction": instruction,
             "body": hashlib.sha256(body.encode()).hexdigest(),
-            "max_tokens": max_tokens, "settings": asdict(self.settings),
+            "max_tokens": self.part_tokens, "settings": asdict(self.settings),
         }, sort_keys=True)
         return "summary-part:" + hashlib.sha256(material.encode()).hexdigest()
 
     @staticmethod
-    def _finish(text: str, stats: SummaryStats, started: float, *, stopped: bool,
-                partials: list[str] | None = None, note: str | None = None) -> SummaryResult:
-        stats.seconds = time.perf_counter() - started
+    def _finish(job: _Job, text: str, *, stopped: bool, partials: list[str] | None = None,
+                note: str | None = None) -> SummaryResult:
+        stats = job.stats
+        stats.seconds = time.perf_counter() - job.started
         notes = [note] if note else []
         if stats.cut_parts:
             notes.append(f"{stats.cut_parts} partial summar{'ies were' if stats.cut_parts != 1 else 'y was'} "
@@ -352,6 +385,22 @@ class Summarizer:
             notes.append("the summary was cut at its length limit; ask for fewer words (--words) "
                          "or bullet points")
         return SummaryResult(clean_reply(text).strip(), stats, stopped, [clean_reply(p) for p in partials or []], notes)
+
+
+def _windows(source: TextSource) -> Iterator[tuple[str, int, bool, bool]]:
+    """(text, bytes read so far, first, last) for each window of the source. A Document
+    is one window; a LargeTextFile is read one window ahead, so its last one is known as
+    such (and its content hash is known while that one is summarized)."""
+    if isinstance(source, Document):
+        yield source.text, 0, True, True
+        return
+    ahead = source.windows()
+    held = next(ahead, None)
+    first = True
+    while held is not None:
+        following = next(ahead, None)
+        yield held[0], held[1], first, following is None
+        held, first = following, False
 
 
 def _byte_position(carry_chars: int, window_chars: int, window_start: int, window_end: int) -> Callable[[int], int]:

@@ -33,6 +33,7 @@ class FakeEngine(TiktokenVocab, Engine):
         self._tokenizer = XGenTokenizer(allow_download=False)
         self._cached: list[int] = []
         self.step_delay = step_delay  # lets UI tests stop a reply midway
+        self.prefill_batch = 256  # prompt tokens per reported step, as llama.cpp's default batch
 
     @property
     def n_ctx(self) -> int:
@@ -55,7 +56,10 @@ class FakeEngine(TiktokenVocab, Engine):
         reused = min(common_prefix_length(self._cached, prompt_ids), len(prompt_ids) - 1)
         out: list[int] = []
         try:
-            yield Prefilled(len(prompt_ids) - reused)
+            # Reported in batches, as llama.cpp reads a prompt (progress inside a summary part).
+            for pos in range(reused, len(prompt_ids), self.prefill_batch):
+                end = min(pos + self.prefill_batch, len(prompt_ids))
+                yield Prefilled(end - pos, end)
             for token in tokens:
                 if stop is not None and self.step_delay:
                     stop.wait(self.step_delay)

@@ -14,7 +14,7 @@ from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 from assistant.session import Conversation
 from assistant.store import Store, store as store_module
-from assistant.summarize import Summarizer, SummaryForm
+from assistant.summarize import MemoryCache, Summarizer, SummaryForm
 
 PARAGRAPH = "The committee met on {n} March to review the budget of department {n}. " * 3 + "\n\n"
 
@@ -110,3 +110,65 @@ def test_xgen_cache_clear(tmp_path, monkeypatch):
     assert cleared.exit_code == 0 and "cleared 2" in cleared.output
     with Store() as s:
         assert s.cache_info() == (0, 0)
+
+
+# -- one text source: a streamed file's parts are tagged by its content hash, like a document's --
+
+
+def _big_log(tmp_path):
+    from assistant.documents import open_for_summary
+
+    path = tmp_path / "shift.log"
+    path.write_text("".join(PARAGRAPH.format(n=i) for i in range(200)))
+    return path, lambda: open_for_summary(path, max_bytes=1024, window_bytes=3000)
+
+
+def test_a_streamed_file_s_cached_parts_are_tagged_with_its_content_hash(tmp_path):
+    import hashlib
+    import threading
+
+    path, stream = _big_log(tmp_path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = MemoryCache()
+    engine = FakeEngine(n_ctx=1024)
+    stop = threading.Event()
+    def stop_after_two_parts(stage, done, total):
+        if stage == "read" and len(engine.prompts) >= 2:
+            stop.set()
+
+    first = Summarizer(engine, cache=cache).summarize(stream(), stop=stop, on_progress=stop_after_two_parts)
+    assert first.stopped and len(cache.data) == 2
+    assert set(cache.sources.values()) == {None}  # its hash is known only at the end of the file
+    again = Summarizer(engine, cache=cache).summarize(stream())
+    assert not again.stopped and again.stats.parts > 5 and again.stats.cached_parts == 2
+    assert set(cache.sources.values()) == {sha}  # the ones from the stopped run too
+
+
+def test_deleting_a_session_deletes_the_cached_parts_of_its_streamed_file(tmp_path, store):
+    from assistant.session import summarize_document
+
+    path, stream = _big_log(tmp_path)
+    source = stream()
+    summarize_document(LoadedModel("fake", FakeEngine(n_ctx=1024)), source, SummaryForm(), store)
+    assert store.cache_info()[0] > 5
+    session = store.create_session()
+    store.attach_file(session.id, "/elsewhere/renamed.log", "renamed.log", source.sha256, 0)  # same content
+    store.delete_session(session.id)
+    assert store.cache_info()[0] == 0
+
+
+def test_cached_parts_from_before_prompt_version_2_are_dropped(tmp_path, monkeypatch):
+    """They can no longer be read (every key changed), and a streamed file's were tagged
+    with its path, which deleting a session no longer looks at."""
+    from assistant.store import MIGRATIONS
+    from assistant.store import db as store_db
+
+    path = tmp_path / "sessions.db"
+    monkeypatch.setattr(store_db, "MIGRATIONS", MIGRATIONS[:3])
+    with Store(path) as old:
+        old.cache_put("summary-part:" + "0" * 64, "old partial", "/logs/shift.log")
+        old.cache_put("summary-part:" + "1" * 64, "old partial", "a" * 64)
+        old.cache_put("another-kind", "kept", None)
+    monkeypatch.setattr(store_db, "MIGRATIONS", MIGRATIONS)
+    with Store(path) as new:
+        assert new.cache_info()[0] == 1 and new.cache_get("another-kind") == "kept"

@@ -167,3 +167,21 @@ def test_torch_engine_from_the_cli(home, tiny_checkpoint, tmp_path):
         (session,) = store.list_sessions()
         assert session.engine == "torch"
         assert store.messages(session.id)[1].meta["stats"]["generated"] > 0
+
+
+def test_the_summary_line_shows_the_tokens_read_inside_a_part(capsys):
+    """The engine's count of a part's prompt read so far follows the part on the stderr
+    line; a shorter line after it blanks what it leaves; the final call has no line."""
+    from assistant.cli.printer import EventPrinter
+
+    show = EventPrinter(quiet=False).progress
+    show("map", 2, 7)
+    show("prompt", 1200, 3900)
+    show("map", 3, 7)
+    show("map", 7, 7)
+    show("final", 0, 1)
+    show("prompt", 500, 900)
+    err = capsys.readouterr().err
+    long = "map: part 3 of 7, 1,200 of 3,900 tokens read…"
+    assert err.split("\r")[1:] == ["map: part 3 of 7…", long, "map: part 4 of 7…".ljust(len(long)),
+                                   "map: 7 parts done.\n"]

@@ -162,6 +162,23 @@ def test_prefix_reuse_evaluates_only_new_tokens(engine, reference, tok):
     assert four.token_ids == reference(other, 8)
 
 
+def test_prefill_progress_counts_the_batches_evaluated(engine, tok):
+    """on_prefill reports the prompt read so far after each batch: the steps add up to
+    the tokens evaluated (the cached prefix costs nothing and is not reported)."""
+    engine.generate(ids_of(tok, "Something unrelated.\n###"), SamplingSettings.greedy(1))
+    prompt = ids_of(tok, TEXT + "Tell me about lighthouses and fog.\n###")
+    for extra in ([], ids_of(tok, " Assistant: They guide ships.\n###")):
+        seen: list[tuple[int, int]] = []
+        done = engine.generate(prompt + extra, SamplingSettings.greedy(2), on_prefill=lambda *a: seen.append(a))
+        n = len(prompt) + len(extra)
+        start = n - done.stats.prompt_evaluated
+        steps = [b - a for a, b in zip([start] + [d for d, _ in seen], [d for d, _ in seen])]
+        assert seen[-1] == (n, n) and all(total == n for _, total in seen)
+        assert sum(steps) == done.stats.prompt_evaluated and 0 < max(steps) <= 16  # one batch at most
+        assert len(seen) == -(-done.stats.prompt_evaluated // 16)
+        prompt = prompt + done.token_ids  # the next round extends this one: only its new tokens
+
+
 # --------------------------------------------------------------------------------------
 # Stop requests
 # --------------------------------------------------------------------------------------

@@ -194,14 +194,14 @@ class Closing(FakeEngine):
 class Interrupting(Closing):
     """A Ctrl+C arrives while the reply is being written."""
 
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         os.kill(os.getpid(), signal.SIGINT)
         assert stop is not None and stop.wait(10)
         return super().generate(prompt_ids, settings, stop=stop, on_text=on_text)
 
 
 class Failing(Closing):
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         raise XGenError("llama.cpp failed to evaluate the prompt")
 
 

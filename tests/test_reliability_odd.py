@@ -728,7 +728,7 @@ def test_streamed_summary_progress_moves_with_each_part(tmp_path):
     size = path.stat().st_size
     stream = open_for_summary(path, max_bytes=1024, window_bytes=size // 3 + 1)  # three windows
     seen: list[tuple[str, int, int]] = []
-    result = Summarizer(FakeEngine(n_ctx=1024, default_reply="Alarms.")).summarize_stream(
+    result = Summarizer(FakeEngine(n_ctx=1024, default_reply="Alarms.")).summarize(
         stream, on_progress=lambda stage, done, total: seen.append((stage, done, total)))
     reads = [done for stage, done, total in seen if stage == "read"]
     assert all(total == size for stage, _, total in seen if stage == "read")
@@ -742,9 +742,9 @@ def test_streamed_summary_progress_moves_with_each_part(tmp_path):
 
 
 def test_the_read_line_shows_the_movement(capsys):
-    from assistant.cli.assist import _progress_printer
+    from assistant.cli.printer import EventPrinter
 
-    show = _progress_printer(quiet=False)
+    show = EventPrinter(quiet=False).progress
     total = 60 << 20
     for done in (int(4.2 * 2**20), int(4.4 * 2**20), total):
         show("read", done, total)
@@ -771,7 +771,7 @@ class CheapEngine(FakeEngine):
     def count_tokens(self, text):
         return len(text) // 4 + 1
 
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         self.prompts.append(len(prompt_ids))
         if on_text:
             on_text("Alarms were logged.")

@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from assistant.documents import load_document
+from assistant.prompt import CHAT, single_turn
+from assistant.summarize import MAP_INSTRUCTION, MemoryCache, Summarizer, SummaryForm
 from tests.fake_engine import FakeEngine
-from assistant.summarize import MemoryCache, Summarizer, SummaryForm
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS
 
@@ -50,14 +51,15 @@ def test_long_document_map_reduce_visits_every_part_once(long_doc):
     stats = result.stats
 
     assert stats.document_tokens > 4 * engine.n_ctx
-    map_prompts = [p for p in prompts if "Summarize part" in p]
+    map_prompts = [p for p in prompts if 'Summarize this part of the document "minutes.txt"' in p]
     assert len(map_prompts) == stats.parts >= 5
-    # Each paragraph of the document appears in exactly one map prompt: no gaps, no repeats.
+    # Each paragraph of the document appears in exactly one map prompt, in order: no gaps, no repeats.
+    where = []
     for i in range(120):
         needle = PARAGRAPH.format(n=i).strip()
         assert sum(needle in p for p in map_prompts) == 1, i
-    for i, p in enumerate(map_prompts, 1):
-        assert f"part {i} of {stats.parts}" in p
+        where.append(next(k for k, p in enumerate(map_prompts) if needle in p))
+    assert where == sorted(where) and where[-1] == len(map_prompts) - 1
     # The final call sees every partial summary (directly or through combine levels) and streams.
     final = prompts[-1]
     assert "Combine them into one concise paragraph" in final
@@ -163,6 +165,7 @@ def test_a_cut_partial_summary_is_redone_tighter_and_cached_only_when_complete(l
     assert first.stats.cut_parts == 0 and first.partials[0] == "Part one, briefly."
     retry = engine.prompt_texts()[1]
     assert "Use at most 22 words." in retry and "Use at most" not in engine.prompt_texts()[0]
+    assert retry.index("Use at most") > retry.index(PARAGRAPH.format(n=0).strip())  # after the part's text
     assert first.notes == []
 
     engine.queue(LONG, LONG)  # part 1 of another document: cut twice
@@ -205,3 +208,69 @@ def test_a_final_summary_still_cut_says_so(tmp_path):
                                     settings=Summarizer(engine).settings)
     assert result.stats.cut_final and result.stats.as_dict()["cut_final"] is True
     assert any("cut at its length limit" in n for n in result.notes)
+
+
+# -- a cut part is redone on the part's evaluated prefix ---------------------------------------
+
+
+class NeverEnds(FakeEngine):
+    """A model whose replies never end (the demo model's, in effect): every call is cut at its cap."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_reply="fact " * 3000, **kwargs)
+
+
+def test_every_part_cut_still_reads_the_document_about_once(tmp_path):
+    """Issue 17: the redo of a cut part read the whole part again (2.09 evaluated tokens per
+    document token with the demo model). Its tighter target now follows the part's text, so
+    the engine keeps the part's prefix and reads only the new instruction."""
+    path = tmp_path / "long.txt"
+    path.write_text("".join(PARAGRAPH.format(n=i) for i in range(int(4 * 8192 / 50.6))))  # 4x an 8K context
+    engine = NeverEnds(n_ctx=8192)
+    summarizer = Summarizer(engine)
+    result = summarizer.summarize(load_document(path))
+    stats = result.stats
+    assert stats.parts >= 4 and stats.cut_parts == stats.parts and stats.cut_final
+    assert stats.model_calls == 2 * stats.parts + 2  # each part and its redo; the final call and its continuation
+    redone = 0
+    for first, redo in zip(engine.prompts, engine.prompts[1:]):
+        if "Use at most" in engine.detokenize(redo) and "Use at most" not in engine.detokenize(first):
+            # The redo starts with the part prompt's ids up to its closing template.
+            tail = len(engine.tokenize(CHAT.assistant_prefix))
+            assert redo[: len(first) - tail] == first[: len(first) - tail]
+            assert len(redo) - (len(first) - tail) < 30  # only the tighter target and the template are new
+            redone += 1
+    assert redone == stats.parts
+    print(f"every part cut: {stats.document_tokens} document tokens, {stats.parts} parts, "
+          f"evaluated/document tokens {stats.evaluated_per_document_token:.3f}")
+    assert stats.evaluated_per_document_token <= 1.15
+
+
+def test_the_prompt_read_inside_a_part_is_reported(long_doc):
+    """Tokens read inside a part come from the engine as it evaluates the prompt in batches."""
+    engine = make_engine()
+    seen: list[tuple[str, int, int]] = []
+    result = Summarizer(engine).summarize(long_doc, on_progress=lambda *event: seen.append(event))
+    prompt_events = [(done, total) for stage, done, total in seen if stage == "prompt"]
+    lengths = [len(p) for p in engine.prompts]
+    # Each call's reports end at its prompt's length, climbing in steps of at most a batch.
+    ends = [done for done, total in prompt_events if done == total]
+    assert ends == lengths and len(ends) == result.stats.model_calls
+    assert all(0 < done <= total for done, total in prompt_events)
+    assert len(prompt_events) > len(lengths)  # parts of ~800 tokens take several batches
+    # They come inside a part: after the map step's "part i" event, before "part i + 1".
+    stages = [stage for stage, _, _ in seen]
+    assert stages[0] == "map" and stages[1] == "prompt"
+
+
+def test_each_part_prompt_shares_its_instruction_with_the_one_before(long_doc):
+    """The instruction has no part number, so the engine keeps it in its cache from part to
+    part: a part costs its text, not its text and the instruction again."""
+    engine = make_engine()
+    result = Summarizer(engine).summarize(long_doc)
+    maps = [ids for ids, text in zip(engine.prompts, engine.prompt_texts()) if "Summarize this part" in text]
+    assert len(maps) == result.stats.parts >= 5
+    instruction = single_turn(engine.tokenize, CHAT, MAP_INSTRUCTION.format(name="minutes.txt"))
+    head = len(instruction) - len(engine.tokenize(CHAT.assistant_prefix))
+    for before, after in zip(maps, maps[1:]):
+        assert after[:head] == before[:head] == instruction[:head]

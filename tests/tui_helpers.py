@@ -122,27 +122,32 @@ def toast_texts(app) -> list[str]:
 
 class SummaryEngine(FakeEngine):
     """Answers part prompts with "Part summary N." and the final prompt with FINAL, and
-    can hold a part until released (to show a summary in progress)."""
+    can hold a part until released (to show a summary in progress), midway through reading
+    its prompt as a real engine would be: its first batch read and reported."""
 
     def __init__(self, final: str = "The auditors counted pallets at every site and serviced the cooling units.",
                  hold_from_part: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.final = final
         self.hold_from_part = hold_from_part
+        self.held_prompt: list[int] = []
         self.calls = 0
 
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
         prompt = self.detokenize(prompt_ids)
-        part = "Summarize part" in prompt or "into one paragraph" in prompt
+        part = "Summarize this part" in prompt or "into one paragraph" in prompt
         final = "Summarize the document" in prompt or "Combine them" in prompt and not part
         if part:
             self.calls += 1
             if self.hold_from_part is not None and self.calls >= self.hold_from_part:
+                self.held_prompt = list(prompt_ids)
+                if on_prefill is not None:
+                    on_prefill(min(self.prefill_batch, len(prompt_ids)), len(prompt_ids))
                 (stop or threading.Event()).wait()  # until the app stops it
             self.replies.appendleft(f"Part summary {self.calls}.")
         elif final:
             self.replies.appendleft(self.final)
-        return super().generate(prompt_ids, settings, stop=stop, on_text=on_text)
+        return super().generate(prompt_ids, settings, stop=stop, on_text=on_text, on_prefill=on_prefill)
 
 
 def steady(done):
@@ -153,5 +158,5 @@ def steady(done):
 
 
 class SteadyEngine(FakeEngine):
-    def generate(self, prompt_ids, settings, *, stop=None, on_text=None):
-        return steady(super().generate(prompt_ids, settings, stop=stop, on_text=on_text))
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
+        return steady(super().generate(prompt_ids, settings, stop=stop, on_text=on_text, on_prefill=on_prefill))

@@ -22,6 +22,8 @@ class EventPrinter(JobEvents):
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self._line_ended = False  # the streamed text has been followed by a newline
+        self._stage_line = ""  # the summary stage shown on the progress line, while it is shown
+        self._width = 0  # of the text on the progress line
 
     def text(self, piece: str) -> None:
         if not self.quiet:
@@ -44,17 +46,38 @@ class EventPrinter(JobEvents):
         self._line_ended = False
 
     def progress(self, stage: str, done: int, total: int) -> None:
-        if self.quiet or stage == "final":
+        """A summary's progress on one stderr line; inside a part, the tokens of its prompt
+        read so far follow the part (engines that report them). The final call has no
+        line: its text streams to stdout."""
+        if self.quiet:
+            return
+        if stage == "prompt":
+            if self._stage_line:
+                self._show(f"{self._stage_line}, {done:,} of {total:,} tokens read…")
+            return
+        if stage == "final":
+            self._stage_line = ""
             return
         if stage == "read" and not total:  # streamed standard input: its size is known at the end
-            status_line(f"read {done / 2**20:,.1f} MiB…")
+            self._stage_line = f"read {done / 2**20:,.1f} MiB"
         elif stage == "read":  # a file read in parts: bytes, not parts
-            status_line(f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})…",
-                        end="\n" if done >= total else "")
+            self._stage_line = f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})"
+            if done >= total:
+                self._show(self._stage_line + "…", end="\n")
+                self._stage_line = ""
+                return
         elif done < total:
-            status_line(f"{stage}: part {done + 1} of {total}…")
+            self._stage_line = f"{stage}: part {done + 1} of {total}"
         else:
-            status_line(f"{stage}: {total} parts done.      ", end="\n")
+            self._show(f"{stage}: {total} parts done.", end="\n")
+            self._stage_line = ""
+            return
+        self._show(self._stage_line + "…")
+
+    def _show(self, text: str, end: str = "") -> None:
+        """Rewrite the progress line, blanking what a longer earlier one left."""
+        status_line(text.ljust(self._width), end=end)
+        self._width = 0 if end else len(text)
 
 
 def print_sources(sources: Sources) -> None:

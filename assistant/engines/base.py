@@ -13,16 +13,16 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
-from assistant.engines.driver import (Completion, GenerationStats, OnText, SamplingSettings, SilenceWatch, Step,
-                                      drive)
+from assistant.engines.driver import (Completion, GenerationStats, OnPrefill, OnText, SamplingSettings, SilenceWatch,
+                                      Step, drive)
 from assistant.engines.stops import ReplyDecoder
 from models.errors import XGenError
 from models.tokenizer import SPECIAL_TOKENS, XGenTokenizer
 
 CONTROL_IDS = frozenset(SPECIAL_TOKENS.values())
 
-__all__ = ["CONTROL_IDS", "Completion", "ContextOverflow", "Engine", "GenerationStats", "OnText", "ReplyDecoder",
-           "SamplingSettings", "TiktokenVocab", "common_prefix_length"]
+__all__ = ["CONTROL_IDS", "Completion", "ContextOverflow", "Engine", "GenerationStats", "OnPrefill", "OnText",
+           "ReplyDecoder", "SamplingSettings", "TiktokenVocab", "common_prefix_length"]
 
 
 class ContextOverflow(XGenError):
@@ -70,8 +70,11 @@ class Engine(ABC):
         return f"{self.name}:{self.model_name}"
 
     def generate(self, prompt_ids: list[int], settings: SamplingSettings, *,
-                 stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
-        """Continue `prompt_ids`, calling `on_text` with each new piece of text.
+                 stop: threading.Event | None = None, on_text: OnText | None = None,
+                 on_prefill: OnPrefill | None = None) -> Completion:
+        """Continue `prompt_ids`, calling `on_text` with each new piece of text, and
+        `on_prefill(done, total)` after each batch of the prompt the engine evaluates itself
+        (a remote server does not say how far it has read).
 
         Honours `stop` between prompt batches and between generated tokens, and returns
         what was produced so far (finish "stopped"). Ends at the end-of-text token or a
@@ -79,7 +82,7 @@ class Engine(ABC):
         full ("context"). Raises ContextOverflow if the prompt itself does not fit. The
         rules live in one place, assistant/engines/driver.py; engines only `stream`.
         """
-        return drive(self, prompt_ids, settings, stop=stop, on_text=on_text)
+        return drive(self, prompt_ids, settings, stop=stop, on_text=on_text, on_prefill=on_prefill)
 
     @abstractmethod
     def stream(self, prompt_ids: list[int], settings: SamplingSettings, budget: int,

@@ -40,6 +40,8 @@ from assistant.engines.stops import ReplyDecoder
 from models.errors import XGenError
 
 OnText = Callable[[str], None]
+# (prompt tokens in the cache so far, prompt length): called as the prompt is read in batches.
+OnPrefill = Callable[[int, int], None]
 WAIT_NOTICE_AFTER = 1.0  # seconds of silence before the first notice, then one notice a second
 OnWait = Callable[[Union[str, None]], None]  # "waiting for URL: 12 s", then None when the wait is over
 
@@ -86,9 +88,11 @@ class Completion:
 
 @dataclass(frozen=True)
 class Prefilled:
-    """`count` more prompt tokens were evaluated."""
+    """`count` more prompt tokens were evaluated; `done`, where known, is how far into the
+    prompt the engine's cache now reaches (reused prefix included)."""
 
     count: int
+    done: int | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,8 @@ class _Reply:
 
 
 def drive(engine: "Streaming", prompt_ids: list[int], settings: SamplingSettings, *,
-          stop: threading.Event | None = None, on_text: OnText | None = None) -> Completion:
+          stop: threading.Event | None = None, on_text: OnText | None = None,
+          on_prefill: OnPrefill | None = None) -> Completion:
     """Run `engine.stream` to one Completion (see the module doc for the rules)."""
     if not prompt_ids:
         raise XGenError("cannot generate from an empty prompt")
@@ -262,6 +267,8 @@ def drive(engine: "Streaming", prompt_ids: list[int], settings: SamplingSettings
                     watch.heard()
                 if isinstance(step, Prefilled):
                     reply.stats.prompt_evaluated += step.count
+                    if on_prefill is not None and step.done is not None:
+                        on_prefill(step.done, len(prompt_ids))
                     continue
                 if isinstance(step, Text):
                     if reply.pieces >= budget:  # a server keeps to the max_tokens it was sent, or is cut there

@@ -265,7 +265,7 @@ class LlamaEngine(Engine):
                 if not self._eval(batch):
                     return  # aborted on the stop request
                 pos += len(batch)
-                yield Prefilled(len(batch))
+                yield Prefilled(len(batch), pos)
             sampler = self._sampler(settings, prompt_ids)
             try:
                 while True:

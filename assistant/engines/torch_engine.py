@@ -115,7 +115,7 @@ class TorchEngine(TiktokenVocab, Engine):
             logits = self._prefill_chunk(chunk, pos)
             pos += len(chunk)
             self._cached = list(prompt_ids[:pos])  # only fully evaluated chunks count
-            yield Prefilled(len(chunk))
+            yield Prefilled(len(chunk), pos)
         assert logits is not None
 
         # Reply. history[i] = id at position i (prompt then reply), for the penalty. The

@@ -97,6 +97,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX cache_by_source ON cache (source);
     CREATE INDEX cache_by_use ON cache (used_at);
     """,
+    # 4: a cached partial summary names its document by content hash only (a streamed file
+    # was named by its path). The summaries' prompts changed with it (PROMPT_VERSION 2), so
+    # no entry written before can be read again: they go, and none is left tagged by path.
+    """
+    DELETE FROM cache WHERE key LIKE 'summary-part:%';
+    """,
 ]
 
 

@@ -134,10 +134,8 @@ class Store(Database):
         summaries of its files (unless another session has the same file); returns it."""
         session = self.get_session(id_or_prefix)
         with self._write() as db:
-            db.execute("DELETE FROM cache WHERE source IN (SELECT sha256 FROM files WHERE session_id = ?1 "
-                       "UNION SELECT path FROM files WHERE session_id = ?1) "
-                       "AND source NOT IN (SELECT sha256 FROM files WHERE session_id != ?1 "
-                       "UNION SELECT path FROM files WHERE session_id != ?1)", (session.id,))
+            db.execute("DELETE FROM cache WHERE source IN (SELECT sha256 FROM files WHERE session_id = ?1) "
+                       "AND source NOT IN (SELECT sha256 FROM files WHERE session_id != ?1)", (session.id,))
             db.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
         self._flush_wal()
         return session
@@ -277,8 +275,8 @@ class Store(Database):
         return row[0] if row else None
 
     def cache_put(self, key: str, value: str, source: str | None = None) -> None:
-        """Keep `value` under `key`; `source` names the document it came from (its sha256 or
-        path), so deleting the sessions that use it deletes it. Oldest-used entries go first
+        """Keep `value` under `key`; `source` names the document it came from (the sha256 of
+        its content), so deleting the sessions that use it deletes it. Oldest-used entries go first
         beyond CACHE_MAX_ENTRIES or CACHE_MAX_BYTES."""
         now = self._now()
         with self._write() as db:

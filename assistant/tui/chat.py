@@ -299,9 +299,6 @@ class ChatScreen(Screen):
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)
-            widget.set_detail(event.detail)
-        if event.detail is not None:
-            self.status.count(0, event.detail.read + event.detail.written)
 
     async def on_reply_done(self, event: ReplyDone) -> None:
         widget = self.view.reply(event.message_id)

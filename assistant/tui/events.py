@@ -46,21 +46,11 @@ class ReplyDone(Message):
 
 
 @dataclass
-class PartProgress:
-    """Where the model is inside one part (or call) of a summary."""
-
-    read: int = 0  # prompt tokens read so far
-    written: int = 0  # tokens generated so far
-    seconds: float = 0.0  # since the part started
-
-
-@dataclass
 class SummaryProgress(Message):
     message_id: int
-    stage: str
+    stage: str  # the core's stages (assistant/summarize.py ProgressFn); "prompt": tokens read in a part
     done: int
     total: int
-    detail: PartProgress | None = None  # progress inside the current part, when the core reports it
 
 
 @dataclass

@@ -13,7 +13,6 @@ from textual.widgets.markdown import MarkdownStream
 
 from assistant.safetext import printable
 from assistant.sources import Sources
-from assistant.tui.events import PartProgress
 from assistant.tui.text import shown
 from assistant.tui.widgets import status as status_clock
 from assistant.tui.widgets.status import clock
@@ -193,7 +192,8 @@ class ReplyMessage(Vertical):
 
 class SummaryMessage(ReplyMessage):
     """A summary in progress shows which part is being read, with a progress bar, and
-    inside the part the tokens read and written so far and its time (ticking each second)."""
+    inside the part the tokens of its prompt read so far (from engines that report them),
+    the tokens written and its time (ticking each second)."""
 
     def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
                  title: str | None = None, streaming: bool = False):
@@ -202,7 +202,7 @@ class SummaryMessage(ReplyMessage):
                          title=title or (f"Summary of {name}" if name else None))
         self._stage = "Preparing…"
         self._stage_started = status_clock.now()
-        self._detail: PartProgress | None = None
+        self._read: tuple[int, int] | None = None  # prompt tokens read, of its length
         self._written = 0
         self._ticker = None
 
@@ -219,22 +219,13 @@ class SummaryMessage(ReplyMessage):
             self._ticker = self.set_interval(1.0, self._show_stage)
 
     def _show_stage(self) -> None:
-        detail = self._detail
         parts = [self._stage]
-        if detail is not None and detail.read:
-            parts.append(f"{detail.read:,} tokens read")
-        written = detail.written if detail is not None and detail.written else self._written
-        if written:
-            parts.append(f"{written:,} written")
-        seconds = detail.seconds if detail is not None and detail.seconds else status_clock.now() - self._stage_started
-        parts.append(clock(seconds))
+        if self._read is not None:
+            parts.append(f"{self._read[0]:,} of {self._read[1]:,} tokens read")
+        if self._written:
+            parts.append(f"{self._written:,} written")
+        parts.append(clock(status_clock.now() - self._stage_started))
         self.query_one(".stage", Label).update(shown(" · ".join(parts)))
-
-    def set_detail(self, detail: PartProgress | None) -> None:
-        """Progress inside the current part (tokens read, written, time), when reported."""
-        if detail is not None:
-            self._detail = detail
-            self._show_stage()
 
     def set_written(self, generated: int) -> None:
         """Tokens streamed so far by the call writing the summary."""
@@ -243,6 +234,10 @@ class SummaryMessage(ReplyMessage):
             self._show_stage()
 
     def set_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "prompt":  # inside the current part: its prompt read so far
+            self._read = (done, total)
+            self._show_stage()
+            return
         if stage == "read":  # a file too large to load, read in parts: bytes read (total 0: unknown)
             label = f"Reading the file: {megabytes(done)}" + (f" of {megabytes(total)}" if total else "")
         elif stage == "map":
@@ -253,7 +248,7 @@ class SummaryMessage(ReplyMessage):
             label = "Writing the summary"
         if label != self._stage:  # a new part: its own counts and time
             self._stage, self._stage_started = label, status_clock.now()
-            self._detail, self._written = None, 0
+            self._read, self._written = None, 0
         self._show_stage()
         bar = self.query_one(ProgressBar)
         bar.display = stage != "final"  # one call: the text streaming below shows the progress
