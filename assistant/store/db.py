@@ -97,6 +97,11 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX cache_by_source ON cache (source);
     CREATE INDEX cache_by_use ON cache (used_at);
     """,
+    # 4: a session may ask about folders as well as files (`kind` 'folder'; their passages
+    # come from the library index, which keeps them current, so no sha256 is kept: '').
+    """
+    ALTER TABLE files ADD COLUMN kind TEXT NOT NULL DEFAULT 'file';
+    """,
 ]
 
 
