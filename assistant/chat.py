@@ -63,23 +63,34 @@ def render_passage(number: int, found: Found) -> str:
 
 class Numbering:
     """The passage numbers of one session, in order of first appearance: once given, a
-    number always means the same passage (file and range), whatever the searches find.
-    `start`: the highest number the session used before (a resumed one), never reused."""
+    number always means the same passage (file, range and text), whatever the searches
+    find. A resumed session is seeded with the numbers its replies recorded (`seed`);
+    a number is never given twice."""
 
-    def __init__(self, start: int = 0):
-        self._by_key: dict[tuple, Passage] = {}
+    def __init__(self):
+        self._numbers: dict[tuple, int] = {}
         self._by_number: dict[int, Passage] = {}
-        self.next_number = start + 1
+        self.next_number = 1
+
+    def seed(self, number: int, key: tuple) -> None:
+        """A number an earlier run gave to the passage with this key."""
+        self._numbers.setdefault(key, number)
+        self.next_number = max(self.next_number, number + 1)
 
     def known(self, found: Found) -> Passage | None:
-        return self._by_key.get(found.key)
+        number = self._numbers.get(found.key)
+        if number is None:
+            return None
+        return self._by_number.get(number) or Passage(number, found)
 
     def number(self, found: Found) -> Passage:
-        passage = self._by_key.get(found.key)
-        if passage is None:
-            passage = Passage(self.next_number, found)
-            self._by_key[found.key] = self._by_number[passage.number] = passage
+        number = self._numbers.get(found.key)
+        if number is None:
+            number = self._numbers[found.key] = self.next_number
             self.next_number += 1
+        passage = self._by_number.get(number)
+        if passage is None:
+            passage = self._by_number[number] = Passage(number, found)
         return passage
 
     def get(self, number: int) -> Passage | None:
@@ -87,7 +98,8 @@ class Numbering:
 
     @property
     def passages(self) -> list[Passage]:
-        return list(self._by_number.values())
+        """The passages given in this run, by number."""
+        return [self._by_number[n] for n in sorted(self._by_number)]
 
 
 @dataclass(frozen=True)

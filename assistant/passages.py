@@ -14,6 +14,7 @@ the same passages and searched the same way in a temporary index of this run
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -50,8 +51,9 @@ class Found:
 
     @property
     def key(self) -> tuple:
-        """The same passage, whichever search found it."""
-        return self.source, self.start_line, self.end_line, self.start_page, self.end_page, self.text
+        """The same passage, whichever search found it (JSON-safe: sessions keep it)."""
+        digest = hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return self.source, self.start_line, self.end_line, self.start_page, self.end_page, digest
 
     def location(self, last: "Found | None" = None) -> str:
         """Where it is (through `last`, of the same file): "name:12-30", "name p.3-4"."""

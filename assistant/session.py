@@ -47,16 +47,20 @@ ASK_SETTINGS = SamplingSettings(temperature=0.2)
 SUMMARY_SETTINGS = SamplingSettings(temperature=0.3, top_k=40, top_p=0.9)
 
 
-def highest_passage_number(messages: list[Message]) -> int:
-    """The highest passage number a stored conversation used (so none is given twice)."""
-    highest = 0
+def session_numbering(messages: list[Message]) -> Numbering:
+    """The passage numbers a stored conversation gave (its replies' meta), to go on with."""
+    numbering = Numbering()
     for m in messages:
-        for c in m.meta.get("citations") or []:
+        for entry in m.meta.get("numbered") or []:
+            if isinstance(entry, list) and entry and isinstance(entry[0], int):
+                numbering.seed(entry[0], tuple(entry[1:]))
+        for c in m.meta.get("citations") or []:  # sessions saved before: never give their numbers again
             if isinstance(c.get("number"), int):
-                highest = max(highest, c["number"])
+                numbering.next_number = max(numbering.next_number, c["number"] + 1)
         for g in m.meta.get("sources") or []:
-            highest = max([highest, *(int(n) for n in re.findall(r"\[(\d+)\]", str(g.get("numbers", ""))))])
-    return highest
+            for n in re.findall(r"\[(\d+)\]", str(g.get("numbers", ""))):
+                numbering.next_number = max(numbering.next_number, int(n) + 1)
+    return numbering
 
 
 def earlier_turns(messages: list[Message]) -> list[Turn]:
@@ -145,7 +149,7 @@ class Conversation:
         self.forget_context()
         self.session = session
         self.scope.clear()
-        self.numbering = Numbering(start=highest_passage_number(messages))
+        self.numbering = session_numbering(messages)
         self.large_files = []
         self._texts = {}
         self._earlier = earlier_turns(messages)
