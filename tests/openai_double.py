@@ -3,7 +3,9 @@
 It answers like llama-server (GET /v1/models, GET /props with n_ctx, POST /v1/completions
 streaming server-sent events), replays queued replies one event per word, records
 every request body, and can wait between events so a test can interrupt a reply midway.
-It never stops at a stop string by itself (`honour_stop=False`): the client must.
+It never stops at a stop string by itself (`honour_stop=False`): the client must. It can
+report `total_slots` in /props, and counts the completions it streams at once
+(`most_active`), so a test can see requests overlap.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class OpenAIDouble:
     def __init__(self, replies: list[str] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
-                 honour_stop: bool = False):
+                 honour_stop: bool = False, total_slots: int | None = None):
         self.replies: deque[str] = deque(replies or [])
         self.default_reply = "OK."
         self.n_ctx = n_ctx
         self.delay = delay  # seconds between streamed events
         self.honour_stop = honour_stop
         self.requests: list[dict] = []
+        self.total_slots = total_slots  # reported by /props when set (llama-server --parallel)
+        # Completions being streamed right now, and the most at any one time.
+        self.active = 0
+        self.most_active = 0
+        self._count_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -64,7 +71,10 @@ class OpenAIDouble:
                 if self.path == "/v1/models":
                     self._json({"object": "list", "data": [{"id": "double", "object": "model"}]})
                 elif self.path == "/props":
-                    self._json({"n_ctx": double.n_ctx})
+                    props = {"n_ctx": double.n_ctx}
+                    if double.total_slots is not None:
+                        props["total_slots"] = double.total_slots
+                    self._json(props)
                 else:
                     self._json({"error": "not found"}, 404)
 
@@ -75,7 +85,17 @@ class OpenAIDouble:
                 if self.path != "/v1/completions":
                     self._json({"error": "not found"}, 404)
                     return
-                reply = double._next_reply()
+                with double._count_lock:
+                    reply = double._next_reply()
+                    double.active += 1
+                    double.most_active = max(double.most_active, double.active)
+                try:
+                    self._stream(double, body, reply)
+                finally:
+                    with double._count_lock:
+                        double.active -= 1
+
+            def _stream(self, double, body: dict, reply: str) -> None:
                 if double.honour_stop:
                     for stop in body.get("stop") or []:
                         if stop in reply:

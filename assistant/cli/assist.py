@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -96,11 +97,14 @@ def _non_empty(ctx, param, values):
 @click.option("--words", type=click.IntRange(10, 2000), help="Aim for about this many words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and its statistics as JSON.")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.3, show_default=True)
+@click.option("--parallel", type=click.IntRange(1, 256),
+              help="FOLDER with a server: files summarized at once (default: the server's slots, else 1).")
 @model_options
 @timeout_option
-def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads, kv_cache,
+def summarize(files, form, words, as_json, temperature, parallel, model_ref, engine_kind, n_ctx, threads, kv_cache,
               remote_timeout=None) -> None:
-    """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
+    """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long,
+    or a FOLDER: each of its files, then the folder as a whole, naming its files.
 
     A document longer than the context is summarized in parts whose summaries are then
     combined; nothing is truncated, and a text file too large to load is read in parts.
@@ -117,6 +121,17 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
+    folders = [f for f in files if f != "-" and os.path.isdir(os.path.expanduser(f))]
+    if folders:
+        if len(files) > 1:
+            raise XGenError(f"{folders[0]} is a folder: summarize one folder at a time, or files")
+        from assistant.cli.folder import summarize_folder_command
+
+        summarize_folder_command(folders[0], summary_form, settings, as_json, parallel,
+                                 (model_ref, engine_kind, n_ctx, threads, kv_cache), remote_timeout)
+        return
+    if parallel:
+        raise click.UsageError("--parallel applies to a folder")
     with Store() as store:
         conversation = Conversation(store, kept=False)
         read = conversation.add_files(files)

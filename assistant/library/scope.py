@@ -66,3 +66,12 @@ def file_state(db: IndexDatabase, path: bytes) -> FileState:
     file_id, status, why, sha256 = rows[0]
     tokens = db.query("SELECT coalesce(sum(n_tokens), 0) FROM passages WHERE file_id = ?", (file_id,))[0][0]
     return FileState(status, why, sha256, tokens)
+
+
+def indexed_files(db: IndexDatabase, roots: list[bytes]) -> list[tuple[bytes, str]]:
+    """(path, sha256) of the indexed files under `roots`, in path order."""
+    if not roots:
+        return []
+    condition, params = _within(roots)
+    return [(bytes(p), s) for p, s in db.query(
+        f"SELECT path, sha256 FROM files WHERE status = 'indexed' AND {condition} ORDER BY path", params)]
