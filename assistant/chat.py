@@ -19,12 +19,16 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from assistant.engines.base import ContextOverflow, Engine, GenerationStats, OnText, SamplingSettings
 from assistant.passages import Found, Scope
 from assistant.prompt import CHAT, PromptBuilder, PromptStyle
 from assistant.replytext import clean_reply
 from models.errors import XGenError
+
+if TYPE_CHECKING:
+    from assistant.store import Message
 
 INSTRUCTION = ("Answer the question using only the numbered passages below. After each statement, "
                "cite the passages it comes from by their numbers in square brackets, like [2]. "
@@ -344,3 +348,35 @@ class ChatSession:
 
     def ask(self, question: str, *, stop: threading.Event | None = None, on_text: OnText | None = None) -> Answer:
         return self.complete(self.prepare(question), stop=stop, on_text=on_text)
+
+
+# -- a stored conversation, given back to the model -------------------------------------
+
+def session_numbering(messages: list["Message"]) -> Numbering:
+    """The passage numbers a stored conversation gave (its replies' meta), to go on with."""
+    numbering = Numbering()
+    for m in messages:
+        for entry in m.meta.get("numbered") or []:
+            if isinstance(entry, list) and entry and isinstance(entry[0], int):
+                numbering.seed(entry[0], tuple(entry[1:]))
+        for c in m.meta.get("citations") or []:  # sessions saved before: never give their numbers again
+            if isinstance(c.get("number"), int):
+                numbering.next_number = max(numbering.next_number, c["number"] + 1)
+        for g in m.meta.get("sources") or []:
+            for n in re.findall(r"\[(\d+)\]", str(g.get("numbers", ""))):
+                numbering.next_number = max(numbering.next_number, int(n) + 1)
+    return numbering
+
+
+def earlier_turns(messages: list["Message"]) -> list[Turn]:
+    """The question/answer pairs of a stored conversation (summaries and empty answers skipped)."""
+    turns: list[Turn] = []
+    question: str | None = None
+    for m in messages:
+        if m.role == "user":
+            question = m.content
+        elif m.role == "assistant" and question is not None:
+            if m.content.strip():
+                turns.append(Turn(question, m.content))
+            question = None
+    return turns
