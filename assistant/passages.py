@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.documents import Document
-from assistant.library import IndexDatabase, names, retrieve, search, update_library
+from assistant.library import IndexDatabase, names, question_query, search, update_library
 from assistant.library.catalog import resolve, totals
 from assistant.library.events import Event
 from assistant.library.memory import MemoryIndex
@@ -100,6 +100,8 @@ class Scope:
     def __init__(self):
         self.items: list[Attached] = []
         self._memory: MemoryIndex | None = None
+        # The library index, opened once (opening checks it, which costs more than a search).
+        self._library: IndexDatabase | None = None
         self._lock = threading.RLock()
         self.current = False  # brought up to date since the last question
 
@@ -133,30 +135,27 @@ class Scope:
         if not wanted:
             return out
         try:
-            report = update_library([root for _, root, _ in wanted], on_event=on_event, stop=stop)
+            db = self._index()
+            report = update_library([root for _, root, _ in wanted], on_event=on_event, stop=stop, db=db)
         except XGenError as exc:
             out.problems += [f"{Path(s).name}: {exc}" for s, _, _ in wanted]
             return out
         out.stopped = report.stopped
-        db = IndexDatabase(check=False)
-        try:
-            for source, root, folder in wanted:
-                name = Path(source).name or source
-                if folder:
-                    files, passages, _, skipped = totals(db, [root])
-                    out.attached.append(Attached(source, name, "folder", root))
-                    out.notes.append(f"{name}: {files:,} files, {passages:,} passages"
-                                     + (f"; {skipped:,} left out (see `xgen index {source}`)" if skipped else ""))
-                    continue
-                state = file_state(db, root)
-                if state.status == "indexed":
-                    out.attached.append(Attached(source, name, "file", root, state.sha256 or "", state.n_tokens))
-                elif state.status == "skipped":
-                    out.problems.append(f"{name}: {state.why}")
-                else:
-                    out.problems.append(f"{name}: it was not read (indexing was stopped)")
-        finally:
-            db.close()
+        for source, root, folder in wanted:
+            name = Path(source).name or source
+            if folder:
+                files, passages, _, skipped = totals(db, [root])
+                out.attached.append(Attached(source, name, "folder", root))
+                out.notes.append(f"{name}: {files:,} files, {passages:,} passages"
+                                 + (f"; {skipped:,} left out (see `xgen index {source}`)" if skipped else ""))
+                continue
+            state = file_state(db, root)
+            if state.status == "indexed":
+                out.attached.append(Attached(source, name, "file", root, state.sha256 or "", state.n_tokens))
+            elif state.status == "skipped":
+                out.problems.append(f"{name}: {state.why}")
+            else:
+                out.problems.append(f"{name}: it was not read (indexing was stopped)")
         with self._lock:
             for item in out.attached:
                 if not any(a.source == item.source for a in self.items):
@@ -193,16 +192,22 @@ class Scope:
                 self.current = True
                 return
             roots = list(self.roots)
-        update_library(roots, on_event=on_event, stop=stop)
+        update_library(roots, on_event=on_event, stop=stop, db=self._index())
         self.current = True
+
+    def _index(self) -> IndexDatabase:
+        with self._lock:
+            if self._library is None:
+                self._library = IndexDatabase()
+            return self._library
 
     # -- passages ---------------------------------------------------------------------
 
-    def _stores(self) -> list[tuple[IndexDatabase | None, list[bytes]]]:
-        """(database, roots) pairs to read: the library (None: open it) and the memory index."""
-        stores: list[tuple[IndexDatabase | None, list[bytes]]] = []
+    def _stores(self) -> list[tuple[IndexDatabase, list[bytes]]]:
+        """(database, roots) pairs to read: the library and the memory index."""
+        stores: list[tuple[IndexDatabase, list[bytes]]] = []
         if self.roots:
-            stores.append((None, self.roots))
+            stores.append((self._index(), self.roots))
         if self._memory is not None and any(a.kind == "stdin" for a in self.items):
             stores.append((self._memory.db, [_STDIN_KEY]))
         return stores
@@ -211,13 +216,7 @@ class Scope:
         out: list = []
         with self._lock:
             for db, roots in self._stores():
-                own = db is None
-                db = db or IndexDatabase(check=False)
-                try:
-                    out.append(step(db, roots))
-                finally:
-                    if own:
-                        db.close()
+                out.append(step(db, roots))
         return out
 
     def size(self, count_tokens_below: int) -> tuple[int, int | None]:
@@ -235,17 +234,11 @@ class Scope:
     def retrieve(self, question: str, recent: Iterable[str] = (), limit: int = 40) -> list[Found]:
         """The best `limit` passages for the question and the recent questions, best first;
         [] when the text has no word to search for."""
-        recent = list(recent)
-        library, memory = [], []
-        with self._lock:
-            roots = self.roots
-            if roots:
-                library = retrieve(roots, question, recent=recent, limit=limit, update=False)
-            if self._memory is not None and any(a.kind == "stdin" for a in self.items):
-                text = "\n".join([question, *reversed(recent[-3:])])
-                if query_words(text):
-                    memory = search(self._memory.db, text, limit=limit)
-        hits = sorted([*library, *memory], key=lambda h: -h.score)  # stable: each list's order kept
+        text = question_query(question, recent)
+        if not query_words(text):
+            return []
+        parts = self._read(lambda db, roots: search(db, text, limit=limit, within=roots))
+        hits = sorted([h for part in parts for h in part], key=lambda h: -h.score)  # stable: each's order kept
         return self._found(hits)[:limit]
 
     def _found(self, hits: list[Hit]) -> list[Found]:
@@ -276,6 +269,7 @@ class Scope:
 
     def close(self) -> None:
         with self._lock:
-            if self._memory is not None:
-                self._memory.close()
-                self._memory = None
+            self.clear()
+            if self._library is not None:
+                self._library.close()
+                self._library = None

@@ -126,6 +126,10 @@ class Conversation(AttachedFiles):
         self._earlier = earlier_turns(messages)
         return Reopened(session, messages, self.store.files(session.id))
 
+    def close(self) -> None:
+        """Let go of the library index (a conversation can be used again after: it reopens it)."""
+        self.scope.close()
+
     def refresh(self) -> None:
         """Re-read the session's record (its title comes with the first question)."""
         if self.session is not None:

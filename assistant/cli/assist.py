@@ -215,8 +215,11 @@ def ask(paths, questions, session_id, as_json, temperature, max_tokens, model_re
                         remote=remote_options(remote_timeout)) as model:
             if model.note:
                 click.echo(f"note: {model.note}", err=True)
-            _ask_each(conversation, model, questions, SamplingSettings(temperature=temperature), max_tokens,
-                      printer)
+            try:
+                _ask_each(conversation, model, questions, SamplingSettings(temperature=temperature), max_tokens,
+                          printer)
+            finally:
+                conversation.close()
 
 
 def _indexed(work):
