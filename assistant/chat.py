@@ -267,9 +267,12 @@ class ChatSession:
         for f in ranked:
             if self._was_shown(f, shown):
                 continue
+            limit = share if chosen else room
+            if used + f.n_tokens > limit:
+                continue  # its text alone does not fit: no need to count it with its label
             known = self.numbering.known(f)
             cost = len(self.engine.tokenize(render_passage(known.number if known else self.numbering.next_number, f)))
-            if used + cost <= (share if chosen else room):
+            if used + cost <= limit:
                 chosen.append(self.numbering.number(f))
                 used += cost
         return chosen
