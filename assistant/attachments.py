@@ -50,6 +50,10 @@ class AttachedFiles:
                     found.already.append(where.name)
                 elif over_load_limit(where):
                     self._add_source(read_source(where), found, record=record, model=model, large=large)
+                elif not self.kept:  # `xgen summarize`: files are read for their summaries, not indexed
+                    source = read_source(where)
+                    found.files.append(source)
+                    found.notes += list(source.notes)
                 elif where not in on_disk:
                     on_disk.append(where)
             except XGenError as exc:

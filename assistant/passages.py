@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.documents import Document
+from assistant.documents import Document, load_document
 from assistant.library import IndexDatabase, names, question_query, search, update_library
 from assistant.library.catalog import resolve, totals
 from assistant.library.events import Event
@@ -93,6 +93,16 @@ class Attaching:
     stopped: bool = False
 
 
+def _refusal(source: str) -> str | None:
+    """Why the document reader refuses a file the index left out, in its own words (the
+    messages `ask` always gave: "notes.pdf is not a PDF: ..."); None if it reads it."""
+    try:
+        load_document(source)
+    except XGenError as exc:
+        return str(exc)
+    return None
+
+
 class Scope:
     """The attached files and folders, and the passages they hold. Safe to share between a
     worker attaching files and one asking (calls are serialized)."""
@@ -153,7 +163,7 @@ class Scope:
             if state.status == "indexed":
                 out.attached.append(Attached(source, name, "file", root, state.sha256 or "", state.n_tokens))
             elif state.status == "skipped":
-                out.problems.append(f"{name}: {state.why}")
+                out.problems.append(_refusal(source) or f"{name}: {state.why}")
             else:
                 out.problems.append(f"{name}: it was not read (indexing was stopped)")
         with self._lock:
