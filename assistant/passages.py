@@ -23,6 +23,7 @@ from pathlib import Path
 
 from assistant.documents import Document, load_document
 from assistant.library import IndexDatabase, names, question_query, search, update_library
+from assistant.library.retrieve import counted
 from assistant.library.catalog import resolve, totals
 from assistant.library.events import Event
 from assistant.library.memory import MemoryIndex
@@ -249,7 +250,7 @@ class Scope:
             return []
         parts = self._read(lambda db, roots: search(db, text, limit=limit, within=roots))
         hits = sorted([h for part in parts for h in part], key=lambda h: -h.score)  # stable: each's order kept
-        return self._found(hits)[:limit]
+        return self._found(counted(hits[:limit]))[:limit]
 
     def _found(self, hits: list[Hit]) -> list[Found]:
         out, seen = [], set()

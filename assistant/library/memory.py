@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from assistant.library.extract import passages_of
-from assistant.library.schema import IndexDatabase
+from assistant.library.schema import IndexDatabase, add_passages
 
 
 class MemoryIndex:
@@ -31,11 +31,7 @@ class MemoryIndex:
             file_id = c.execute("INSERT INTO files (path, status, kind, sha256, n_passages, updated_at) "
                                 "VALUES (?, 'indexed', ?, ?, ?, ?)",
                                 (key, doc.kind, sha, len(passages), time.time())).lastrowid
-            c.executemany(
-                "INSERT INTO passages (file_id, seq, start_char, end_char, start_line, end_line, start_page, "
-                "end_page, n_tokens, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((file_id, i, p.start_char, p.end_char, p.start_line, p.end_line, p.start_page, p.end_page,
-                  p.n_tokens, p.text) for i, p in enumerate(passages)))
+            add_passages(c, file_id, [(i, *p) for i, p in enumerate(passages)])
 
     def close(self) -> None:
         self.db.close()

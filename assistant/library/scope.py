@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from assistant.library.catalog import where
 from assistant.library.schema import IndexDatabase
+from assistant.library.retrieve import counted
 from assistant.library.search import Hit
 
 
@@ -24,6 +25,14 @@ class FileState:
     why: str | None
     sha256: str | None
     n_tokens: int
+
+
+def _count(texts) -> int:
+    """XGen tokens of passages (the index stores no counts: see retrieve.counted)."""
+    from models.tokenizer import load_xgen_encoding
+
+    encode = load_xgen_encoding(allow_download=False).encode_ordinary
+    return sum(len(encode(t)) for t in texts)
 
 
 def _within(roots: list[bytes]) -> tuple[str, list]:
@@ -41,9 +50,9 @@ def size(db: IndexDatabase, roots: list[bytes], *, count_tokens_below: int) -> t
                         params)[0][0]
     if passages >= count_tokens_below:
         return passages, None
-    tokens = db.query(f"SELECT coalesce(sum(p.n_tokens), 0) FROM files JOIN passages AS p ON p.file_id = files.id "
-                      f"WHERE files.status = 'indexed' AND {condition}", params)[0][0]
-    return passages, tokens
+    texts = db.query(f"SELECT p.text FROM files JOIN passages AS p ON p.file_id = files.id "
+                     f"WHERE files.status = 'indexed' AND {condition}", params)
+    return passages, _count(t for (t,) in texts)
 
 
 def every(db: IndexDatabase, roots: list[bytes], *, limit: int) -> list[Hit]:
@@ -53,10 +62,10 @@ def every(db: IndexDatabase, roots: list[bytes], *, limit: int) -> list[Hit]:
         return []
     condition, params = _within(roots)
     rows = db.query(
-        "SELECT files.path, p.start_line, p.end_line, p.start_page, p.end_page, 0.0, p.text, p.n_tokens "
+        "SELECT files.path, p.start_line, p.end_line, p.start_page, p.end_page, 0.0, p.text "
         f"FROM files JOIN passages AS p ON p.file_id = files.id WHERE files.status = 'indexed' AND {condition} "
         "ORDER BY files.path, p.seq LIMIT ?", [*params, limit])
-    return [Hit(bytes(r[0]), *r[1:]) for r in rows]
+    return counted([Hit(bytes(r[0]), *r[1:]) for r in rows])
 
 
 def file_state(db: IndexDatabase, path: bytes) -> FileState:
@@ -64,8 +73,8 @@ def file_state(db: IndexDatabase, path: bytes) -> FileState:
     if not rows:
         return FileState(None, None, None, 0)
     file_id, status, why, sha256 = rows[0]
-    tokens = db.query("SELECT coalesce(sum(n_tokens), 0) FROM passages WHERE file_id = ?", (file_id,))[0][0]
-    return FileState(status, why, sha256, tokens)
+    texts = db.query("SELECT text FROM passages WHERE file_id = ?", (file_id,))
+    return FileState(status, why, sha256, _count(t for (t,) in texts))
 
 
 def indexed_files(db: IndexDatabase, roots: list[bytes]) -> list[tuple[bytes, str]]:
