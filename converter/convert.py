@@ -266,7 +266,7 @@ def estimate_output_bytes(planned: list[PlannedTensor], vocab) -> int:
     """The GGUF's size, from what it will hold: each tensor's data in its target type
     (exact, padded to the alignment), its tensor-info record, the vocabulary arrays
     (tokens, types, merges) and METADATA_SLACK for the other keys. It is a little over
-    the real size, never under it (tests/test_reliability_odd.py checks both)."""
+    the real size, never under it (tests/test_convert_errors.py checks both)."""
     size = 4 + 4 + 8 + 8  # magic, version, tensor count, key count
     size += sum(8 + len(t.encode("utf-8")) for t in vocab.tokens)  # each token: length + bytes
     size += 4 * len(vocab.token_types)

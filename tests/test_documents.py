@@ -372,7 +372,7 @@ def test_pdf_errors(tmp_path, pdf_bytes):
     ]:
         with pytest.raises(XGenError, match="not a readable PDF"):
             load_document(write(tmp_path, name, data))
-    # Text named .pdf is not "damaged or truncated": it is text (tests/test_reliability_odd.py).
+    # Text named .pdf is not "damaged or truncated": it is text (tests/test_documents_odd_files.py).
     with pytest.raises(XGenError, match=r"notpdf\.pdf is not a PDF: it holds plain text"):
         load_document(write(tmp_path, "notpdf.pdf", b"this is not a PDF at all\n"))
 

@@ -122,7 +122,9 @@ def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
-    root = many_files(tmp_path / "lib", 120)
+    # 24 MB: several commit groups (8 MB or 1 s each), so the kill lands mid-run even on a
+    # quiet machine (2.4 MB went in one group, committed before the kill could land).
+    root = many_files(tmp_path / "lib", 120, size=200_000)
     clean_home, home = tmp_path / "clean", tmp_path / "killed"
     clean_home.mkdir(), home.mkdir()
     assert xgen("index", str(root), env_home=clean_home).returncode == 0

@@ -1,10 +1,14 @@
-"""What a hostile or broken OpenAI-compatible server can send the remote engine, and bad
-timeouts: every case ends in one line (an XGenError), never a traceback, and a stream
-line is never buffered past its bound (issue 20, item 11)."""
+"""What a hostile or broken OpenAI-compatible server can send the remote engine, bad
+timeouts, and a server that never answers (given up on after the timeout, the wait shown):
+every case ends in one line (an XGenError), never a traceback, and a stream line is never
+buffered past its bound (issue 20, item 11)."""
 
 from __future__ import annotations
 
 import json
+import socket
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +20,7 @@ from assistant.engines.remote import RemoteEngine, default_timeout, parse_timeou
 from assistant.engines.sse import MAX_LINE_BYTES, StreamError, bounded_lines, parse_event
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB
+from tests.cli_helpers import xgen
 from tests.openai_double import OpenAIDouble
 
 PROMPT = [1212, 318, 257, 1332, 13]  # "This is a test."
@@ -207,3 +212,114 @@ def test_good_timeouts_pass(monkeypatch):
     assert parse_timeout("2.5", "--timeout") == 2.5
     monkeypatch.setenv("XGEN_REMOTE_TIMEOUT", " 30 ")
     assert default_timeout() == 30.0
+
+
+# -- a remote server that accepts and never answers --------------------------------------
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never sends a byte (a hung server)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self._stop = False
+        import threading
+
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.held.append(conn)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self.thread.join(2)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def _notes(tmp_path: Path) -> Path:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The cooling unit in hall 3 failed on 2 September.\n")
+    return notes
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_a_server_that_never_answers_is_given_up_on_with_the_wait_shown(tmp_path, how):
+    with SilentServer() as server:
+        timeout = ["--timeout", "3"] if how == "option" else []
+        env = {"XGEN_HOME": str(tmp_path / "h"), **({"XGEN_REMOTE_TIMEOUT": "3"} if how == "env" else {})}
+        t0 = time.monotonic()
+        out = xgen("ask", str(_notes(tmp_path)), "-q", "What failed?", "--model", server.url, "--ctx", "2048",
+                   *timeout, env=env, timeout=60)
+        elapsed = time.monotonic() - t0
+    assert out.returncode == 1
+    assert 3 <= elapsed < 20  # gave up after the 3 s asked for, not httpx's 10 minutes
+    chunks = out.stderr.replace("\r", "\n").splitlines()  # (text mode turns "\r" into "\n" already)
+    waits = [c.strip() for c in chunks if c.strip().startswith("waiting for")]
+    assert waits and waits[0].startswith(f"waiting for {server.url}: 1 s (gives up after 3 s)"), out.stderr
+    assert any(w.startswith(f"waiting for {server.url}: 2 s") for w in waits), out.stderr  # it counts
+    last = out.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last == (f"error: {server.url} sent nothing for 3 s after GET /v1/models; it may be stuck, or busy "
+                    "with a long prompt (wait longer with --timeout SECONDS or XGEN_REMOTE_TIMEOUT)")
+    assert "Traceback" not in out.stderr
+
+
+def test_a_server_silent_before_the_first_token(tmp_path):
+    """It answers the model list, then accepts the completion and sends no token."""
+    from tests.openai_double import OpenAIDouble
+
+    with OpenAIDouble(["never sent"], delay=60) as server:
+        t0 = time.monotonic()
+        out = xgen("summarize", str(_notes(tmp_path)), "--model", server.url, "--timeout", "2",
+                   env={"XGEN_HOME": str(tmp_path / "h")}, timeout=60)
+        elapsed = time.monotonic() - t0
+    assert out.returncode == 1 and elapsed < 20
+    assert "waiting for " + server.url + ": 1 s" in out.stderr
+    last = out.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith(f"error: {server.url} sent nothing for 2 s before the first token;"), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_remote_engine_timeout_and_wait_notices_in_process(monkeypatch):
+    from assistant.engines.remote import DEFAULT_TIMEOUT, RemoteEngine, default_timeout
+
+    monkeypatch.delenv("XGEN_REMOTE_TIMEOUT", raising=False)
+    assert default_timeout() == DEFAULT_TIMEOUT == 120
+    monkeypatch.setenv("XGEN_REMOTE_TIMEOUT", "soon")
+    with pytest.raises(XGenError, match="XGEN_REMOTE_TIMEOUT must be a number of seconds"):
+        default_timeout()
+    monkeypatch.setenv("XGEN_REMOTE_TIMEOUT", "1.5")
+    heard: list = []
+    with SilentServer() as server:
+        t0 = time.monotonic()
+        with pytest.raises(XGenError, match=r"sent nothing for 1\.5 s after GET /v1/models"):
+            RemoteEngine(server.url, n_ctx=2048, on_wait=heard.append)
+        assert time.monotonic() - t0 < 5
+    assert heard[0] == f"waiting for {server.url}: 1 s (gives up after 1.5 s)" and heard[-1] is None
+
+
+def test_a_prompt_server_is_not_slowed_or_noisy(tmp_path):
+    """A server that answers at once: no waiting line, the answer as before."""
+    from tests.openai_double import OpenAIDouble
+
+    with OpenAIDouble(["It failed on 2 September [1]."]) as server:
+        out = xgen("ask", str(_notes(tmp_path)), "-q", "What failed?", "--model", server.url, "--timeout", "5",
+                   env={"XGEN_HOME": str(tmp_path / "h")}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "It failed on 2 September" in out.stdout and "waiting for" not in out.stderr
+

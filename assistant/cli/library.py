@@ -12,7 +12,7 @@ import time
 import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
-from assistant.cli.output import status_line, write_stdout
+from assistant.cli.output import StatusLine, write_stdout
 from models.errors import XGenError
 
 SHOWN_SKIPS = 10  # skipped files listed on stderr after a run (all of them with --json)
@@ -35,9 +35,9 @@ class IndexPrinter:
 
     def __init__(self, after: float = 0.0):
         self.last = 0.0
-        self.width = 0
         self.after = after
         self.first: float | None = None
+        self.line = StatusLine()
 
     def __call__(self, event) -> None:
         from assistant.library import Progress, Scanning, shown
@@ -59,14 +59,10 @@ class IndexPrinter:
             line = (f"indexing {event.files_done:,}/{event.files_total:,} files, {_size(event.bytes_done)}"
                     f"/{_size(event.bytes_total)}, {_size(rate)}/s"
                     + (f", {_duration(left)} left" if left is not None else "") + f": {shown(event.current)}")
-        line = line[:160]
-        status_line(line.ljust(self.width))
-        self.width = max(self.width, len(line))
+        self.line.show(line[:160])
 
     def clear(self) -> None:
-        if self.width:
-            status_line(" " * self.width, end="\r")
-            self.width = 0
+        self.line.clear()
 
 
 def _update(paths, **options):

@@ -135,19 +135,32 @@ def _is_stdout(stream) -> bool:
         return False
 
 
+class StatusLine:
+    """One stderr line rewritten in place (progress, a wait): each text is padded to blank
+    what the text before it left on the line, and `clear` blanks it when it is done."""
+
+    def __init__(self) -> None:
+        self.width = 0  # characters shown on the line now
+
+    def show(self, text: str, *, end: str = "") -> None:
+        status_line(text.ljust(self.width), end=end)
+        self.width = 0 if end else len(text)
+
+    def clear(self) -> None:
+        if self.width:
+            status_line(" " * self.width, end="\r")
+            self.width = 0
+
+
 def wait_printer():
     """An `on_wait` for the remote engine: one stderr line, rewritten as the wait goes
     on ("waiting for http://...: 12 s"), cleared when the server answers."""
-    shown = [0]
+    line = StatusLine()
 
     def show(message: str | None) -> None:
         if message is None:
-            if shown[0]:
-                status_line(" " * shown[0], end="\r")
-                shown[0] = 0
-            return
-        line = message + "…"
-        status_line(line.ljust(shown[0]))
-        shown[0] = max(shown[0], len(line))
+            line.clear()
+        else:
+            line.show(message + "…")
 
     return show

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from assistant.cli.output import status_line
+from assistant.cli.output import StatusLine
 from assistant.jobevents import JobEvents
 
 if TYPE_CHECKING:  # the core's jobs are imported when a command runs one, not by `xgen --help`
@@ -23,7 +23,7 @@ class EventPrinter(JobEvents):
         self.quiet = quiet
         self._line_ended = False  # the streamed text has been followed by a newline
         self._stage_line = ""  # the summary stage shown on the progress line, while it is shown
-        self._width = 0  # of the text on the progress line
+        self._line = StatusLine()  # the progress line
         self._index = None  # the library's progress line, while the index is brought up to date
 
     def indexing(self, event) -> None:
@@ -66,7 +66,7 @@ class EventPrinter(JobEvents):
             return
         if stage == "prompt":
             if self._stage_line:
-                self._show(f"{self._stage_line}, {done:,} of {total:,} tokens read…")
+                self._line.show(f"{self._stage_line}, {done:,} of {total:,} tokens read…")
             return
         if stage == "final":
             self._stage_line = ""
@@ -76,21 +76,16 @@ class EventPrinter(JobEvents):
         elif stage == "read":  # a file read in parts: bytes, not parts
             self._stage_line = f"read {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB ({done / max(total, 1):.0%})"
             if done >= total:
-                self._show(self._stage_line + "…", end="\n")
+                self._line.show(self._stage_line + "…", end="\n")
                 self._stage_line = ""
                 return
         elif done < total:
             self._stage_line = f"{stage}: part {done + 1} of {total}"
         else:
-            self._show(f"{stage}: {total} parts done.", end="\n")
+            self._line.show(f"{stage}: {total} parts done.", end="\n")
             self._stage_line = ""
             return
-        self._show(self._stage_line + "…")
-
-    def _show(self, text: str, end: str = "") -> None:
-        """Rewrite the progress line, blanking what a longer earlier one left."""
-        status_line(text.ljust(self._width), end=end)
-        self._width = 0 if end else len(text)
+        self._line.show(self._stage_line + "…")
 
 
 def print_sources(sources: Sources) -> None:

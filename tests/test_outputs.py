@@ -1,0 +1,162 @@
+"""Writing outputs safely (`sessions export`, standard output, atomic_output): a read-only
+or full file system is one line and leaves nothing; `--force` writes through links and never
+replaces a device, FIFO or socket."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from assistant.store import Store
+from models.errors import XGenError
+from tests.cli_helpers import assert_one_line_failure, cli, one_error_line, xgen
+from tests.read_only_mount import needs_ro_mount, read_only
+
+@pytest.fixture
+def session_id(home) -> str:
+    with Store() as store:
+        session = store.create_session(title="Q3 report")
+        store.add_message(session.id, "user", "What changed in Q3?")
+        store.add_message(session.id, "assistant", "Revenue rose 12%.")
+    return session.id
+
+
+@needs_ro_mount
+def test_export_onto_a_read_only_file_system(tmp_path, session_id, home):
+    target = tmp_path / "ro-out"
+    target.mkdir()
+    out = xgen("sessions", "export", session_id[:8], "-o", str(target / "chat.md"),
+               env={"XGEN_HOME": str(home)}, prefix=read_only(target))
+    assert out.returncode == 1
+    line = one_error_line(out.stderr)
+    assert str(target / "chat.md") in line and "Read-only file system" in line
+    assert list(target.iterdir()) == []
+
+
+def test_read_only_folder_refuses_before_writing_and_cleanup_cannot_mask_it(tmp_path, monkeypatch):
+    """atomic_output on a read-only folder: one XGenError up front (the pre-clean unlink
+    fails with EROFS even for a missing file), and a failing clean-up never replaces the
+    error that caused it."""
+    from models import atomic
+    from models.atomic import atomic_output
+
+    out = tmp_path / "x.md"
+    real_unlink = Path.unlink
+
+    def erofs_unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", erofs_unlink)
+    with pytest.raises(XGenError, match=r"^cannot write .*x\.md: Read-only file system"):
+        with atomic_output(out):
+            raise AssertionError("the block must not run")
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+
+    # The body fails (disk full), then the clean-up fails too: the body's error comes out.
+    calls = {"n": 0}
+
+    def unlink_fails_after_setup(self, missing_ok=False):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink_fails_after_setup)
+    with pytest.raises(OSError) as caught:
+        with atomic_output(out) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    real_unlink(tmp)
+    assert list(tmp_path.iterdir()) == []
+    assert atomic.partial_path(out) == tmp
+
+
+def test_export_that_fails_mid_write_is_one_line_and_leaves_nothing(session_id, tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    out = tmp_path / "chat.md"
+    line = assert_one_line_failure(cli("sessions", "export", session_id[:8], "-o", str(out)))
+    assert line == f"error: cannot write {out}: No space left on device; nothing was written"
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("command", [["sessions", "export"], ["sessions", "show"]])
+def test_stdout_on_dev_full(session_id, home, command):
+    with open("/dev/full", "w") as full:
+        out = xgen(*command, session_id[:8], env={"XGEN_HOME": str(home)}, stdout=full)
+    assert out.returncode == 1
+    assert one_error_line(out.stderr) == "error: cannot write to the standard output: No space left on device"
+
+
+# -- --force onto links, devices, FIFOs, sockets ----------------------------------------
+
+
+def test_export_force_writes_through_a_symbolic_link(session_id, tmp_path):
+    real = tmp_path / "real" / "chat.md"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "chat.md"
+    link.symlink_to(real)
+    result = cli("sessions", "export", session_id[:8], "-o", str(link), "--force")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text().startswith("# Q3 report")
+    assert sorted(p.name for p in real.parent.iterdir()) == ["chat.md"]  # no .partial left
+
+    # Without --force, an existing file behind the link is kept.
+    real.write_text("old")
+    line = assert_one_line_failure(cli("sessions", "export", session_id[:8], "-o", str(link)))
+    assert "already exists" in line and real.read_text() == "old"
+
+
+def test_export_through_a_dangling_link_creates_its_target(session_id, tmp_path):
+    real = tmp_path / "chat-target.md"
+    link = tmp_path / "chat.md"
+    link.symlink_to(real)
+    result = cli("sessions", "export", session_id[:8], "-o", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_text().startswith("# Q3 report")
+
+
+def _special_files(tmp_path: Path) -> dict[str, Path]:
+    found = {}
+    fifo = tmp_path / "fifo.md"
+    os.mkfifo(fifo)
+    found["FIFO"] = fifo
+    sock_path = tmp_path / "sock.md"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    found["socket"] = sock_path
+    device = tmp_path / "null.md"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+        found["character device"] = device
+    except (PermissionError, OSError):
+        pass  # no CAP_MKNOD here: the FIFO and the socket still test the refusal
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_export_force_never_replaces_a_device_fifo_or_socket(session_id, tmp_path):
+    for what, path in _special_files(tmp_path).items():
+        mode = path.lstat().st_mode
+        for force in ([], ["--force"]):
+            line = assert_one_line_failure(cli("sessions", "export", session_id[:8], "-o", str(path), *force))
+            assert line.startswith(f"error: {path} is a {what}, not a regular file"), line
+            assert path.lstat().st_mode == mode  # still the same kind of file, not replaced
+        # And through a link to it.
+        link = tmp_path / f"link-to-{path.name}"
+        link.symlink_to(path)
+        line = assert_one_line_failure(cli("sessions", "export", session_id[:8], "-o", str(link), "--force"))
+        assert "not a regular file" in line and path.lstat().st_mode == mode and link.is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
