@@ -12,8 +12,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from assistant.documents import Document, LargeTextFile
-from assistant.files import (STDIN, FilesRead, absolute, over_load_limit, read_source, too_large_to_ask)
+from assistant.documents import Document, LargeTextFile, over_load_limit
+from assistant.files import (STDIN, FilesRead, absolute, read_source, too_large_to_ask)
 from assistant.jobevents import JobEvents
 from assistant.modelref import LoadedModel
 from assistant.passages import Attached, Attaching

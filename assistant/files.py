@@ -32,14 +32,6 @@ def read_source(path: str | Path) -> Document | LargeTextFile:
     return open_for_summary(absolute(path))
 
 
-def over_load_limit(path: Path) -> bool:
-    """A regular file over the load limit (only a summary reads it, in parts)."""
-    try:
-        return path.is_file() and path.stat().st_size > DEFAULT_MAX_BYTES
-    except OSError:
-        return False  # whoever reads it says why it cannot be read
-
-
 def too_large_to_ask(large: LargeTextFile) -> str:
     size = f"{format_size(large.size)}; " if large.size is not None else ""
     return (f"{large.name} is too large to ask about ({size}the limit is {format_size(DEFAULT_MAX_BYTES)}): "

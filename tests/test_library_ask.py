@@ -169,6 +169,29 @@ def test_a_long_document_with_no_indexable_words_does_not_crash_ask_or_search(ho
     assert searched.exit_code == 0 and "Traceback" not in searched.output
 
 
+def test_a_files_tokens_are_counted_once_until_its_content_changes(home, tmp_path, monkeypatch):
+    """A resumed session attaches its files again: a 49 MB file took 6.5 s to count each time."""
+    from assistant.library import scope
+
+    counted: list[int] = []
+    real = scope._count
+    monkeypatch.setattr(scope, "_count", lambda texts: counted.append(1) or real(texts))
+    tokenizer = XGenTokenizer(allow_download=False)
+    note = tmp_path / "note.txt"
+    note.write_text("The pump was serviced on 4 May by the contractor.\n")
+
+    def attach() -> int:
+        with Store() as store:
+            found = Conversation(store).add_files([note], record=False)
+        assert found.problems == []
+        return found.n_tokens[str(note)]
+
+    assert attach() == len(tokenizer.encode(note.read_text())) and len(counted) == 1
+    assert attach() == len(tokenizer.encode(note.read_text())) and len(counted) == 1  # kept in the index
+    note.write_text("The pump failed again on 9 June; the contractor was called back twice.\n")
+    assert attach() == len(tokenizer.encode(note.read_text())) and len(counted) == 2
+
+
 def test_standard_input_is_asked_about_in_memory(home):
     text = "\n\n".join(f"Paragraph {i}: the valve number {i} was checked." for i in range(400)) + \
         "\n\nThe budget was approved by the board.\n"

@@ -121,6 +121,27 @@ def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
     pytest.fail("no progress")
 
 
+def test_worker_processes_start_inside_an_app_that_captures_stderr(tmp_path):
+    """Textual replaces sys.stderr with an object whose fileno() is -1; multiprocessing hands
+    that to its helper process, and the app failed to index any folder read by workers. A
+    fresh process: the helper must not be running already."""
+    root = many_files(tmp_path / "lib", 3, size=2000)
+    script = (
+        "import sys\n"
+        "class Captured:\n"
+        "    def write(self, text): return len(text)\n"
+        "    def flush(self): pass\n"
+        "    def fileno(self): return -1\n"
+        "from assistant.library import job, update_library\n"
+        "job.INLINE_FILES = 0  # read in worker processes\n"
+        "sys.stderr = Captured()\n"
+        f"report = update_library([{str(root)!r}], workers=1)\n"
+        "print(report.indexed)\n")
+    env = dict(os.environ, XGEN_HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr[-2000:]
+
+
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     # 24 MB: several commit groups (8 MB or 1 s each), so the kill lands mid-run even on a
     # quiet machine (2.4 MB went in one group, committed before the kill could land).

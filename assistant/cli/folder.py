@@ -25,7 +25,7 @@ class FolderPrinter(EventPrinter):
     def __init__(self, folder: str, quiet: bool):
         super().__init__(quiet)
         self.folder = folder
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._headed = False
 
     def text(self, piece: str) -> None:
@@ -37,9 +37,8 @@ class FolderPrinter(EventPrinter):
 
     def progress(self, stage: str, done: int, total: int) -> None:
         if stage == "files":
-            from assistant.cli.output import status_line
-
-            status_line(f"summarized {done:,} of {total:,} files…", end="\n" if done == total else "")
+            with self._lock:
+                self._line.show(f"summarized {done:,} of {total:,} files…", end="\n" if done == total else "")
             return
         super().progress(stage, done, total)
 
@@ -47,7 +46,8 @@ class FolderPrinter(EventPrinter):
         if self.quiet:
             return
         with self._lock:
-            click.echo(f"\r## {summary.name}{' (cached)' if summary.cached else ''}\n\n{summary.summary}\n")
+            self._line.clear()
+            click.echo(f"## {summary.name}{' (cached)' if summary.cached else ''}\n\n{summary.summary}\n")
 
 
 def summarize_folder_command(folder, form, settings, as_json, parallel, model_args, remote_timeout) -> None:

@@ -23,9 +23,11 @@ committed the same content leaves it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -208,7 +210,8 @@ class _Run:
 
     def _pooled(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
+        with _stderr_with_a_descriptor():
+            pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
         in_flight: collections.deque = collections.deque()
         try:
             while True:
@@ -296,8 +299,8 @@ class _Run:
             c.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             c.execute("UPDATE files SET sha256 = NULL WHERE id = ?", (file_id,))
         add_passages(c, file_id, [(i, *p) for i, p in enumerate(out.passages)])
-        c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, size = ?, mtime_ns = ?, "
-                  "inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+        c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, n_tokens = NULL, size = ?, "
+                  "mtime_ns = ?, inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
                   (out.status, out.kind, out.why, len(out.passages), *fingerprint, time.time(), file_id))
         self.seen.add(file_id)
         self.report.indexed += out.status == "indexed"
@@ -314,6 +317,24 @@ class _Run:
         if gone:
             with self.db.write() as c:
                 catalog.delete_files(c, gone)
+
+
+@contextlib.contextmanager
+def _stderr_with_a_descriptor():
+    """The real standard error while worker processes start, when sys.stderr has no file
+    descriptor: multiprocessing's helper process (its resource tracker, started with the
+    first spawned worker) is handed `sys.stderr.fileno()`, and inside a Textual app that
+    is -1 (Textual captures prints), so starting the pool failed with "bad value(s) in
+    fds_to_keep" and the app could not index a folder."""
+    try:
+        usable = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = False
+    if usable or sys.__stderr__ is None:
+        yield
+        return
+    with contextlib.redirect_stderr(sys.__stderr__):
+        yield
 
 
 def _worker_init() -> None:

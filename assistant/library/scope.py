@@ -17,6 +17,7 @@ from assistant.library.catalog import where
 from assistant.library.schema import IndexDatabase
 from assistant.library.retrieve import counted
 from assistant.library.search import Hit
+from models.errors import XGenError
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,22 @@ def every(db: IndexDatabase, roots: list[bytes], *, limit: int) -> list[Hit]:
 
 
 def file_state(db: IndexDatabase, path: bytes) -> FileState:
-    rows = db.query("SELECT id, status, why, sha256 FROM files WHERE path = ?", (path,))
+    """What the index knows of one file; its tokens are counted once and kept (see schema)."""
+    rows = db.query("SELECT id, status, why, sha256, n_tokens FROM files WHERE path = ?", (path,))
     if not rows:
         return FileState(None, None, None, 0)
-    file_id, status, why, sha256 = rows[0]
-    texts = db.query("SELECT text FROM passages WHERE file_id = ?", (file_id,))
-    return FileState(status, why, sha256, _count(t for (t,) in texts))
+    file_id, status, why, sha256, n_tokens = rows[0]
+    if n_tokens is None:
+        texts = db.query("SELECT text FROM passages WHERE file_id = ?", (file_id,))
+        n_tokens = _count(t for (t,) in texts)
+        if status == "indexed":
+            try:
+                with db.write() as c:  # unless the file was indexed anew meanwhile
+                    c.execute("UPDATE files SET n_tokens = ? WHERE id = ? AND sha256 IS ?",
+                              (n_tokens, file_id, sha256))
+            except XGenError:
+                pass  # kept only to save the next count (a busy or full disk: counted again then)
+    return FileState(status, why, sha256, n_tokens)
 
 
 def indexed_files(db: IndexDatabase, roots: list[bytes]) -> list[tuple[bytes, str]]:
