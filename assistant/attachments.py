@@ -191,6 +191,10 @@ class AttachedFiles:
                 self.store.detach_file(self.session.id, source)
             self.forget_context()
 
+    def folder_files(self, source: str) -> list[tuple[str, str]]:
+        """(path, name it is cited by) of the indexed files of an attached folder."""
+        return self.scope.files_of(source)
+
     @property
     def summary_sources(self) -> list[Attached | LargeTextFile]:
         """What can be summarized: the attached files (not folders), then the large files;
@@ -198,7 +202,13 @@ class AttachedFiles:
         return [*(a for a in self.scope.items if a.kind != "folder"), *self.large_files]
 
     def document(self, name_or_path: str) -> Document | LargeTextFile | None:
-        """The file to summarize, read now (None if it is not attached or cannot be read)."""
+        """The file to summarize, read now (None if it is not attached, not in an attached
+        folder, or cannot be read)."""
+        if self.scope.in_folder(name_or_path):
+            try:
+                return read_source(name_or_path)
+            except XGenError:
+                return None
         for item in self.summary_sources:
             if name_or_path not in (item.source, item.name):
                 continue

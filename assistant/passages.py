@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assistant.documents import Document, load_document
@@ -27,7 +27,7 @@ from assistant.library.retrieve import counted
 from assistant.library.catalog import resolve, totals
 from assistant.library.events import Event
 from assistant.library.memory import MemoryIndex
-from assistant.library.scope import every, file_state, size
+from assistant.library.scope import every, file_state, indexed_files, size
 from assistant.library.search import Hit, query_words
 from models.errors import XGenError
 
@@ -74,7 +74,8 @@ class Found:
 @dataclass(frozen=True)
 class Attached:
     """A file, folder or standard input text the conversation asks about. `root` is its
-    resolved path in the index; `n_tokens` a file's tokens (0 for a folder)."""
+    resolved path in the index; `n_tokens` a file's tokens (0 for a folder), `n_files` a
+    folder's indexed files (as of the last time the index was brought up to date)."""
 
     source: str
     name: str
@@ -82,6 +83,7 @@ class Attached:
     root: bytes
     sha256: str = ""
     n_tokens: int = 0
+    n_files: int = 0  # a folder's indexed files
 
 
 @dataclass
@@ -156,7 +158,7 @@ class Scope:
             name = Path(source).name or source
             if folder:
                 files, passages, _, skipped = totals(db, [root])
-                out.attached.append(Attached(source, name, "folder", root))
+                out.attached.append(Attached(source, name, "folder", root, n_files=files))
                 out.notes.append(f"{name}: {files:,} files, {passages:,} passages"
                                  + (f"; {skipped:,} left out (see `xgen index {source}`)" if skipped else ""))
                 continue
@@ -171,7 +173,7 @@ class Scope:
             for item in out.attached:
                 if not any(a.source == item.source for a in self.items):
                     self.items.append(item)
-            self.current = True
+            self.current = not report.stopped
         return out
 
     def attach_text(self, doc: Document) -> Attached:
@@ -203,8 +205,29 @@ class Scope:
                 self.current = True
                 return
             roots = list(self.roots)
-        update_library(roots, on_event=on_event, stop=stop, db=self._index())
-        self.current = True
+        db = self._index()
+        report = update_library(roots, on_event=on_event, stop=stop, db=db)
+        with self._lock:
+            self.items = [replace(a, n_files=totals(db, [a.root])[0]) if a.kind == "folder" else a
+                          for a in self.items]
+            self.current = not report.stopped  # stopped: the next question goes on with the rest
+
+    def files_of(self, source: str) -> list[tuple[str, str]]:
+        """(path, name it is cited by) of the indexed files of an attached folder, in path order."""
+        item = next((a for a in self.items if a.source == source and a.kind == "folder"), None)
+        if item is None:
+            return []
+        base = len(item.root.rstrip(names.SEP))
+        return [(names.as_str(path), item.name + names.shown(path[base:]))
+                for path, _ in indexed_files(self._index(), [item.root])]
+
+    def in_folder(self, path: str) -> bool:
+        """Whether `path` is a file under an attached folder."""
+        try:
+            raw = resolve(path)
+        except XGenError:
+            return False
+        return any(a.kind == "folder" and names.is_within(raw, a.root) and raw != a.root for a in self.items)
 
     def _index(self) -> IndexDatabase:
         with self._lock:

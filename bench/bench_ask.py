@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     opts = parser.parse_args()
     n_files, folder_bytes, big_bytes = (300, 6 * 10**6, 4 * 10**6) if opts.quick else (2000, 40 * 10**6, 18 * 10**6)
-    from tests.openai_double import OpenAIDouble
+    from bench.openai_double import OpenAIDouble
 
     with tempfile.TemporaryDirectory() as tmp_name, OpenAIDouble(n_ctx=8192) as double:
         tmp = Path(tmp_name)

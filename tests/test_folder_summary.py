@@ -13,7 +13,7 @@ from assistant.folder_summary import parallel_calls, summarize_folder
 from assistant.modelref import LoadedModel
 from assistant.session import SummaryForm
 from assistant.store import Store
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 from tests.test_library_ask import CASE, prompts, run, write_tree
 
 

@@ -18,7 +18,7 @@ from assistant.modelref import LoadedModel
 from assistant.session import Conversation
 from assistant.store import Store
 from models.tokenizer import XGenTokenizer
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 
 CASE = {
     "smith/intake.txt": "Mr Smith called on 3 March about the flooded basement.\n\nHe asked for a surveyor.\n",

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible completion server on 127.0.0.1, for command-line tests.
+"""A scripted OpenAI-compatible completion server on 127.0.0.1, for tests and benchmarks.
 
 It answers like llama-server (GET /v1/models, GET /props with n_ctx, POST /v1/completions
 streaming server-sent events), replays queued replies one event per word (or, for a
