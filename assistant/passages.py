@@ -157,10 +157,11 @@ class Scope:
         for source, root, folder in wanted:
             name = Path(source).name or source
             if folder:
-                files, passages, _, skipped = totals(db, [root])
+                files, _, _, skipped = totals(db, [root])
                 out.attached.append(Attached(source, name, "folder", root, n_files=files))
-                out.notes.append(f"{name}: {files:,} files, {passages:,} passages"
-                                 + (f"; {skipped:,} left out (see `xgen index {source}`)" if skipped else ""))
+                if skipped:
+                    out.notes.append(f"{name}: {skipped:,} of {files + skipped:,} files left out (hidden, ignored, "
+                                     f"not text or unreadable; `xgen index {source}` lists them)")
                 continue
             state = file_state(db, root)
             if state.status == "indexed":

@@ -55,6 +55,7 @@ async def test_ctrl_o_attaches_a_folder_whose_passages_answer_with_citations_tha
         await wait_files(pilot, app)
         assert [(d.name, d.kind) for d in app.conversation.documents] == [("smith", "folder")]
         assert file_rows(app) == ["smith/  3 files"]  # the hidden folder is left out
+        assert "smith/: 3 files; questions search them" in toast_texts(app)
         await send(pilot, "When did the insurer refuse the claim?")
         await wait_for(pilot, lambda: replies(app) and not app.chat.busy, what="the answer")
         await pilot.pause()

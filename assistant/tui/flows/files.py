@@ -106,8 +106,11 @@ class FileReader(Widget):
                 self._say_already_attached(name)  # attached meanwhile (two reads of it in flight)
             for source in read.files:
                 count = read.n_tokens.get(source.source)
-                self.notify(f"{source.name}: {count:,} tokens" if count is not None else
-                            f"{source.name}: Ctrl+S summarizes it", title="Attached")
+                if getattr(source, "kind", "") == "folder":
+                    self.notify(f"{source.name}/: {source.n_files:,} files; questions search them", title="Attached")
+                else:
+                    self.notify(f"{source.name}: {count:,} tokens" if count is not None else
+                                f"{source.name}: Ctrl+S summarizes it", title="Attached")
             if read.context_reset:
                 self.notify("The model starts a fresh context with the new file; the conversation stays saved.")
             for problem in read.problems:
