@@ -20,8 +20,8 @@ from models.errors import XGenError
 from tests.library_folders import EXPECTED_INDEXED, build_folder, fts_intact, indexed, passages, rows
 
 
-def xgen(*args: str, env_home: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XGEN_HOME=str(env_home))
+def xgen(*args: str, env_home: Path, env_extra: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XGEN_HOME=str(env_home), **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300, **kwargs)
 
@@ -73,6 +73,17 @@ def test_summary_line_and_one_line_errors(home, tmp_path):
     assert out.stdout.startswith(f"{len(EXPECTED_INDEXED)} indexed, 0 unchanged, 0 removed, ")
     missing = xgen("index", str(tmp_path / "nope"), env_home=home)
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: No such file or folder: {tmp_path / 'nope'}"
+
+
+def test_progress_fits_a_narrow_terminal(home, tmp_path):
+    """A progress line wider than the terminal wraps, and "\r" then rewrites only its last
+    row: in an 80-column tmux pane every update stood on a line of its own."""
+    root = many_files(tmp_path / "a-folder-with-a-long-name-as-case-folders-have", 40, size=2000)
+    out = xgen("index", str(root), env_home=home, env_extra={"COLUMNS": "40"})
+    assert out.returncode == 0, out.stderr
+    shown = [part for part in out.stderr.replace("\n", "\r").split("\r") if part.strip()]
+    assert any(part.startswith("indexing ") for part in shown)
+    assert all(len(part) <= 39 for part in shown), shown
 
 
 def test_touch_edit_delete(home, tmp_path):
