@@ -115,7 +115,9 @@ def test_touch_edit_delete(home, tmp_path):
         db.close()
 
 
-def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
+def _kill_when(process: subprocess.Popen, home: Path, committed: int, *, ctrl_c: bool = False) -> None:
+    """Once `committed` files are in the index: SIGKILL, or (`ctrl_c`) SIGINT to the whole
+    process group, as a terminal's Ctrl+C sends it (the workers get it too)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -125,8 +127,11 @@ def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
         except Exception:  # noqa: BLE001 - the database may not exist yet
             done = 0
         if done >= committed:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            if ctrl_c:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGKILL)
+            process.wait(timeout=120)
             return
         time.sleep(0.02)
     pytest.fail("no progress")
@@ -171,6 +176,25 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert report["unchanged"] >= kept and report["indexed"] + report["unchanged"] == 120
     assert passages(home) == passages(clean_home)
     assert fts_intact(home)
+
+
+def test_ctrl_c_in_a_terminal_stops_cleanly_and_the_same_command_goes_on(tmp_path):
+    """Ctrl+C reaches the worker processes too: a worker still starting printed a
+    KeyboardInterrupt traceback, and leaving with os._exit made multiprocessing's helper warn
+    of leaked semaphores."""
+    root = many_files(tmp_path / "lib", 120, size=200_000)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, XGEN_HOME=str(home))
+    process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "index", str(root)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _kill_when(process, home, 10, ctrl_c=True)
+    err = process.stderr.read().decode()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert "stopped: what was indexed is kept" in err
+    report = json.loads(xgen("index", str(root), "--json", env_home=home).stdout)
+    assert report["unchanged"] >= 10 and report["indexed"] + report["unchanged"] == 120
 
 
 def test_two_runs_at_once_never_duplicate(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -210,7 +211,7 @@ class _Run:
 
     def _pooled(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        with _stderr_with_a_descriptor():
+        with _stderr_with_a_descriptor(), _sigint_blocked():
             pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
         in_flight: collections.deque = collections.deque()
         try:
@@ -236,6 +237,14 @@ class _Run:
         finally:
             pool.terminate()  # Ctrl+C: the files in flight are dropped, read again next time
             pool.join()
+            # Free the pool's semaphores now, not at the interpreter's exit: after Ctrl+C with
+            # a model loaded the command leaves with os._exit (cli/main.py), which skips
+            # finalizers, and multiprocessing's helper then warned of "leaked semaphore
+            # objects" (the pool sits in reference cycles).
+            in_flight.clear()
+            result = None  # the last one holds the pool's cache, which holds a queue
+            del pool, result
+            gc.collect()
 
     def commit(self, out: Outcome) -> None:
         """Queue one file's outcome for the next group commit (see `flush`)."""
@@ -335,6 +344,23 @@ def _stderr_with_a_descriptor():
         return
     with contextlib.redirect_stderr(sys.__stderr__):
         yield
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while the pool starts: the pool's own threads, which
+    start workers again later (TASKS_PER_WORKER), inherit the mask, and so does every
+    worker. Ctrl+C in a terminal reaches the whole process group, and a worker still
+    importing (before `_worker_init` ignores SIGINT) printed a KeyboardInterrupt traceback.
+    The main thread, where Python handles signals, still gets it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _worker_init() -> None:
