@@ -1,12 +1,13 @@
 """Chat with files: numbered passages in the prompt, answers that cite them.
 
-Every attached file is cut into passages of about 200 tokens, numbered once for the
-whole session, so a marker like [3] always resolves to the same file and line range.
-If every passage fits the context they all go in with the first question; otherwise
-BM25 picks the passages for the question (and the recent turns) and the user is told
-how many were left out. The prompt only ever grows: a follow-up question appends its
-turn (and any newly retrieved passages), so the engine re-uses the cached prefix and
-only evaluates the new tokens.
+The passages come from the library index (assistant/passages.py: the attached files and
+folders). They are numbered in order of first appearance in the session (`Numbering`),
+so a marker like [3] always resolves to the same file and line range. If every passage
+fits the context they all go in with the first question; otherwise a search of the index
+picks the passages for the question (and the recent questions) and the user is told how
+many were left out. The prompt only ever grows: a follow-up question appends its turn
+(and any newly retrieved passages), so the engine re-uses the cached prefix and only
+evaluates the new tokens.
 
 A resumed session starts with its earlier turns (`earlier`): the model's view is then
 rebuilt from the most recent turns that fit a share of the context, before the new
@@ -18,14 +19,16 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from assistant.chunking import Chunk, split_for_retrieval
-from assistant.documents import Document
 from assistant.engines.base import ContextOverflow, Engine, GenerationStats, OnText, SamplingSettings
+from assistant.passages import Found, Scope
 from assistant.prompt import CHAT, PromptBuilder, PromptStyle
 from assistant.replytext import clean_reply
-from assistant.retrieval import PassageIndex
 from models.errors import XGenError
+
+if TYPE_CHECKING:
+    from assistant.store import Message
 
 INSTRUCTION = ("Answer the question using only the numbered passages below. After each statement, "
                "cite the passages it comes from by their numbers in square brackets, like [2]. "
@@ -33,6 +36,8 @@ INSTRUCTION = ("Answer the question using only the numbered passages below. Afte
 MORE_PASSAGES = "More passages:\n\n"
 CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 PASSAGE_SHARE = 3 / 4  # of the free context, kept for passages when earlier turns compete for it
+RETRIEVED = 40  # passages a search returns for a question (more than any context holds here)
+LABEL_TOKENS = 8  # about what a passage's "[n] name:12-30" line adds to its text
 
 
 class NoRoomForDocuments(XGenError):
@@ -42,14 +47,63 @@ class NoRoomForDocuments(XGenError):
 @dataclass(frozen=True)
 class Passage:
     number: int
-    chunk: Chunk
+    found: Found
 
     @property
     def label(self) -> str:
-        return self.chunk.label
+        return self.found.location()
+
+    @property
+    def text(self) -> str:
+        return self.found.text
 
     def render(self) -> str:
-        return f"[{self.number}] {self.label}\n{self.chunk.text.strip()}\n\n"
+        return render_passage(self.number, self.found)
+
+
+def render_passage(number: int, found: Found) -> str:
+    return f"[{number}] {found.location()}\n{found.text.strip()}\n\n"
+
+
+class Numbering:
+    """The passage numbers of one session, in order of first appearance: once given, a
+    number always means the same passage (file, range and text), whatever the searches
+    find. A resumed session is seeded with the numbers its replies recorded (`seed`);
+    a number is never given twice."""
+
+    def __init__(self):
+        self._numbers: dict[tuple, int] = {}
+        self._by_number: dict[int, Passage] = {}
+        self.next_number = 1
+
+    def seed(self, number: int, key: tuple) -> None:
+        """A number an earlier run gave to the passage with this key."""
+        self._numbers.setdefault(key, number)
+        self.next_number = max(self.next_number, number + 1)
+
+    def known(self, found: Found) -> Passage | None:
+        number = self._numbers.get(found.key)
+        if number is None:
+            return None
+        return self._by_number.get(number) or Passage(number, found)
+
+    def number(self, found: Found) -> Passage:
+        number = self._numbers.get(found.key)
+        if number is None:
+            number = self._numbers[found.key] = self.next_number
+            self.next_number += 1
+        passage = self._by_number.get(number)
+        if passage is None:
+            passage = self._by_number[number] = Passage(number, found)
+        return passage
+
+    def get(self, number: int) -> Passage | None:
+        return self._by_number.get(number)
+
+    @property
+    def passages(self) -> list[Passage]:
+        """The passages given in this run, by number."""
+        return [self._by_number[n] for n in sorted(self._by_number)]
 
 
 @dataclass(frozen=True)
@@ -90,6 +144,7 @@ class PreparedTurn:
     passages: list[Passage]
     notes: list[str]
     rebuilt: bool  # the model's view was started afresh for this turn
+    total: int = 0  # passages of the attached files
 
 
 def default_answer_tokens(n_ctx: int) -> int:
@@ -115,22 +170,21 @@ def question_part(question: str) -> str:
 class ChatSession:
     """The model's view of one conversation: passages shown, turns, and the prompt ids."""
 
-    def __init__(self, engine: Engine, documents: list[Document], *, style: PromptStyle = CHAT,
+    def __init__(self, engine: Engine, scope: Scope, *, style: PromptStyle = CHAT,
                  settings: SamplingSettings | None = None, answer_tokens: int | None = None,
-                 passage_tokens: int = 200, earlier: list[Turn] | None = None):
+                 earlier: list[Turn] | None = None, numbering: Numbering | None = None):
         self.engine = engine
-        self.documents = documents
+        self.scope = scope
         self.style = style
         answer_tokens = answer_tokens or default_answer_tokens(engine.n_ctx)
         settings = settings or SamplingSettings()
         self.settings = replace(settings, max_tokens=min(settings.max_tokens, answer_tokens),
                                 stop_strings=settings.stop_strings or style.stop_strings)
         self.answer_tokens = answer_tokens
-        chunks = [c for doc in documents for c in split_for_retrieval(doc, passage_tokens, engine.count_tokens)]
-        self.passages = [Passage(i, c) for i, c in enumerate(chunks, 1)]
-        self._index: PassageIndex | None = None
+        self.numbering = numbering or Numbering()
         self._shown: set[int] = set()
         self._builder: PromptBuilder | None = None  # None: build the view on the next question
+        self._size: tuple[int, int | None] = (0, 0)  # (passages, tokens) of the attached files, this question
         self.earlier: list[Turn] = list(earlier or [])
         self.history: list[Answer] = []
 
@@ -138,30 +192,31 @@ class ChatSession:
     def context_used(self) -> int:
         return len(self._builder.ids) if self._builder is not None else 0
 
+    @property
+    def passages(self) -> list[Passage]:
+        """The passages numbered so far (shown to the model in this session)."""
+        return self.numbering.passages
+
     def passage(self, number: int) -> Passage | None:
-        return self.passages[number - 1] if 1 <= number <= len(self.passages) else None
+        return self.numbering.get(number)
 
     def _turns(self) -> list[Turn]:
         return self.earlier + [Turn(a.question, a.text) for a in self.history]
-
-    def _rank(self, question: str) -> list[Passage]:
-        if self._index is None:
-            self._index = PassageIndex([p.chunk.text for p in self.passages])
-        recent = " ".join(t.question for t in self._turns()[-2:])
-        return [self.passages[i] for i in self._index.rank(f"{question} {recent}")]
 
     def _turn_parts(self, question: str, passages: list[Passage], shown: set[int]) -> list[str]:
         parts: list[str] = []
         if passages:
             parts.append(INSTRUCTION if not shown else MORE_PASSAGES)
             parts += [p.render() for p in sorted(passages, key=lambda p: p.number)]
-        elif not shown and self.passages:
+        elif not shown and self._size[0]:
             parts.append(INSTRUCTION)
         parts.append(question_part(question))
         return parts
 
-    def _passage_cost(self, p: Passage) -> int:
-        return len(self.engine.tokenize(p.render()))
+    def _passages_need(self) -> int | None:
+        """Tokens all the attached passages take in the prompt (None: more than any context)."""
+        n, tokens = self._size
+        return None if tokens is None else tokens + LABEL_TOKENS * n
 
     # -- the model's view ---------------------------------------------------------------
 
@@ -171,8 +226,8 @@ class ChatSession:
         turns = self._turns()
         fixed = self.answer_tokens + builder.cost(*self._turn_parts(question, [], set()))
         free = self.engine.n_ctx - fixed
-        passages_need = sum(p.chunk.n_tokens + 8 for p in self.passages)
-        budget = free - min(passages_need, int(free * PASSAGE_SHARE))
+        need = self._passages_need()
+        budget = free - (int(free * PASSAGE_SHARE) if need is None else min(need, int(free * PASSAGE_SHARE)))
         kept: list[list[int]] = []
         used = 0
         for turn in reversed(turns):  # the most recent first
@@ -188,25 +243,43 @@ class ChatSession:
         return builder, len(kept), len(turns) - len(kept)
 
     def _choose(self, builder: PromptBuilder, shown: set[int], question: str) -> list[Passage]:
-        """Passages to add this turn within what the context has left."""
+        """Passages to add this turn within what the context has left: all of them when
+        they fit (as few as a context holds), else the best the index finds."""
         room = self.engine.n_ctx - len(builder.ids) - self.answer_tokens
         room -= builder.cost(*self._turn_parts(question, [], shown))
-        unseen = [p for p in self.passages if p.number not in shown]
-        total = sum(p.chunk.n_tokens + 8 for p in unseen)  # + the "[n] label" line
-        if not unseen or total <= room:
-            return unseen
+        n_total = self._size[0]
+        if not n_total or len(shown) >= n_total:
+            return []
+        need = self._passages_need()
+        if need is not None and need <= self.engine.n_ctx:
+            unseen = [f for f in self.scope.every(n_total) if not self._was_shown(f, shown)]
+            if sum(f.n_tokens + LABEL_TOKENS for f in unseen) <= room:
+                return [self.numbering.number(f) for f in unseen]
         # Retrieving: keep half of what is left for follow-up questions, but never so much
         # that the best passage that fits at all is left out.
+        limit = RETRIEVED + len(shown)
+        ranked = self.scope.retrieve(question, [t.question for t in self._turns()], limit=limit)
+        if not ranked:  # no word of the question is in the files: their beginnings
+            ranked = self.scope.every(limit)
         share = room // 2
-        chosen, used = [], 0
-        for p in self._rank(question):
-            if p.number in shown:
+        chosen: list[Passage] = []
+        used = 0
+        for f in ranked:
+            if self._was_shown(f, shown):
                 continue
-            cost = self._passage_cost(p)
-            if used + cost <= (share if chosen else room):
-                chosen.append(p)
+            limit = share if chosen else room
+            if used + f.n_tokens > limit:
+                continue  # its text alone does not fit: no need to count it with its label
+            known = self.numbering.known(f)
+            cost = len(self.engine.tokenize(render_passage(known.number if known else self.numbering.next_number, f)))
+            if used + cost <= limit:
+                chosen.append(self.numbering.number(f))
                 used += cost
         return chosen
+
+    def _was_shown(self, found: Found, shown: set[int]) -> bool:
+        known = self.numbering.known(found)
+        return known is not None and known.number in shown
 
     def prepare(self, question: str) -> PreparedTurn:
         """Check the question against the budget and lay out its prompt; nothing is generated.
@@ -219,6 +292,7 @@ class ChatSession:
         if not question:
             raise XGenError("the question is empty")
         notes: list[str] = []
+        self._size = self.scope.size(count_tokens_below=self.engine.n_ctx)
         builder, shown, rebuilt = self._builder, self._shown, False
         probe = PromptBuilder(self.engine.tokenize, self.style)
         alone = probe.cost(*self._turn_parts(question, [], set())) + self.answer_tokens
@@ -237,22 +311,23 @@ class ChatSession:
                              f"did not fit the context and {'were' if left_out != 1 else 'was'} left out of "
                              f"the model's view" + (" (the context was full)" if was_full else ""))
         passages = self._choose(builder, shown, question)
-        if self.passages and not passages and not shown:
+        total = self._size[0]
+        if total and not passages and not shown:
             raise NoRoomForDocuments(
                 f"no passage of the attached files fits the context of {self.engine.n_ctx:,} tokens beside the "
                 f"question and the {self.answer_tokens:,} tokens kept for the reply; make room with a smaller "
                 f"--max-tokens or a larger --ctx")
         given = len(shown) + len(passages)
-        if given < len(self.passages):
-            notes.append(f"{len(self.passages) - given} of {len(self.passages)} passages did not fit the "
-                         f"context; the {given} that best match the questions were given to the model")
+        if given < total:
+            notes.append(f"{total - given:,} of {total:,} passages did not fit the context; the {given} that "
+                         f"best match the questions were given to the model")
         ids = list(builder.ids)
         turn = PromptBuilder(self.engine.tokenize, self.style)
         turn.ids = ids
         turn.user_turn(*self._turn_parts(question, passages, shown))
         if rebuilt:
             self._builder, self._shown = builder, shown
-        return PreparedTurn(question, turn.ids, passages, notes, rebuilt)
+        return PreparedTurn(question, turn.ids, passages, notes, rebuilt, total)
 
     def complete(self, prepared: PreparedTurn, *, stop: threading.Event | None = None,
                  on_text: OnText | None = None) -> Answer:
@@ -267,7 +342,7 @@ class ChatSession:
         citations = [p for n in cited_numbers(done.text) if (p := self.passage(n)) and n in in_view]
         answer = Answer(prepared.question, clean_reply(done.text).strip(), citations, done.stats, list(prepared.notes),
                         [p.number for p in prepared.passages],
-                        [p for p in self.passages if p.number in in_view], len(self.passages))
+                        [p for n in sorted(in_view) if (p := self.passage(n))], prepared.total)
         if answer.cut_short:
             answer.notes.append(f"the answer stopped at its limit of {self.settings.max_tokens} tokens"
                                 if done.stats.finish == "length" else "the answer filled the context and was cut")
@@ -276,3 +351,35 @@ class ChatSession:
 
     def ask(self, question: str, *, stop: threading.Event | None = None, on_text: OnText | None = None) -> Answer:
         return self.complete(self.prepare(question), stop=stop, on_text=on_text)
+
+
+# -- a stored conversation, given back to the model -------------------------------------
+
+def session_numbering(messages: list["Message"]) -> Numbering:
+    """The passage numbers a stored conversation gave (its replies' meta), to go on with."""
+    numbering = Numbering()
+    for m in messages:
+        for entry in m.meta.get("numbered") or []:
+            if isinstance(entry, list) and entry and isinstance(entry[0], int):
+                numbering.seed(entry[0], tuple(entry[1:]))
+        for c in m.meta.get("citations") or []:  # sessions saved before: never give their numbers again
+            if isinstance(c.get("number"), int):
+                numbering.next_number = max(numbering.next_number, c["number"] + 1)
+        for g in m.meta.get("sources") or []:
+            for n in re.findall(r"\[(\d+)\]", str(g.get("numbers", ""))):
+                numbering.next_number = max(numbering.next_number, int(n) + 1)
+    return numbering
+
+
+def earlier_turns(messages: list["Message"]) -> list[Turn]:
+    """The question/answer pairs of a stored conversation (summaries and empty answers skipped)."""
+    turns: list[Turn] = []
+    question: str | None = None
+    for m in messages:
+        if m.role == "user":
+            question = m.content
+        elif m.role == "assistant" and question is not None:
+            if m.content.strip():
+                turns.append(Turn(question, m.content))
+            question = None
+    return turns

@@ -324,9 +324,3 @@ def xgen_token_counter() -> CountTokens:
     encode = XGenTokenizer(allow_download=False).encoding.encode_ordinary
     return lambda s: count_in_slices(encode, s)
 
-
-def split_for_retrieval(
-    doc: Document, target_tokens: int = 200, count_tokens: CountTokens | None = None
-) -> list[Chunk]:
-    """Small chunks (at most target_tokens) for BM25 retrieval; XGen's tokenizer by default."""
-    return split_document(doc, target_tokens, count_tokens or xgen_token_counter())

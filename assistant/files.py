@@ -42,16 +42,19 @@ def too_large_to_ask(large: LargeTextFile) -> str:
 class FilesRead:
     """What `add_files` (or `read_files`, for a reopened session) read and attached."""
 
-    files: list[Document | LargeTextFile] = field(default_factory=list)  # in the order given
+    files: list = field(default_factory=list)  # in the order given: Attached (files, folders), Document
+    # (standard input), LargeTextFile; each has `source` and `name`
     n_tokens: dict[str, int] = field(default_factory=dict)  # of each Document, by its source
     already: list[str] = field(default_factory=list)  # names of files that were attached already
     notes: list[str] = field(default_factory=list)  # what a reader left out; files changed since attached
     problems: list[str] = field(default_factory=list)  # one line per file that could not be read
     context_reset: bool = False  # the model's view starts afresh with the new files
+    stopped: bool = False  # indexing was interrupted: what was indexed is attached
 
     @property
-    def documents(self) -> list[Document]:
-        return [f for f in self.files if isinstance(f, Document)]
+    def documents(self) -> list:
+        """What questions can be about: files and folders (Attached), standard input (a Document)."""
+        return [f for f in self.files if not isinstance(f, LargeTextFile)]
 
     @property
     def large(self) -> list[LargeTextFile]:

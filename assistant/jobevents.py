@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from assistant.library import Event
     from assistant.store import Message
 
 
@@ -29,3 +30,7 @@ class JobEvents:
     def note(self, text: str) -> None:
         """Something the user should be told about the result (what was cut, left out or
         could not be saved). The result's `notes` hold the same lines."""
+
+    def indexing(self, event: "Event") -> None:
+        """The library index is being brought up to date for the attached files and
+        folders: an event of assistant/library/events.py (Scanning, Progress, Skipped, Done)."""

@@ -28,7 +28,9 @@ def stats_meta(stats: GenerationStats) -> dict[str, Any]:
 def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
     return {"citations": citations_meta(answer), **Sources.of(answer).as_meta(),
             "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
-            "context_used": context_used, "n_ctx": n_ctx}
+            "context_used": context_used, "n_ctx": n_ctx,
+            # which passage each number given this turn is: a resumed session keeps the numbers
+            "numbered": [[p.number, *p.found.key] for p in answer.sources if p.number in answer.passages_added]}
 
 
 class ProgressiveSave:

@@ -1,15 +1,17 @@
 """One conversation, whichever face shows it: the jobs of `xgen ask`, `xgen summarize` and
 the app, end to end, reported through `JobEvents` (assistant/jobevents.py):
 
-- `add_files`: read files (or stdin), count their tokens once, attach them; a text file
-  over the load limit is kept for summaries only (read in parts);
+- `add_files` (assistant/attachments.py): attach files and folders, brought up to date
+  in the library index (or stdin, kept in the store); a text file over the load limit
+  is kept for summaries only (read in parts);
 - `ask`: check the question fits (a question that cannot be answered stores nothing),
   save it, stream the answer while saving it, note what was cut or left out;
 - `summarize`: a summary of one file into the session, saved as it streams.
 
-Files are recorded with absolute paths and their sha256; stdin text is kept in the
-store, so a session resumes from any directory. A resumed session re-reads its files (a
-changed one with a note) and gives the model its earlier turns as far as they fit. A
+Files and folders are recorded with absolute paths (files with their sha256); stdin
+text is kept in the store, so a session resumes from any directory. A resumed session
+attaches its files and folders again, brought up to date (a changed file with a note),
+keeps its passage numbers, and gives the model its earlier turns as far as they fit. A
 conversation made with `kept=False` keeps no session (`xgen summarize`).
 
 The faces import the core's types from here, never from documents, chunking, summarize
@@ -19,17 +21,19 @@ or engines (pyproject.toml checks it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from assistant.chat import Answer, ChatSession, Turn, default_answer_tokens
-from assistant.documents import Document, LargeTextFile, load_document
+from assistant.attachments import AttachedFiles
+from assistant.chat import (Answer, ChatSession, Numbering, Turn, default_answer_tokens, earlier_turns,
+                            session_numbering)
+from assistant.documents import Document, LargeTextFile
 from assistant.engines.base import OnText, SamplingSettings
-from assistant.files import STDIN, FilesRead, TokenCounts, absolute, read_source, too_large_to_ask
+from assistant.files import FilesRead, TokenCounts, absolute, read_source
 from assistant.jobevents import JobEvents
 from assistant.modelref import LoadedModel
+from assistant.passages import Attached, Scope
 from assistant.persist import ProgressiveSave, answer_meta
 from assistant.sources import Sources
 from assistant.store import AttachedFile, Message, Session, Store
@@ -44,20 +48,6 @@ ASK_SETTINGS = SamplingSettings(temperature=0.2)
 SUMMARY_SETTINGS = SamplingSettings(temperature=0.3, top_k=40, top_p=0.9)
 
 
-def earlier_turns(messages: list[Message]) -> list[Turn]:
-    """The question/answer pairs of a stored conversation (summaries and empty answers skipped)."""
-    turns: list[Turn] = []
-    question: str | None = None
-    for m in messages:
-        if m.role == "user":
-            question = m.content
-        elif m.role == "assistant" and question is not None:
-            if m.content.strip():
-                turns.append(Turn(question, m.content))
-            question = None
-    return turns
-
-
 @dataclass
 class Reopened:
     """What `Conversation.open` found: the record, its messages and files."""
@@ -67,20 +57,23 @@ class Reopened:
     files: list[AttachedFile]
 
 
-class Conversation:
+class Conversation(AttachedFiles):
     """The open conversation. Nothing is written to the store until it has a question, a
     summary, or (with `record=True`) a file, so a question that fails its checks leaves
     no session behind.
 
-    Jobs may run in a worker thread (the app's); `count_tokens` counts a file's tokens
-    (XGen's tokenizer by default), once per file: the count is kept with the file."""
+    Files and folders are asked about through the library index (assistant/passages.py);
+    jobs may run in a worker thread (the app's). `count_tokens` counts standard input's
+    tokens (XGen's tokenizer by default), once: the count is kept with it."""
 
     def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None):
         self.store = store
         self.kept = kept
         self.session: Session | None = None
-        self.documents: list[Document] = []
+        self.scope = Scope()
+        self.numbering = Numbering()
         self.large_files: list[LargeTextFile] = []  # not recorded: summaries read them in parts, this run
+        self._texts: dict[str, Document] = {}  # standard input, by source
         self._counted = TokenCounts(count_tokens)
         self._earlier: list[Turn] = []
         self._chat: ChatSession | None = None
@@ -91,35 +84,51 @@ class Conversation:
     def session_id(self) -> str | None:
         return self.session.id if self.session else None
 
+    @property
+    def documents(self) -> list[Attached]:
+        """What questions are about: the attached files, folders and standard input."""
+        return list(self.scope.items)
+
     # -- the session ----------------------------------------------------------------------
 
     def new(self) -> None:
         self.forget_context()
         self.session = None
-        self.documents = []
+        self.scope.clear()
+        self.numbering = Numbering()
         self.large_files = []
+        self._texts = {}
         self._earlier = []
 
     def clear(self, model: LoadedModel | None = None) -> None:
         """Start a new session with the same files (the conversation so far stays saved).
         Nothing is read or counted again, so this is quick enough for a UI thread."""
         with self._lock:
-            documents, large = self.documents, self.large_files
-            self.new()
-            self.documents, self.large_files = list(documents), list(large)
-            if documents:
+            items, large, texts = list(self.scope.items), self.large_files, self._texts
+            self.forget_context()
+            self.session = None
+            self._earlier = []
+            self.numbering = Numbering()
+            self.large_files, self._texts = list(large), dict(texts)
+            if items:
                 self._ensure_session(model)
 
     def open(self, session_id: str) -> Reopened:
-        """Open a saved session (its files are read by `read_files`, which may be slow)."""
+        """Open a saved session (its files are attached by `read_files`, which may be slow)."""
         session = self.store.get_session(session_id)
         messages = self.store.messages(session.id)
         self.forget_context()
         self.session = session
-        self.documents = []
+        self.scope.clear()
+        self.numbering = session_numbering(messages)
         self.large_files = []
+        self._texts = {}
         self._earlier = earlier_turns(messages)
         return Reopened(session, messages, self.store.files(session.id))
+
+    def close(self) -> None:
+        """Let go of the library index (a conversation can be used again after: it reopens it)."""
+        self.scope.close()
 
     def refresh(self) -> None:
         """Re-read the session's record (its title comes with the first question)."""
@@ -136,8 +145,8 @@ class Conversation:
             self.session = self.store.create_session(
                 model=model.name if model else "", engine=model.engine_name if model else "",
                 model_ref=model.location if model else "")
-            for doc in self.documents:
-                self._record(doc)
+            for item in self.scope.items:
+                self._record(item)
         elif model is not None and not self.session.model_ref:
             self.session = self.store.set_session_model(self.session.id, model.name, model.engine_name,
                                                         model.location)
@@ -145,129 +154,6 @@ class Conversation:
 
     def files(self) -> list[AttachedFile]:
         return self.store.files(self.session.id) if self.session else []
-
-    # -- files ----------------------------------------------------------------------------
-
-    def add_files(self, paths: Iterable[str | Path], *, model: LoadedModel | None = None,
-                  record: bool = True, large: bool = True) -> FilesRead:
-        """Read files ("-" is standard input) and attach them, each counted once, here:
-        run it in a worker, a 50 MB file takes seconds. Never raises for a file the user
-        gave: what could not be read is in `problems`, one line each.
-
-        With `record`, the session is created (if need be) and the files recorded now;
-        else with the first question. A text file over the load limit is attached for
-        summaries only (with a note), or with `large=False` is a problem."""
-        found = FilesRead()
-        for path in paths:
-            try:
-                source = read_source(path)
-            except XGenError as exc:
-                found.problems.append(str(exc))
-                continue
-            if isinstance(source, LargeTextFile) and not large:
-                found.problems.append(too_large_to_ask(source))
-                continue
-            n_tokens = self._counted(source) if isinstance(source, Document) else 0
-            with self._lock:
-                had_context = self.has_context
-                try:
-                    attached = self.attach(source, record=record, model=model, n_tokens=n_tokens)
-                except XGenError as exc:  # the store refused it (a full disk, the session deleted)
-                    found.problems.append(f"could not attach {source.name}: {exc}")
-                    continue
-                if not attached:
-                    found.already.append(source.name)
-                    continue
-            found.files.append(source)
-            found.notes += list(source.notes)
-            if isinstance(source, Document):
-                found.n_tokens[source.source] = n_tokens
-            else:
-                found.notes.append(too_large_to_ask(source))
-            found.context_reset = found.context_reset or had_context
-        return found
-
-    def read_files(self) -> FilesRead:
-        """Re-read the open session's files; stdin text comes from the store. A file that
-        changed since it was attached is counted again, the others keep their count."""
-        found = FilesRead()
-        for f in self.files():
-            if f.path == STDIN:
-                text = self.store.file_content(f.id)
-                if text is None:
-                    found.problems.append(f"{f.name}: its text was not kept; attach it again")
-                    continue
-                doc = Document(STDIN, f.name, "text", text, f.sha256)
-            else:
-                try:
-                    doc = load_document(f.path)
-                except XGenError as exc:
-                    found.problems.append(f"{f.name}: {exc}")
-                    continue
-            if doc.sha256 == f.sha256:
-                self._counted.known(doc, f.n_tokens)
-            else:
-                found.notes.append(f"{f.name} changed since it was attached; its current text is used")
-                self.store.update_file(f.id, doc.sha256, self._counted(doc))
-            found.files.append(doc)
-            found.n_tokens[doc.source] = self._counted(doc)
-        with self._lock:
-            self.documents = found.documents
-            self.large_files = []
-            self.forget_context()
-        return found
-
-    def has_document(self, doc: Document | LargeTextFile) -> bool:
-        if isinstance(doc, LargeTextFile):
-            return any(f.source == doc.source for f in self.large_files)
-        return any(d.source == doc.source and d.sha256 == doc.sha256 for d in self.documents)
-
-    def attach(self, doc: Document | LargeTextFile, *, record: bool = True, model: LoadedModel | None = None,
-               n_tokens: int | None = None) -> bool:
-        """Add a file read already; False if it was attached already. With `record`, the
-        session is created (if need be) and the file recorded now; else on the first
-        question. A large file is kept for this run's summaries, not recorded."""
-        with self._lock:
-            if self.has_document(doc):
-                return False
-            if isinstance(doc, LargeTextFile):
-                self.large_files.append(doc)
-                return True
-            if n_tokens is not None:
-                self._counted.known(doc, n_tokens)
-            if record and self.kept:
-                self._ensure_session(model)
-                self._record(doc)
-            elif self.session is not None:
-                self._record(doc)
-            self.documents.append(doc)
-            self.forget_context()  # passages are numbered once per ChatSession
-            return True
-
-    def detach(self, source: str) -> None:
-        """Remove a file from the session (the conversation so far stays)."""
-        with self._lock:
-            self.documents = [d for d in self.documents if d.source != source]
-            self.large_files = [f for f in self.large_files if f.source != source]
-            if self.session is not None:
-                self.store.detach_file(self.session.id, source)
-            self.forget_context()
-
-    @property
-    def summary_sources(self) -> list[Document | LargeTextFile]:
-        """What can be summarized: the attached documents, then the large files."""
-        return [*self.documents, *self.large_files]
-
-    def document(self, name_or_path: str) -> Document | LargeTextFile | None:
-        for doc in self.summary_sources:
-            if name_or_path in (doc.source, doc.name):
-                return doc
-        return None
-
-    def _record(self, doc: Document) -> AttachedFile:
-        assert self.session is not None
-        return self.store.attach_file(self.session.id, doc.source, doc.name, doc.sha256, self._counted(doc),
-                                      content=doc.text if doc.source == STDIN else None)
 
     # -- the model's view -----------------------------------------------------------------
 
@@ -287,13 +173,14 @@ class Conversation:
 
     def chat(self, model: LoadedModel, *, answer_tokens: int | None = None,
              settings: SamplingSettings = ASK_SETTINGS) -> ChatSession:
-        """The model's view, kept across questions so follow-ups reuse the engine's cache."""
+        """The model's view, kept across questions so follow-ups reuse the engine's cache.
+        Passage numbers belong to the session, so they outlive a rebuilt view."""
         key = (id(model.engine), answer_tokens, settings)
         if self._chat is None or self._chat_key != key:
             self.forget_context()
             tokens = answer_tokens or default_answer_tokens(model.engine.n_ctx)
-            self._chat = ChatSession(model.engine, self.documents, style=model.style, answer_tokens=tokens,
-                                     settings=settings, earlier=self._earlier)
+            self._chat = ChatSession(model.engine, self.scope, style=model.style, answer_tokens=tokens,
+                                     settings=settings, earlier=self._earlier, numbering=self.numbering)
             self._chat_key = key
         return self._chat
 
@@ -313,6 +200,7 @@ class Conversation:
         """
         events = events or JobEvents()
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
+        self.scope.refresh(on_event=events.indexing, stop=stop)  # files changed since the last question
         prepared = chat.prepare(question)
         created = self.session is None
         session = self._ensure_session(model)
@@ -337,9 +225,10 @@ class Conversation:
             answer.notes.append(f"the answer could not be saved: {saver.error}")
         for note in answer.notes:
             events.note(note)
+        self.scope.current = False  # the next question looks at the files again
         return answer
 
-    def summarize(self, model: LoadedModel, source: Document | LargeTextFile, form: SummaryForm,
+    def summarize(self, model: LoadedModel, source: Document | LargeTextFile | Attached, form: SummaryForm,
                   events: JobEvents | None = None, stop: threading.Event | None = None, *,
                   settings: SamplingSettings = SUMMARY_SETTINGS) -> SummaryResult:
         """Summarize a file (a large one is read in parts) into the session: a "summary"
@@ -347,6 +236,8 @@ class Conversation:
         that is not kept saves no message. The finished summary goes to the store's
         summaries. A failed summary keeps its error in the message's meta and raises."""
         events = events or JobEvents()
+        if isinstance(source, Attached):  # an attached file, read now
+            source = self._texts[source.source] if source.kind == "stdin" else read_source(source.source)
         if not self.kept:
             result = summarize_document(model, source, form, self.store, stop=stop, on_text=events.text,
                                         on_progress=events.progress, settings=settings)

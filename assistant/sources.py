@@ -59,19 +59,19 @@ class Sources:
 
         def close_run() -> None:
             if run:
-                first, last = run[0].chunk, run[-1].chunk
+                first, last = run[0].found, run[-1].found
                 numbers = f"[{run[0].number}]" if len(run) == 1 else f"[{run[0].number}]-[{run[-1].number}]"
-                groups.append(Source(numbers, first.document.location(first.start, last.end), False))
+                groups.append(Source(numbers, first.location(last), False))
                 run.clear()
 
         for p in answer.sources:
             if p.number not in cited and run and p.number == run[-1].number + 1 \
-                    and p.chunk.document is run[-1].chunk.document:
+                    and p.found.source == run[-1].found.source and _follows(run[-1].found, p.found):
                 run.append(p)
                 continue
             close_run()
             if p.number in cited:
-                groups.append(Source(f"[{p.number}]", p.label, True, p.chunk.text))
+                groups.append(Source(f"[{p.number}]", p.label, True, p.text))
             else:
                 run.append(p)
         close_run()
@@ -93,4 +93,12 @@ class Sources:
 
 def citations_meta(answer: Answer) -> list[dict[str, Any]]:
     """The passages an answer cites, as the store keeps them (export and the app read them)."""
-    return [{"number": p.number, "label": p.label, "text": p.chunk.text} for p in answer.citations]
+    return [{"number": p.number, "label": p.label, "text": p.text} for p in answer.citations]
+
+
+def _follows(before, after) -> bool:
+    """Whether passage `after` comes after `before` in its file (a run's range then holds
+    both); numbers follow first appearance, which is not always reading order."""
+    if before.start_page is not None:
+        return after.start_page is not None and after.start_page >= before.end_page
+    return before.end_line is not None and after.start_line is not None and after.start_line >= before.end_line

@@ -11,15 +11,16 @@ follow-up's time to first token at most 0.1 of the first question's.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from assistant.chat import ChatSession
-from assistant.documents import load_document
 from assistant.engines.base import SamplingSettings
 from assistant.engines.llama import LlamaEngine
+from assistant.passages import Scope
 from bench.models import gguf
 
 TARGET = 0.1
@@ -32,11 +33,13 @@ def run_once(model: Path, doc_tokens: int, work: Path) -> dict:
     path = work / "audit.txt"
     n = max(1, doc_tokens // 40)
     path.write_text("".join(PARAGRAPH.format(n=i, m=3 * i) for i in range(n)))
-    doc = load_document(path)
-    chat = ChatSession(engine, [doc], settings=SamplingSettings.greedy(8), answer_tokens=64)
+    os.environ["XGEN_HOME"] = str(work)  # the library index of this run
+    scope = Scope()
+    scope.attach([path])
+    chat = ChatSession(engine, scope, settings=SamplingSettings.greedy(8), answer_tokens=64)
     first = chat.ask("How many pallets were counted at site 3?")
     second = chat.ask("And at site 7?")
-    doc_tokens = engine.count_tokens(doc.text)
+    doc_tokens = engine.count_tokens(path.read_text())
     engine.close()
     return {
         "doc_tokens": doc_tokens,

@@ -26,6 +26,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -351,9 +352,17 @@ def main() -> int:
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--keep", type=Path, help="Work in this folder and keep it.")
     a = parser.parse_args()
-    n_files, total, n_passages, big_bytes, sample_bytes = SIZES["quick" if a.quick else "full"]
     work = a.keep or Path(tempfile.mkdtemp(prefix="bench-library-"))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        return measure(a, work)
+    finally:
+        if a.keep is None:  # ~1 GB of corpus and indexes at full size
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(a: argparse.Namespace, work: Path) -> int:
+    n_files, total, n_passages, big_bytes, sample_bytes = SIZES["quick" if a.quick else "full"]
     corpus, home = work / "corpus", work / "home"
     home.mkdir(exist_ok=True)
     r: dict = {"load_start": os.getloadavg()}

@@ -30,6 +30,7 @@ BENCHMARKS = [
     "bench.bench_pull",  # its Hub stand-in listens on 127.0.0.1, which the guard allows
     "bench.bench_build",
     "bench.bench_library",
+    "bench.bench_ask",
 ]
 # bench.bench_summarize is full-mode only: its target is defined at the 8K context, where even
 # its smallest case evaluates ~8,000 prompt tokens (minutes on two shared cores); the

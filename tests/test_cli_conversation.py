@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from assistant.cli import main
 from assistant.store import Store
 from models.tokenizer import XGenTokenizer
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ("The cooling unit in hall 3 failed on 2 September.\n\n"

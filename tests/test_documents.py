@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assistant import documents
-from assistant.chunking import Chunk, split_document, split_for_retrieval
+from assistant.chunking import Chunk, split_document
 from assistant.documents import Document, html_to_text, load_document, load_stdin
 from assistant.documents import load as load_module
 from models.errors import XGenError
@@ -672,14 +672,6 @@ def test_split_small_budgets_and_errors(count):
         split_document(doc, 0, count)
     with pytest.raises(ValueError, match="too small"):
         split_document(text_doc("𝔘"), 1, count)
-
-
-def test_split_for_retrieval(prose, count):
-    doc = text_doc(prose[:60_000], "p.txt")
-    chunks = split_for_retrieval(doc)  # XGen's tokenizer by default
-    check_chunks(doc, chunks, 200, count)
-    assert sum(c.n_tokens for c in chunks) / len(chunks) > 120
-    assert split_for_retrieval(doc, 100, count)[0].n_tokens <= 100
 
 
 def test_pdf_chunks_carry_pages(tmp_path, count):

@@ -22,7 +22,7 @@ import torch
 from assistant.engines.base import SamplingSettings
 from models.tokenizer import XGenTokenizer
 from tests.fake_engine import FakeEngine
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 from tests.reference import EOS, masked_greedy, stop_after_pieces
 
 KINDS = ["fake", "llama", "torch", "remote"]

@@ -45,6 +45,31 @@ class Saved(JobEvents):
         self.messages.append(message)
 
 
+class Chunked:
+    """Counts the library's chunking of files (assistant.library.extract.passages_of), and
+    in which thread: a file's passages and tokens are made once, by the index."""
+
+    def __init__(self, monkeypatch):
+        from assistant.library import extract
+
+        self.names: list[str] = []
+        self.threads: list[threading.Thread] = []
+        real = extract.passages_of
+
+        def counted(doc):
+            self.names.append(doc.name)
+            self.threads.append(threading.current_thread())
+            return real(doc)
+
+        monkeypatch.setattr(extract, "passages_of", counted)
+
+
+def xgen_tokens(text: str) -> int:
+    from models.tokenizer import XGenTokenizer
+
+    return len(XGenTokenizer(allow_download=False).encoding.encode_ordinary(text))
+
+
 def model_of(engine: FakeEngine) -> LoadedModel:
     return LoadedModel("fake-model", engine, location="/models/fake.gguf")
 
@@ -52,39 +77,38 @@ def model_of(engine: FakeEngine) -> LoadedModel:
 # -- files are counted once ------------------------------------------------------------------
 
 
-def test_a_file_is_counted_once_from_attaching_to_clear_and_resume(tmp_path):
+def test_a_file_is_counted_once_from_attaching_to_clear_and_resume(tmp_path, monkeypatch):
     notes = write(tmp_path, "notes.txt", NOTE_TEXT)
-    counter = Counter()
+    chunked, counter = Chunked(monkeypatch), Counter()
     with Store(tmp_path / "sessions.db") as store:
         conversation = Conversation(store, count_tokens=counter)
         read = conversation.add_files([notes], record=False)
-        assert read.n_tokens == {str(notes): len(NOTE_TEXT.split())} and read.problems == []
+        assert read.n_tokens == {str(notes): xgen_tokens(NOTE_TEXT)} and read.problems == []
         conversation.ask(model_of(FakeEngine()), "When?")  # creates the session, records the file
         conversation.clear(model_of(FakeEngine()))  # a new session with the same file
         (record,) = store.files(conversation.session_id)
-        assert record.n_tokens == len(NOTE_TEXT.split())
-        resumed = Conversation(store, count_tokens=counter)  # a new process would count afresh;
-        resumed.open(conversation.session_id)  # ...but an unchanged file keeps its stored count
-        assert resumed.read_files().n_tokens == {str(notes): len(NOTE_TEXT.split())}
-    assert counter.texts == [NOTE_TEXT]
+        assert record.n_tokens == xgen_tokens(NOTE_TEXT)
+        resumed = Conversation(store, count_tokens=counter)  # a new process: the index has it
+        resumed.open(conversation.session_id)
+        assert resumed.read_files().n_tokens == {str(notes): xgen_tokens(NOTE_TEXT)}
+    assert chunked.names == ["notes.txt"] and counter.texts == []  # files are counted by the index
 
 
-def test_a_file_attached_twice_is_reported_not_counted_again(tmp_path):
+def test_a_file_attached_twice_is_reported_not_counted_again(tmp_path, monkeypatch):
     notes = write(tmp_path, "notes.txt", NOTE_TEXT)
-    counter = Counter()
+    chunked = Chunked(monkeypatch)
     with Store(tmp_path / "sessions.db") as store:
-        conversation = Conversation(store, count_tokens=counter)
+        conversation = Conversation(store)
         conversation.add_files([notes])
         again = conversation.add_files([notes, tmp_path / "missing.txt"])
     assert again.already == ["notes.txt"] and again.files == []
     assert len(again.problems) == 1 and "No such file" in again.problems[0]
-    assert counter.texts == [NOTE_TEXT]
+    assert chunked.names == ["notes.txt"]
 
 
 @sync
 async def test_the_app_counts_an_attached_file_once_and_never_on_its_ui_thread(store, tmp_path, monkeypatch):
-    counter = Counter()
-    monkeypatch.setattr("assistant.files.xgen_token_counter", lambda: counter)
+    chunked = Chunked(monkeypatch)
     notes = write(tmp_path, "notes.md", NOTES)
     app = app_with(FakeEngine(["Answer."]), store)
     async with app.run_test() as pilot:
@@ -95,10 +119,12 @@ async def test_the_app_counts_an_attached_file_once_and_never_on_its_ui_thread(s
         await clear(pilot, app)
         await pilot.pause()
         assert [d.name for d in app.conversation.documents] == ["notes.md"]
-        assert [f.n_tokens for f in store.files(app.conversation.session_id)] == [len(NOTES.split())]
-        assert any(f"notes.md: {len(NOTES.split()):,} tokens" in n.message for n in notifications(app))
-    assert counter.texts == [NOTES]
-    assert ui_thread not in counter.threads
+        (n_tokens,) = [f.n_tokens for f in store.files(app.conversation.session_id)]
+        # the sum of its passages' counts: within a token per passage of the whole text's
+        assert xgen_tokens(NOTES) - 5 <= n_tokens <= xgen_tokens(NOTES)
+        assert any(f"notes.md: {n_tokens:,} tokens" in n.message for n in notifications(app))
+    assert chunked.names == ["notes.md"]
+    assert ui_thread not in chunked.threads
 
 
 # -- files over the load limit -----------------------------------------------------------------
@@ -163,13 +189,13 @@ def test_both_faces_render_the_sources_the_core_made_and_stored(tmp_path, monkey
         conversation = Conversation(store)
         conversation.add_files([manual], record=False)
         chat = conversation.chat(model_of(engine), answer_tokens=200)
-        engine.queue(f"Check the camera [{chat.passages[2].number}].")
+        engine.queue("Check the camera [2].")
         events = Saved()
         answer = conversation.ask(model_of(engine), "How to care for the camera?", events, answer_tokens=200)
     made, stored = Sources.of(answer), Sources.from_meta(events.messages[-1].meta)
     assert stored == made and 0 < made.given < made.total
     (cited,) = [g for g in made.groups if g.cited]
-    assert cited.text == chat.passages[2].chunk.text  # the cited passage's text is stored with it
+    assert cited.text == chat.passage(2).text  # the cited passage's text is stored with it
 
     runner = CliRunner()
     with runner.isolation() as (out, _err, *_rest):

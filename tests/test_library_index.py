@@ -20,8 +20,8 @@ from models.errors import XGenError
 from tests.library_folders import EXPECTED_INDEXED, build_folder, fts_intact, indexed, passages, rows
 
 
-def xgen(*args: str, env_home: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XGEN_HOME=str(env_home))
+def xgen(*args: str, env_home: Path, env_extra: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XGEN_HOME=str(env_home), **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
                           env=env, timeout=300, **kwargs)
 
@@ -75,6 +75,17 @@ def test_summary_line_and_one_line_errors(home, tmp_path):
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: No such file or folder: {tmp_path / 'nope'}"
 
 
+def test_progress_fits_a_narrow_terminal(home, tmp_path):
+    """A progress line wider than the terminal wraps, and "\r" then rewrites only its last
+    row: in an 80-column tmux pane every update stood on a line of its own."""
+    root = many_files(tmp_path / "a-folder-with-a-long-name-as-case-folders-have", 40, size=2000)
+    out = xgen("index", str(root), env_home=home, env_extra={"COLUMNS": "40"})
+    assert out.returncode == 0, out.stderr
+    shown = [part for part in out.stderr.replace("\n", "\r").split("\r") if part.strip()]
+    assert any(part.startswith("indexing ") for part in shown)
+    assert all(len(part) <= 39 for part in shown), shown
+
+
 def test_touch_edit_delete(home, tmp_path):
     root = tmp_path / "lib"
     root.mkdir()
@@ -104,7 +115,9 @@ def test_touch_edit_delete(home, tmp_path):
         db.close()
 
 
-def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
+def _kill_when(process: subprocess.Popen, home: Path, committed: int, *, ctrl_c: bool = False) -> None:
+    """Once `committed` files are in the index: SIGKILL, or (`ctrl_c`) SIGINT to the whole
+    process group, as a terminal's Ctrl+C sends it (the workers get it too)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -114,11 +127,35 @@ def _kill_when(process: subprocess.Popen, home: Path, committed: int) -> None:
         except Exception:  # noqa: BLE001 - the database may not exist yet
             done = 0
         if done >= committed:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            if ctrl_c:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGKILL)
+            process.wait(timeout=120)
             return
         time.sleep(0.02)
     pytest.fail("no progress")
+
+
+def test_worker_processes_start_inside_an_app_that_captures_stderr(tmp_path):
+    """Textual replaces sys.stderr with an object whose fileno() is -1; multiprocessing hands
+    that to its helper process, and the app failed to index any folder read by workers. A
+    fresh process: the helper must not be running already."""
+    root = many_files(tmp_path / "lib", 3, size=2000)
+    script = (
+        "import sys\n"
+        "class Captured:\n"
+        "    def write(self, text): return len(text)\n"
+        "    def flush(self): pass\n"
+        "    def fileno(self): return -1\n"
+        "from assistant.library import job, update_library\n"
+        "job.INLINE_FILES = 0  # read in worker processes\n"
+        "sys.stderr = Captured()\n"
+        f"report = update_library([{str(root)!r}], workers=1)\n"
+        "print(report.indexed)\n")
+    env = dict(os.environ, XGEN_HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr[-2000:]
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -139,6 +176,25 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert report["unchanged"] >= kept and report["indexed"] + report["unchanged"] == 120
     assert passages(home) == passages(clean_home)
     assert fts_intact(home)
+
+
+def test_ctrl_c_in_a_terminal_stops_cleanly_and_the_same_command_goes_on(tmp_path):
+    """Ctrl+C reaches the worker processes too: a worker still starting printed a
+    KeyboardInterrupt traceback, and leaving with os._exit made multiprocessing's helper warn
+    of leaked semaphores."""
+    root = many_files(tmp_path / "lib", 120, size=200_000)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, XGEN_HOME=str(home))
+    process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "index", str(root)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _kill_when(process, home, 10, ctrl_c=True)
+    err = process.stderr.read().decode()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert "stopped: what was indexed is kept" in err
+    report = json.loads(xgen("index", str(root), "--json", env_home=home).stdout)
+    assert report["unchanged"] >= 10 and report["indexed"] + report["unchanged"] == 120
 
 
 def test_two_runs_at_once_never_duplicate(tmp_path):

@@ -21,7 +21,7 @@ from assistant.engines.sse import MAX_LINE_BYTES, StreamError, bounded_lines, pa
 from models.errors import XGenError
 from models.tokenizer import N_VOCAB
 from tests.cli_helpers import xgen
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 
 PROMPT = [1212, 318, 257, 1332, 13]  # "This is a test."
 
@@ -281,7 +281,7 @@ def test_a_server_that_never_answers_is_given_up_on_with_the_wait_shown(tmp_path
 
 def test_a_server_silent_before_the_first_token(tmp_path):
     """It answers the model list, then accepts the completion and sends no token."""
-    from tests.openai_double import OpenAIDouble
+    from bench.openai_double import OpenAIDouble
 
     with OpenAIDouble(["never sent"], delay=60) as server:
         t0 = time.monotonic()
@@ -315,7 +315,7 @@ def test_remote_engine_timeout_and_wait_notices_in_process(monkeypatch):
 
 def test_a_prompt_server_is_not_slowed_or_noisy(tmp_path):
     """A server that answers at once: no waiting line, the answer as before."""
-    from tests.openai_double import OpenAIDouble
+    from bench.openai_double import OpenAIDouble
 
     with OpenAIDouble(["It failed on 2 September [1]."]) as server:
         out = xgen("ask", str(_notes(tmp_path)), "-q", "What failed?", "--model", server.url, "--timeout", "5",

@@ -4,6 +4,7 @@ model is shown when a session is resumed, and what is refused before anything is
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -12,6 +13,7 @@ from assistant.documents import load_stdin
 from tests.fake_engine import FakeEngine
 from assistant.modelref import LoadedModel
 from assistant.jobevents import JobEvents
+from assistant.library import IndexDatabase
 from assistant.session import Conversation
 from assistant.store import Store
 from assistant.summarize import SummaryForm
@@ -124,7 +126,8 @@ def test_a_changed_file_is_reread_with_a_note(store, tmp_path):
     resumed.open(conversation.session_id)
     found = resumed.read_files()
     assert found.notes == ["notes.txt changed since it was attached; its current text is used"]
-    assert "October" in found.documents[0].text
+    resumed.ask(model_of(engine), "When was it replaced?")
+    assert "replaced in October" in engine.prompt_texts()[-1]  # the index holds the current text
     (record,) = store.files(conversation.session_id)
     assert record.sha256 == found.documents[0].sha256  # the note is given once, not at every resume
     assert Conversation(store).open(conversation.session_id) and True
@@ -199,12 +202,17 @@ def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
     conversation = Conversation(store)
     conversation.add_files([manual], record=False)
     chat = conversation.chat(model_of(engine), answer_tokens=200)
-    engine.queue(f"Check the camera [{chat.passages[2].number}].")
+    engine.queue("Check the camera [2].")  # passages are numbered as they are given: 1, 2...
     events = Recorded()
     answer = conversation.ask(model_of(engine), "How to care for the camera?", events, answer_tokens=200)
     saved = events.messages[-1]
     given, total = len(answer.sources), answer.passages_total
-    assert 0 < given < total == len(chat.passages)
+    db = IndexDatabase()
+    in_index = db.query("SELECT count(*) FROM passages AS p JOIN files AS f ON f.id = p.file_id WHERE f.path = ?",
+                        (os.fsencode(os.path.realpath(manual)),))[0][0]
+    db.close()
+    assert 0 < given < total == in_index
+    assert [p.number for p in answer.sources] == list(range(1, given + 1)) == [p.number for p in chat.passages]
     (note,) = [n for n in answer.notes if "passages did not fit" in n]
     assert note == (f"{total - given} of {total} passages did not fit the context; the {given} that best "
                     f"match the questions were given to the model")
@@ -212,7 +220,7 @@ def test_sources_list_every_passage_given_and_counts_add_up(store, tmp_path):
     assert saved.meta["passages_given"] == given and saved.meta["passages_total"] == total
     assert [s["cited"] for s in sources].count(True) == len(answer.citations) == 1
     (cited,) = [s for s in sources if s["cited"]]
-    assert cited["numbers"] == f"[{chat.passages[2].number}]" and cited["label"] == chat.passages[2].label
+    assert cited["numbers"] == "[2]" and cited["label"] == chat.passage(2).label
     listed = sum(1 + int(s["numbers"].split("]-[")[-1].strip("[]")) - int(s["numbers"].split("]")[0].strip("["))
                  for s in sources)
     assert listed == given  # every passage given is listed once

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from assistant.cli import main
 from assistant.safetext import printable
 from assistant.store import Store
-from tests.openai_double import OpenAIDouble
+from bench.openai_double import OpenAIDouble
 
 CLIPBOARD = "\x1b]52;c;SGVsbG8=\x07"
 TITLE = "\x1b]0;PWNED\x07"

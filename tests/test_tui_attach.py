@@ -40,13 +40,15 @@ async def test_an_unreadable_file_is_a_notification_with_the_next_step(store, tm
     app = app_with(FakeEngine(), store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_idle(pilot, app)
-        app.chat.attach_paths([str(tmp_path / "missing.txt"), str(tmp_path)])
+        (tmp_path / "folder").mkdir()
+        write(tmp_path / "folder", "notes.md", NOTES)  # a folder is attached (issue 18), a missing file is not
+        app.chat.attach_paths([str(tmp_path / "missing.txt"), str(tmp_path / "folder")])
         await wait_for(pilot, lambda: len(notifications(app)) >= 2, what="two notifications")
         errors = [n for n in notifications(app) if n.severity == "error"]
-        assert len(errors) == 2
+        assert len(errors) == 1
         assert "No such file" in errors[0].message and "Ctrl+O" in errors[0].message
-        assert "is a folder" in errors[1].message
-        assert app.conversation.documents == [] and app.screen is app.chat
+        assert [d.name for d in app.conversation.documents] == ["folder"]
+        assert app.screen is app.chat
 
 
 @sync
@@ -99,10 +101,9 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
 
         await submit(str(folder / "missing.md"))
         assert app.screen is dialog and error.display and "No such file" in str(error.render())
-        await submit(str(folder))
-        assert app.screen is dialog and "docs is a folder" in str(error.render())
-        assert path.value == f"{folder}/"  # ... and its files are listed, to pick one
-        await pilot.pause()
+        path.value = f"{folder}/"  # a folder's files are listed, to pick one (Enter would attach the folder)
+        path.cursor_position = len(path.value)
+        await pilot.pause(0.2)
         assert candidates.display and candidates.option_count == 3
         # Typing narrows the list; Tab takes the first candidate.
         path.value = f"{folder}/no"

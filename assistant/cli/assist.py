@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
 from assistant.cli.interrupt import STOPPED_EXIT, run_interruptible
+from assistant.cli.output import write_stdout
 from assistant.cli.options import model_options, remote_options, session_option, timeout_option
 from assistant.cli.printer import EventPrinter, print_sources, print_summary_end
 from assistant.store import Store
@@ -95,11 +97,14 @@ def _non_empty(ctx, param, values):
 @click.option("--words", type=click.IntRange(10, 2000), help="Aim for about this many words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and its statistics as JSON.")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.3, show_default=True)
+@click.option("--parallel", type=click.IntRange(1, 256),
+              help="FOLDER with a server: files summarized at once (default: the server's slots, else 1).")
 @model_options
 @timeout_option
-def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, n_ctx, threads, kv_cache,
+def summarize(files, form, words, as_json, temperature, parallel, model_ref, engine_kind, n_ctx, threads, kv_cache,
               remote_timeout=None) -> None:
-    """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long.
+    """Summarize FILES (text, Markdown, code, HTML, PDF, DOCX; - for stdin), however long,
+    or a FOLDER: each of its files, then the folder as a whole, naming its files.
 
     A document longer than the context is summarized in parts whose summaries are then
     combined; nothing is truncated, and a text file too large to load is read in parts.
@@ -116,6 +121,17 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 
     summary_form = SummaryForm("words", words) if words else SummaryForm(form)
     settings = replace(SUMMARY_SETTINGS, temperature=temperature)
+    folders = [f for f in files if f != "-" and os.path.isdir(os.path.expanduser(f))]
+    if folders:
+        if len(files) > 1:
+            raise XGenError(f"{folders[0]} is a folder: summarize one folder at a time, or files")
+        from assistant.cli.folder import summarize_folder_command
+
+        summarize_folder_command(folders[0], summary_form, settings, as_json, parallel,
+                                 (model_ref, engine_kind, n_ctx, threads, kv_cache), remote_timeout)
+        return
+    if parallel:
+        raise click.UsageError("--parallel applies to a folder")
     with Store() as store:
         conversation = Conversation(store, kept=False)
         read = conversation.add_files(files)
@@ -149,70 +165,104 @@ def summarize(files, form, words, as_json, temperature, model_ref, engine_kind, 
 
 
 @click.command()
-@click.argument("files", nargs=-1)
+@click.argument("paths", nargs=-1)
 @click.option("-q", "--question", "questions", multiple=True, required=True, callback=_non_empty,
               help="The question; repeat for follow-ups in the same session.")
 @session_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each answer as one JSON line: session, answer, sources, given, left_out.")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.2, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(16, 4096),
               help="Longest answer in tokens (default: 512, less in small contexts).")
 @model_options
 @timeout_option
-def ask(files, questions, session_id, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads,
+def ask(paths, questions, session_id, as_json, temperature, max_tokens, model_ref, engine_kind, n_ctx, threads,
         kv_cache, remote_timeout=None) -> None:
-    """Ask questions about FILES; answers list their sources as [n] = file and lines.
+    """Ask questions about files and folders (PATHS; - for standard input); answers list
+    their sources as [n] = file and lines (or page).
 
-    A file that fits the context goes in whole; otherwise the passages that best match
-    the question are picked (BM25) and you are told how many were left out. Follow-up
-    questions (-q again) re-use the model's cache of the earlier ones; with --session,
-    the saved conversation continues where it ended (its files are re-read, its earlier
-    turns given back to the model as far as the context allows).
+    The files are indexed once (`xgen index`) and kept current: a later question costs a
+    search, not a re-read. When every passage fits the context they all go in; otherwise
+    the passages that best match the question (and the recent ones) are given and you are
+    told how many were left out. Follow-up questions (-q again) re-use the model's cache
+    of the earlier ones; with --session, the saved conversation continues where it ended
+    (its files and folders brought up to date, its earlier turns given back to the model
+    as far as the context allows).
     """
     from assistant.modelref import choose_model, open_model
     from assistant.session import Conversation, SamplingSettings
 
+    printer = EventPrinter(quiet=as_json)
     with Store() as store:
         conversation = Conversation(store)
         session_model = ""
         if session_id:
             reopened = conversation.open(session_id)
-            found = conversation.read_files()
+            found = _indexed(lambda stop: conversation.read_files(printer, stop))
             if found.problems:
                 raise XGenError(f"session {reopened.session.short_id} cannot continue: {found.problems[0]}")
-            for note in found.notes:
-                click.echo(f"note: {note}", err=True)
+            _notes(found.notes)
             session_model = reopened.session.model_ref
-        read = conversation.add_files(files, record=False, large=False)
+        read = _indexed(lambda stop: conversation.add_files(paths, record=False, large=False, events=printer,
+                                                            stop=stop))
         if read.problems:
             raise XGenError(read.problems[0])
-        for note in read.notes:
-            click.echo(f"note: {note}", err=True)
+        _notes(read.notes)
         if not conversation.documents:
-            raise XGenError("give at least one file to ask about (or - for standard input), or --session")
+            raise XGenError("give at least one file or folder to ask about (or - for standard input), or --session")
         choice = choose_model(model_ref, session_model)
         with open_model(choice.ref, engine_kind, n_ctx, threads, kv_cache, implicit=choice.implicit,
                         remote=remote_options(remote_timeout)) as model:
             if model.note:
                 click.echo(f"note: {model.note}", err=True)
-            _ask_each(conversation, model, questions, SamplingSettings(temperature=temperature), max_tokens)
+            try:
+                _ask_each(conversation, model, questions, SamplingSettings(temperature=temperature), max_tokens,
+                          printer)
+            finally:
+                conversation.close()
 
 
-def _ask_each(conversation, model, questions, settings, max_tokens) -> None:
+def _indexed(work):
+    """Attach files and folders (indexing what changed), Ctrl+C keeping what was indexed."""
+    read, interrupted = run_interruptible(work, notice="stopping after the files being read; what is indexed is kept")
+    if interrupted or read.stopped:
+        click.echo("stopped: what was indexed is kept; run the same command to go on", err=True)
+        raise SystemExit(STOPPED_EXIT)
+    return read
+
+
+def _notes(notes) -> None:
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _ask_each(conversation, model, questions, settings, max_tokens, printer) -> None:
     """Ask the questions in turn, printing each answer and its sources; stop at an interrupt."""
     from assistant.session import Sources
 
-    printer = EventPrinter()
     for question in questions:
-        click.echo(f"\n> {question.strip()}\n")
+        if not printer.quiet:
+            click.echo(f"\n> {question.strip()}\n")
         answer, interrupted = run_interruptible(lambda stop, q=question: conversation.ask(
             model, q, printer, stop, answer_tokens=max_tokens, settings=settings))
         printer.finished()
-        print_sources(Sources.of(answer))
+        session = conversation.session
+        if printer.quiet:
+            write_stdout(json.dumps(_answer_json(session.id if session else None, answer)) + "\n")
+        else:
+            print_sources(Sources.of(answer))
         if answer.stopped or interrupted:
-            session = conversation.session
             click.echo(f"\nstopped; what was written is saved in session {session.short_id if session else '?'}",
                        err=True)
             raise SystemExit(STOPPED_EXIT)
     session = conversation.session
     assert session is not None
     click.echo(f"\n(session {session.short_id}: `xgen ask -s {session.short_id} -q ...` continues it)", err=True)
+
+
+def _answer_json(session_id, answer) -> dict:
+    """`ask --json`: the answer and every passage the model had in view (* cited)."""
+    cited = {p.number for p in answer.citations}
+    return {"session": session_id, "answer": answer.text,
+            "sources": [{"n": p.number, **p.found.as_json(), "cited": p.number in cited} for p in answer.sources],
+            "given": len(answer.sources), "left_out": max(0, answer.passages_total - len(answer.sources))}

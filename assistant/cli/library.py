@@ -28,11 +28,15 @@ def _duration(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-class _Printer:
-    """Progress events as one stderr line, rewritten at most ten times a second."""
+class IndexPrinter:
+    """Progress events as one stderr line, rewritten at most ten times a second; shown
+    only once the job has run `after` seconds (`ask` on files that changed little shows
+    no flicker)."""
 
-    def __init__(self):
+    def __init__(self, after: float = 0.0):
         self.last = 0.0
+        self.after = after
+        self.first: float | None = None
         self.line = StatusLine()
 
     def __call__(self, event) -> None:
@@ -41,6 +45,9 @@ class _Printer:
         if not isinstance(event, (Progress, Scanning)):
             return
         now = time.monotonic()
+        self.first = self.first if self.first is not None else now
+        if now - self.first < self.after:
+            return
         if now - self.last < 0.1 and not (isinstance(event, Progress) and event.files_done == event.files_total):
             return
         self.last = now
@@ -62,7 +69,7 @@ def _update(paths, **options):
     """Run update_library with progress on stderr; (report, stopped)."""
     from assistant.library import update_library
 
-    printer = _Printer()
+    printer = IndexPrinter()
     try:
         report, stopped = run_interruptible(
             lambda stop: update_library(paths, on_event=printer, stop=stop, **options),

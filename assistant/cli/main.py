@@ -223,6 +223,9 @@ def demo(file_type: str) -> None:
     build_demo(file_type, echo=click.echo)
 
 
+NATIVE_MODULES = ("llama_cpp", "torch")  # libraries that may crash in finalization after a signal
+
+
 def run() -> None:
     """The `xgen` program. After an interrupt has been cleaned up (exit 130), leave without
     interpreter finalization: native libraries (torch, ggml) can crash tearing down after a
@@ -230,6 +233,8 @@ def run() -> None:
     try:
         main()
     except SystemExit as exc:
-        if exc.code == STOPPED_EXIT:
+        # Only when one is loaded: finalization also frees what multiprocessing holds (the
+        # library index's worker pool), which os._exit left to its helper to warn about.
+        if exc.code == STOPPED_EXIT and any(m in sys.modules for m in NATIVE_MODULES):
             leave_now(STOPPED_EXIT)
         raise

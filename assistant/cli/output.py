@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 
@@ -143,7 +144,12 @@ class StatusLine:
         self.width = 0  # characters shown on the line now
 
     def show(self, text: str, *, end: str = "") -> None:
-        status_line(text.ljust(self.width), end=end)
+        # Within the terminal's width: a line that wraps is not rewritten by "\r", and each
+        # update would start a new line (an 80-column tmux pane showed one per update).
+        room = shutil.get_terminal_size(fallback=(200, 24)).columns - 1
+        if len(text) > room:
+            text = text[:max(room - 1, 0)] + "…"
+        status_line(text.ljust(min(self.width, room)), end=end)
         self.width = 0 if end else len(text)
 
     def clear(self) -> None:

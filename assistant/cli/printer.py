@@ -24,6 +24,19 @@ class EventPrinter(JobEvents):
         self._line_ended = False  # the streamed text has been followed by a newline
         self._stage_line = ""  # the summary stage shown on the progress line, while it is shown
         self._line = StatusLine()  # the progress line
+        self._index = None  # the library's progress line, while the index is brought up to date
+
+    def indexing(self, event) -> None:
+        """The index's progress on stderr (--json too: it keeps stdout for the result)."""
+        from assistant.cli.library import IndexPrinter
+        from assistant.library import Done
+
+        if self._index is None:
+            self._index = IndexPrinter(after=0.5)
+        self._index(event)
+        if isinstance(event, Done):
+            self._index.clear()
+            self._index = None
 
     def text(self, piece: str) -> None:
         if not self.quiet:

@@ -104,6 +104,14 @@ class LargeTextFile:
             self.size = consumed
 
 
+def over_load_limit(path: str | os.PathLike) -> bool:
+    """A regular file over the load limit (only a summary reads it, in parts)."""
+    try:
+        return Path(path).is_file() and Path(path).stat().st_size > DEFAULT_MAX_BYTES
+    except OSError:
+        return False  # whoever reads it says why it cannot be read
+
+
 def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
                      window_bytes: int | None = None) -> Document | LargeTextFile:
     """A Document when the file fits the loader's limit, else a LargeTextFile of a text file.

@@ -130,6 +130,9 @@ class RemoteEngine(TiktokenVocab, Engine):
                 if isinstance(entry.get("max_model_len"), int):
                     server_ctx = entry["max_model_len"]
         props = self._get_json("/props", optional=True)  # llama-server
+        # Requests the server runs at once (llama-server --parallel); None: not reported.
+        slots = props.get("total_slots") if props else None
+        self.total_slots: int | None = slots if isinstance(slots, int) and slots > 0 else None
         if props:
             settings = props.get("default_generation_settings")
             ctx = props.get("n_ctx") or (settings.get("n_ctx") if isinstance(settings, dict) else None)

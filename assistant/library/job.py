@@ -23,9 +23,12 @@ committed the same content leaves it.
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -208,7 +211,8 @@ class _Run:
 
     def _pooled(self, tasks: Iterator[Task], progress) -> Iterator[Outcome]:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
+        with _stderr_with_a_descriptor(), _sigint_blocked():
+            pool = context.Pool(self.workers, initializer=_worker_init, maxtasksperchild=TASKS_PER_WORKER)
         in_flight: collections.deque = collections.deque()
         try:
             while True:
@@ -233,6 +237,14 @@ class _Run:
         finally:
             pool.terminate()  # Ctrl+C: the files in flight are dropped, read again next time
             pool.join()
+            # Free the pool's semaphores now, not at the interpreter's exit: after Ctrl+C with
+            # a model loaded the command leaves with os._exit (cli/main.py), which skips
+            # finalizers, and multiprocessing's helper then warned of "leaked semaphore
+            # objects" (the pool sits in reference cycles).
+            in_flight.clear()
+            result = None  # the last one holds the pool's cache, which holds a queue
+            del pool, result
+            gc.collect()
 
     def commit(self, out: Outcome) -> None:
         """Queue one file's outcome for the next group commit (see `flush`)."""
@@ -296,8 +308,8 @@ class _Run:
             c.execute("DELETE FROM passages WHERE file_id = ?", (file_id,))
             c.execute("UPDATE files SET sha256 = NULL WHERE id = ?", (file_id,))
         add_passages(c, file_id, [(i, *p) for i, p in enumerate(out.passages)])
-        c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, size = ?, mtime_ns = ?, "
-                  "inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+        c.execute("UPDATE files SET status = ?, kind = ?, why = ?, n_passages = ?, n_tokens = NULL, size = ?, "
+                  "mtime_ns = ?, inode = ?, sha256 = ?, updated_at = ? WHERE id = ?",
                   (out.status, out.kind, out.why, len(out.passages), *fingerprint, time.time(), file_id))
         self.seen.add(file_id)
         self.report.indexed += out.status == "indexed"
@@ -314,6 +326,41 @@ class _Run:
         if gone:
             with self.db.write() as c:
                 catalog.delete_files(c, gone)
+
+
+@contextlib.contextmanager
+def _stderr_with_a_descriptor():
+    """The real standard error while worker processes start, when sys.stderr has no file
+    descriptor: multiprocessing's helper process (its resource tracker, started with the
+    first spawned worker) is handed `sys.stderr.fileno()`, and inside a Textual app that
+    is -1 (Textual captures prints), so starting the pool failed with "bad value(s) in
+    fds_to_keep" and the app could not index a folder."""
+    try:
+        usable = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = False
+    if usable or sys.__stderr__ is None:
+        yield
+        return
+    with contextlib.redirect_stderr(sys.__stderr__):
+        yield
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while the pool starts: the pool's own threads, which
+    start workers again later (TASKS_PER_WORKER), inherit the mask, and so does every
+    worker. Ctrl+C in a terminal reaches the whole process group, and a worker still
+    importing (before `_worker_init` ignores SIGINT) printed a KeyboardInterrupt traceback.
+    The main thread, where Python handles signals, still gets it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _worker_init() -> None:

@@ -110,6 +110,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE passages DROP COLUMN n_tokens;
     DROP TRIGGER passages_fts_insert;
     """,
+    # 3: a file's XGen tokens, counted the first time a conversation attaches it (NULL
+    # until then, and again once its content changes): a 49 MB file took 6.5 s to count,
+    # and a resumed session attaches its files again.
+    """
+    ALTER TABLE files ADD COLUMN n_tokens INTEGER;
+    """,
 ]
 
 PASSAGE_COLUMNS = ("seq", "start_char", "end_char", "start_line", "end_line", "start_page", "end_page", "text")

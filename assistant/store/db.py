@@ -103,6 +103,11 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
     DELETE FROM cache WHERE key LIKE 'summary-part:%';
     """,
+    # 5: a session may ask about folders as well as files (`kind` 'folder'; their passages
+    # come from the library index, which keeps them current, so no sha256 is kept: '').
+    """
+    ALTER TABLE files ADD COLUMN kind TEXT NOT NULL DEFAULT 'file';
+    """,
 ]
 
 

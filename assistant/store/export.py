@@ -50,7 +50,8 @@ def render_markdown(session: Session, files: list[AttachedFile], messages: list[
     if files:
         lines += ["## Attached files", ""]
         for f in files:
-            lines.append(f"- {f.name} (`{f.path}`, {f.n_tokens:,} tokens, sha256 `{f.sha256[:12]}`)")
+            lines.append(f"- {f.name}/ (`{f.path}`, a folder)" if f.is_folder else
+                         f"- {f.name} (`{f.path}`, {f.n_tokens:,} tokens, sha256 `{f.sha256[:12]}`)")
         lines.append("")
     for message in messages:
         lines += [f"## {message.role.capitalize()}", "", message.content.strip(), ""]

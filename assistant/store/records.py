@@ -51,6 +51,11 @@ class AttachedFile:
     sha256: str
     n_tokens: int
     added_at: str
+    kind: str = "file"  # or "folder" (asked about through the library index)
+
+    @property
+    def is_folder(self) -> bool:
+        return self.kind == "folder"
 
 
 @dataclass(frozen=True)

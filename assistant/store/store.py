@@ -46,7 +46,7 @@ def title_from(content: str, limit: int = TITLE_LENGTH) -> str:
 _SESSION_COLUMNS = ("s.id, s.title, s.model, s.engine, s.created_at, s.updated_at, "
                     "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), s.model_ref")
 _MESSAGE_COLUMNS = "id, session_id, role, content, created_at, meta"
-_FILE_COLUMNS = "id, session_id, path, name, sha256, n_tokens, added_at"
+_FILE_COLUMNS = "id, session_id, path, name, sha256, n_tokens, added_at, kind"
 _SUMMARY_COLUMNS = "id, session_id, source_path, sha256, form, text, created_at"
 
 
@@ -197,16 +197,17 @@ class Store(Database):
     # -- attached files and summaries ---------------------------------------------------
 
     def attach_file(self, session_id: str, path: str | Path, name: str, sha256: str,
-                    n_tokens: int, content: str | None = None) -> AttachedFile:
-        """Record a file attached to a session; attaching the same file again returns the first record.
-        `content` keeps the text of a file that cannot be read again (standard input)."""
+                    n_tokens: int, content: str | None = None, kind: str = "file") -> AttachedFile:
+        """Record a file (or, with kind "folder", a folder) attached to a session; attaching
+        the same one again returns the first record. `content` keeps the text of a file
+        that cannot be read again (standard input)."""
         with self._write() as db:
             now = self._now()
             self._require_session(db, session_id)
             cursor = db.execute(
-                "INSERT INTO files (session_id, path, name, sha256, n_tokens, added_at, content) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, sha256, path) DO NOTHING",
-                (session_id, str(path), name, sha256, int(n_tokens), now, content))
+                "INSERT INTO files (session_id, path, name, sha256, n_tokens, added_at, content, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, sha256, path) DO NOTHING",
+                (session_id, str(path), name, sha256, int(n_tokens), now, content, kind))
             if cursor.rowcount:
                 db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?", (now, session_id))
             row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? AND sha256 = ? AND path = ?",

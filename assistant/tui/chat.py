@@ -18,9 +18,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 
 from assistant.session import SummaryForm
-from assistant.tui.events import ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
+from assistant.tui.events import Indexing, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from assistant.tui.host import Host, ModelState
 from assistant.tui.screens.attach import AttachScreen
+from assistant.tui.screens.folder import FolderScreen
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
@@ -119,7 +120,8 @@ class ChatScreen(Screen):
         conversation.refresh()
         sidebar = found.first()
         sidebar.show_sessions(listed_sessions(self.host.store), conversation.session_id)
-        sidebar.show_files([FileRow.attached(f) for f in conversation.files()]
+        folders = {a.source: a.n_files for a in conversation.documents if a.kind == "folder"}
+        sidebar.show_files([FileRow.attached(f, folders.get(f.path)) for f in conversation.files()]
                            + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
 
     # -- state -----------------------------------------------------------------------------
@@ -137,7 +139,7 @@ class ChatScreen(Screen):
 
     def check_action(self, action: str, parameters) -> bool | None:
         if action == "stop":
-            return bool(self.busy)
+            return bool(self.busy) or self.files.reading
         return True
 
     def watch_busy(self, busy: str) -> None:
@@ -146,6 +148,7 @@ class ChatScreen(Screen):
             self.activity = ""
 
     def _reading_activity(self) -> None:
+        self.refresh_bindings()  # Esc stops the indexing while files are read
         if self.files.reading and not self.busy:
             self.activity = "reading files…"
 
@@ -187,6 +190,7 @@ class ChatScreen(Screen):
         self.refresh_sidebar()
 
     def on_file_reader_files_changed(self) -> None:
+        self.refresh_bindings()
         if not self.files.reading and not self.busy:
             self.activity = ""
         self.context_used = self.host.conversation.context_used
@@ -260,6 +264,13 @@ class ChatScreen(Screen):
         if self.busy:
             self.jobs.stop()
             self.activity = "stopping…"
+        elif self.files.reading:
+            self.files.stop_reading()
+            self.activity = "stopping the indexing…"
+
+    def on_indexing(self, event: Indexing) -> None:
+        for sidebar in self.query(Sidebar):
+            sidebar.show_indexing(event.done, event.total)
 
     def stop(self) -> None:
         """Stop whatever runs (the app is closing; the runner may be gone already)."""
@@ -321,7 +332,8 @@ class ChatScreen(Screen):
     # -- summaries ---------------------------------------------------------------------------
 
     def action_summarize(self, form: str = "paragraph") -> None:
-        docs = self.host.conversation.summary_sources
+        conversation = self.host.conversation
+        docs = [*conversation.summary_sources, *(a for a in conversation.documents if a.kind == "folder")]
         if not docs:
             self.notify("Attach a file first (Ctrl+O)." if not self.files.reading else
                         "Still reading the files; try again in a moment.", severity="warning")
@@ -330,7 +342,8 @@ class ChatScreen(Screen):
         if chosen is None and len(docs) == 1:
             chosen = docs[0].source
         if chosen is None:
-            self.app.push_screen(PickerScreen("Summarize which file?", [(d.source, d.name) for d in docs]),
+            self.app.push_screen(PickerScreen("Summarize which file?", [(d.source, d.name + "/" * (getattr(d, "kind", "") == "folder"))
+                                                                        for d in docs]),
                                  callback=lambda path: self.summarize(path, form) if path else None)
             return
         self.summarize(chosen, form)
@@ -340,6 +353,11 @@ class ChatScreen(Screen):
         self.summarize(event.path)
 
     def summarize(self, path: str, form: str = "paragraph") -> None:
+        folder = next((a for a in self.host.conversation.documents if a.kind == "folder" and a.source == path), None)
+        if folder is not None:  # which of its files?
+            self.app.push_screen(FolderScreen(folder.name, self.host.conversation.folder_files(path)),
+                                 callback=lambda chosen: self.summarize(chosen, form) if chosen else None)
+            return
         doc = self.host.conversation.document(path)
         if doc is None:
             self.notify(f"{Path(path).name} could not be read; attach it again (Ctrl+O).", severity="error")

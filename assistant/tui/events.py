@@ -63,6 +63,15 @@ class FilesLoaded(Message):
 
 
 @dataclass
+class Indexing(Message):
+    """Where the library index is while files and folders are attached: files found by
+    the walk so far (`total` 0), or files read out of the total; None when it is done."""
+
+    done: int | None
+    total: int = 0
+
+
+@dataclass
 class ModelLoaded(Message):
     model: LoadedModel
 

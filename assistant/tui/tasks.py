@@ -18,7 +18,7 @@ from textual.message import Message
 from assistant.modelref import LoadedModel
 from assistant.session import Conversation, JobEvents, SummaryForm
 from assistant.store import Message as StoredMessage
-from assistant.tui.events import FilesLoaded, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
+from assistant.tui.events import FilesLoaded, Indexing, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
 from models.errors import XGenError
 
 Post = Callable[[Message], object]
@@ -61,6 +61,28 @@ def _attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
         return None, f"unexpected error ({type(exc).__name__}: {exc}); what was written so far is saved"
 
 
+class IndexRelay(JobEvents):
+    """The index's progress as Indexing messages, at most every `interval` seconds."""
+
+    def __init__(self, post: Post, interval: float = 0.2):
+        self.post = post
+        self.interval = interval
+        self._last = 0.0
+
+    def indexing(self, event) -> None:
+        from assistant.library import Done, Progress, Scanning
+
+        if isinstance(event, Done):
+            self.post(Indexing(None))
+            return
+        now = time.monotonic()
+        if now - self._last < self.interval or not isinstance(event, (Progress, Scanning)):
+            return
+        self._last = now
+        self.post(Indexing(event.files, 0) if isinstance(event, Scanning) else
+                  Indexing(event.files_done, event.files_total))
+
+
 class Posted(JobEvents):
     """A job's events as the screen's messages: TurnStarted once the question (if any) and
     the reply exist, batched ReplyText, SummaryProgress; notes are in the reply's meta."""
@@ -68,6 +90,7 @@ class Posted(JobEvents):
     def __init__(self, post: Post):
         self.post = post
         self.relay = TextRelay(post)
+        self.index = IndexRelay(post)  # a question first brings the attached folders up to date
         self.question: StoredMessage | None = None
         self.reply: StoredMessage | None = None  # as first saved (empty)
         self.final: StoredMessage | None = None  # as saved in full (None: the save failed)
@@ -84,6 +107,9 @@ class Posted(JobEvents):
 
     def text(self, piece: str) -> None:
         self.relay.add(piece)
+
+    def indexing(self, event) -> None:
+        self.index.indexing(event)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         if self.reply is not None:
@@ -122,13 +148,15 @@ def run_summary(conversation: Conversation, model: LoadedModel, source, form: Su
                 conversation.context_used)
 
 
-def add_files(conversation: Conversation, paths: list[Path], model: LoadedModel | None, post: Post) -> None:
-    read = conversation.add_files(paths, model=model)
+def add_files(conversation: Conversation, paths: list[Path], model: LoadedModel | None, post: Post,
+              stop: threading.Event | None = None) -> None:
+    read = conversation.add_files(paths, model=model, events=IndexRelay(post), stop=stop)
     read.problems = [f"{p.rstrip('.')}. Check the path and attach it again with Ctrl+O." for p in read.problems]
     post(FilesLoaded(read))
 
 
-def read_session_files(conversation: Conversation, session_id: str, post: Post) -> None:
-    read = conversation.read_files()
+def read_session_files(conversation: Conversation, session_id: str, post: Post,
+                       stop: threading.Event | None = None) -> None:
+    read = conversation.read_files(events=IndexRelay(post), stop=stop)
     read.problems = [f"{p}. Attach it again with Ctrl+O." for p in read.problems]
     post(FilesLoaded(read, session_id))

@@ -8,6 +8,7 @@ tells the user what was attached or went wrong, then posts `FilesChanged` for th
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,20 @@ class FileReader(Widget):
         super().__init__(id=id)
         self.host = host
         self._reads = 0  # reads in flight
+        self._stop = threading.Event()  # Esc while a folder is indexed: keep what is indexed
 
     @property
     def reading(self) -> bool:
         return self._reads > 0
+
+    def stop_reading(self) -> None:
+        """Stop indexing after the files being read (what is indexed so far is attached)."""
+        self._stop.set()
+
+    def _started(self) -> None:
+        if not self._reads:
+            self._stop.clear()
+        self._reads += 1
 
     def attached_paths(self) -> set[str]:
         conversation = self.host.conversation
@@ -58,22 +69,22 @@ class FileReader(Widget):
                 fresh.append(path)
         if not fresh:
             return False
-        self._reads += 1
+        self._started()
         self._read_new(fresh)
         return True
 
     def reread(self) -> None:
         """Read the files of the session just opened (their text is not kept in the store)."""
-        self._reads += 1
+        self._started()
         self._read_session(self.host.conversation.session_id)
 
     @work(thread=True, group="files")
     def _read_new(self, paths: list[Path]) -> None:
-        tasks.add_files(self.host.conversation, paths, self.host.loaded, self.post_message)
+        tasks.add_files(self.host.conversation, paths, self.host.loaded, self.post_message, self._stop)
 
     @work(thread=True, exclusive=True, group="session-files")
     def _read_session(self, session_id: str | None) -> None:
-        tasks.read_session_files(self.host.conversation, session_id, self.post_message)
+        tasks.read_session_files(self.host.conversation, session_id, self.post_message, self._stop)
 
     def on_files_loaded(self, event: FilesLoaded) -> None:
         event.stop()
@@ -84,6 +95,9 @@ class FileReader(Widget):
             return
         for note in read.notes:
             self.notify(note, title="Note", severity="warning", timeout=10)
+        if read.stopped:
+            self.notify("Indexing stopped: questions search what was indexed so far, and the next "
+                        "question goes on with the rest.", title="Stopped", severity="warning", timeout=10)
         if event.session_id is not None:
             for problem in read.problems:
                 self.notify(problem, title="A file of this session", severity="warning", timeout=8)
@@ -92,8 +106,11 @@ class FileReader(Widget):
                 self._say_already_attached(name)  # attached meanwhile (two reads of it in flight)
             for source in read.files:
                 count = read.n_tokens.get(source.source)
-                self.notify(f"{source.name}: {count:,} tokens" if count is not None else
-                            f"{source.name}: Ctrl+S summarizes it", title="Attached")
+                if getattr(source, "kind", "") == "folder":
+                    self.notify(f"{source.name}/: {source.n_files:,} files; questions search them", title="Attached")
+                else:
+                    self.notify(f"{source.name}: {count:,} tokens" if count is not None else
+                                f"{source.name}: Ctrl+S summarizes it", title="Attached")
             if read.context_reset:
                 self.notify("The model starts a fresh context with the new file; the conversation stays saved.")
             for problem in read.problems:

@@ -1,7 +1,8 @@
 """Choose a file by path: type it (Tab completes, the candidates are listed under the
 input) or pick it in the tree. A wrong path keeps the dialog open and says why.
 
-AttachScreen picks a document to attach; ModelFileScreen a .gguf model to load."""
+AttachScreen picks a document or a folder to attach (a folder picked in the tree is put
+in the input, so Enter takes it); ModelFileScreen a .gguf model to load."""
 
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ class PathScreen(ModalScreen[str | None]):
     placeholder = "Path of a file (Tab completes)"
     hint = "Enter chooses · Tab completes · Esc cancels"
     suffixes: tuple[str, ...] = ()
+    folders = False  # whether a folder can be chosen
     dialog_id = "path-dialog"
 
     def __init__(self, folder: Path | None = None):
@@ -166,6 +168,10 @@ class PathScreen(ModalScreen[str | None]):
     def problem(self, path: Path) -> str | None:
         """Why `path` cannot be chosen, or None."""
         if path.is_dir():
+            if self.folders and os.access(path, os.R_OK | os.X_OK):
+                return None
+            if self.folders:
+                return f"{path.name or path} cannot be read (permission denied)"
             return f"{path.name or path} is a folder: choose one of its files"
         if not path.exists():
             return f"No such file: {path}"
@@ -198,10 +204,20 @@ class PathScreen(ModalScreen[str | None]):
     def picked(self, event: DirectoryTree.FileSelected) -> None:
         self.choose(str(event.path))
 
+    @on(DirectoryTree.DirectorySelected)
+    def folder_picked(self, event: DirectoryTree.DirectorySelected) -> None:
+        # The tree opens the folder; the input takes its path, so Enter attaches the folder.
+        if self.folders:
+            path_input = self.query_one("#attach-path", PathInput)
+            path_input.value = str(event.path).rstrip(os.sep) + os.sep
+            path_input.cursor_position = len(path_input.value)
+
 
 class AttachScreen(PathScreen):
-    title_text = "Attach a file"
+    title_text = "Attach a file or a folder"
+    placeholder = "Path of a file or folder (Tab completes)"
     hint = "Enter attaches · Tab completes · Esc cancels"
+    folders = True
     dialog_id = "attach-dialog"
 
 

@@ -32,7 +32,10 @@ class FileRow:
     detail: str  # dim, after the name: its tokens, or that it can only be summarized
 
     @classmethod
-    def attached(cls, f: AttachedFile) -> "FileRow":
+    def attached(cls, f: AttachedFile, n_files: int | None = None) -> "FileRow":
+        """A file with its tokens; a folder with its indexed files (None: not indexed yet)."""
+        if f.is_folder:
+            return cls(f.path, f.name + "/", "…" if n_files is None else f"{short_count(n_files)} files")
         return cls(f.path, f.name, f"{short_count(f.n_tokens)} tok")
 
     @classmethod
@@ -49,6 +52,11 @@ class Sidebar(Vertical):
     @dataclass
     class FileChosen(Message):
         path: str
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._hint = ""  # the files' hint, shown when no indexing is
+        self._indexing = False
 
     def compose(self):
         yield Label("Sessions", classes="section")
@@ -76,7 +84,20 @@ class Sidebar(Vertical):
                                       id=f.path))
         options.display = bool(files)
         # At most 20 columns: the sidebar is 22 wide below 120 columns.
-        self.query_one("#files-hint", Label).update("Enter/^S: summary" if files else "None (^O attaches)")
+        self._hint = "Enter/^S: summary" if files else "None (^O attaches)"
+        if not self._indexing:
+            self.query_one("#files-hint", Label).update(self._hint)
+
+    def show_indexing(self, done: int | None, total: int = 0) -> None:
+        """The index's progress under the files (at most 20 columns); None: done."""
+        self._indexing = done is not None
+        hint = self.query_one("#files-hint", Label)
+        if done is None:
+            hint.update(self._hint)
+        elif not total:
+            hint.update(f"scanning: {short_count(done)} files")
+        else:
+            hint.update(f"indexing {short_count(done)}/{short_count(total)}")
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # A list reached with Tab shows a selected row at once, so Enter acts on it.

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible completion server on 127.0.0.1, for command-line tests.
+"""A scripted OpenAI-compatible completion server on 127.0.0.1, for tests and benchmarks.
 
 It answers like llama-server (GET /v1/models, GET /props with n_ctx, POST /v1/completions
 streaming server-sent events), replays queued replies one event per word (or, for a
@@ -10,6 +10,8 @@ It never stops at a stop string by itself (`honour_stop=False`): the client must
 Hostile mode: `hostile` is a function of the request body returning the raw bytes to
 send as the completion stream (an iterable of blocks, sent as they come); `streamed`
 receives, per finished stream, the bytes written before the client hung up.
+It can report `total_slots` in /props, and counts the completions it streams at once
+(`most_active`), so a test can see requests overlap.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def token_pieces(ids: list[int]) -> list[str]:
 
 class OpenAIDouble:
     def __init__(self, replies: list[str | list[int]] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
-                 honour_stop: bool = False, hostile: Callable[[dict], Iterable[bytes]] | None = None):
+                 honour_stop: bool = False, hostile: Callable[[dict], Iterable[bytes]] | None = None,
+                 total_slots: int | None = None):
         self.replies: deque[str | list[int]] = deque(replies or [])
         self.hostile = hostile
         self.streamed: queue.Queue[int] = queue.Queue()  # bytes sent by each finished stream
@@ -52,6 +55,11 @@ class OpenAIDouble:
         self.delay = delay  # seconds between streamed events
         self.honour_stop = honour_stop
         self.requests: list[dict] = []
+        self.total_slots = total_slots  # reported by /props when set (llama-server --parallel)
+        # Completions being streamed right now, and the most at any one time.
+        self.active = 0
+        self.most_active = 0
+        self._count_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -92,7 +100,10 @@ class OpenAIDouble:
                 if self.path == "/v1/models":
                     self._json({"object": "list", "data": [{"id": "double", "object": "model"}]})
                 elif self.path == "/props":
-                    self._json({"n_ctx": double.n_ctx})
+                    props = {"n_ctx": double.n_ctx}
+                    if double.total_slots is not None:
+                        props["total_slots"] = double.total_slots
+                    self._json(props)
                 else:
                     self._json({"error": "not found"}, 404)
 
@@ -103,10 +114,20 @@ class OpenAIDouble:
                 if self.path != "/v1/completions":
                     self._json({"error": "not found"}, 404)
                     return
+                with double._count_lock:
+                    reply = double._next_reply()
+                    double.active += 1
+                    double.most_active = max(double.most_active, double.active)
+                try:
+                    self._stream(body, reply)
+                finally:
+                    with double._count_lock:
+                        double.active -= 1
+
+            def _stream(self, body: dict, reply: str | list[int]) -> None:
                 if double.hostile is not None:
                     self._send_raw(double.hostile(body))
                     return
-                reply = double._next_reply()
                 max_tokens = int(body.get("max_tokens") or 10**9)
                 if isinstance(reply, list):  # token ids
                     pieces = token_pieces(reply)
