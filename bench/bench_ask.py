@@ -145,8 +145,11 @@ def main() -> int:
     if opts.record:
         append_results("ask over the library index (bench/bench_ask.py)", text)
     if worst > GOAL:
-        print(f"FAILED: {worst:.3f} s before the model > {GOAL} s", file=sys.stderr)
-        return 1
+        print(f"{'FAILED' if not opts.quick else 'not met'}: {worst:.3f} s before the model > {GOAL} s",
+              file=sys.stderr)
+        # --quick is the test suite's smoke run on a shared machine: timing goals are
+        # reported there, held only in full runs (as bench_library does).
+        return 0 if opts.quick else 1
     return 0
 
 

@@ -109,7 +109,15 @@ def pdf_bytes(pages: list[str]) -> bytes:
 
 
 def make_corpus(root: Path, n_files: int, total_bytes: int, seed: int = 0) -> dict:
-    """Mixed kinds: text and Markdown (most), HTML, code, PDF and DOCX; returns counts."""
+    """Mixed kinds: text and Markdown (most), HTML, code, PDF and DOCX; returns counts.
+    A corpus made before in the same folder (`--keep`) with the same settings is reused:
+    its counts are in a hidden file (which the index skips), written once it is complete."""
+    marker = root / ".corpus.json"
+    settings = {"n_files": n_files, "total_bytes": total_bytes, "seed": seed}
+    if marker.exists():
+        made = json.loads(marker.read_text())
+        if made["settings"] == settings:
+            return made["counts"]
     import docx
 
     w = Writer(seed)
@@ -141,6 +149,7 @@ def make_corpus(root: Path, n_files: int, total_bytes: int, seed: int = 0) -> di
             path.write_text(w.text(size))
         counts["files"] += 1
         counts["bytes"] += path.stat().st_size
+    marker.write_text(json.dumps({"settings": settings, "counts": counts}))
     return counts
 
 
@@ -364,6 +373,10 @@ def main() -> int:
 def measure(a: argparse.Namespace, work: Path) -> int:
     n_files, total, n_passages, big_bytes, sample_bytes = SIZES["quick" if a.quick else "full"]
     corpus, home = work / "corpus", work / "home"
+    for old in work.glob("home*"):  # indexes of an earlier run in a kept folder
+        shutil.rmtree(old)
+    for old in ("text", "pdfs", "big"):
+        shutil.rmtree(work / old, ignore_errors=True)
     home.mkdir(exist_ok=True)
     r: dict = {"load_start": os.getloadavg()}
 

@@ -6,6 +6,7 @@ indexable words (issue 20, item 7)."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 import threading
 
 import pytest
@@ -190,6 +191,32 @@ def test_a_files_tokens_are_counted_once_until_its_content_changes(home, tmp_pat
     assert attach() == len(tokenizer.encode(note.read_text())) and len(counted) == 1  # kept in the index
     note.write_text("The pump failed again on 9 June; the contractor was called back twice.\n")
     assert attach() == len(tokenizer.encode(note.read_text())) and len(counted) == 2
+
+
+def test_whether_everything_fits_is_counted_once_per_file_content(home, tmp_path, monkeypatch):
+    """Each question asks whether all the passages fit the context; a second question on a
+    4 MB file recounted all of them (0.6 s of the 0.5 s goal)."""
+    from assistant.library import IndexDatabase, scope, update_library
+
+    counted: list[int] = []
+    real = scope._count
+    monkeypatch.setattr(scope, "_count", lambda texts: counted.append(1) or real(texts))
+    folder = write_tree(tmp_path, CASE) / "smith"
+    tokenizer = XGenTokenizer(allow_download=False)
+    update_library([folder])
+    root = [bytes(str(folder.resolve()), "utf-8")]
+    expected = sum(len(tokenizer.encode(text)) for text in (
+        (tmp_path / rel).read_text() for rel in CASE))
+    with closing(IndexDatabase()) as db:
+        passages = scope.size(db, root, count_tokens_below=10_000)[0]
+        assert scope.size(db, root, count_tokens_below=10_000) == (passages, expected) and len(counted) == 3
+        assert scope.size(db, root, count_tokens_below=10_000) == (passages, expected) and len(counted) == 3
+        assert scope.size(db, root, count_tokens_below=passages) == (passages, None)  # too many: not counted
+    (folder / "intake.txt").write_text("Mr Smith called again on 5 March, twice, about the basement.\n")
+    update_library([folder])
+    expected = sum(len(tokenizer.encode(text)) for text in ((tmp_path / rel).read_text() for rel in CASE))
+    with closing(IndexDatabase()) as db:
+        assert scope.size(db, root, count_tokens_below=10_000)[1] == expected and len(counted) == 4
 
 
 def test_standard_input_is_asked_about_in_memory(home):

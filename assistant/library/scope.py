@@ -1,7 +1,8 @@
 """What `ask` needs of the index beside a search: the passages of some files and folders.
 
 - `size`: how many passages they hold and, when that is few enough to matter, their XGen
-  tokens (does everything fit the context? then it all goes in, no search);
+  tokens (does everything fit the context? then it all goes in, no search), each file's
+  counted once and kept in the index;
 - `every`: their passages in file and reading order (when everything fits);
 - `file_state`: what the index knows of one file (indexed with its hash and tokens, or
   left out and why), so a file the user named is never silently missing.
@@ -43,7 +44,9 @@ def _within(roots: list[bytes]) -> tuple[str, list]:
 
 def size(db: IndexDatabase, roots: list[bytes], *, count_tokens_below: int) -> tuple[int, int | None]:
     """(passages, tokens) of the indexed files under `roots`; tokens is None when there
-    are `count_tokens_below` passages or more (summing them would read them all)."""
+    are `count_tokens_below` passages or more (then they cannot all fit anyway). Each
+    file's tokens are counted once and kept (`file_tokens`): a second question on a 4 MB
+    file recounted its 5,600 passages, 0.6 s before the model."""
     if not roots:
         return 0, 0
     condition, params = _within(roots)
@@ -51,9 +54,20 @@ def size(db: IndexDatabase, roots: list[bytes], *, count_tokens_below: int) -> t
                         params)[0][0]
     if passages >= count_tokens_below:
         return passages, None
-    texts = db.query(f"SELECT p.text FROM files JOIN passages AS p ON p.file_id = files.id "
-                     f"WHERE files.status = 'indexed' AND {condition}", params)
-    return passages, _count(t for (t,) in texts)
+    files = db.query(f"SELECT id, sha256, n_tokens FROM files WHERE status = 'indexed' AND {condition}", params)
+    return passages, sum(file_tokens(db, file_id, sha256) if n is None else n for file_id, sha256, n in files)
+
+
+def file_tokens(db: IndexDatabase, file_id: int, sha256: str | None) -> int:
+    """XGen tokens of one file's passages, counted now and kept in the index (schema 3)."""
+    texts = db.query("SELECT text FROM passages WHERE file_id = ?", (file_id,))
+    n_tokens = _count(t for (t,) in texts)
+    try:
+        with db.write() as c:  # unless the file was indexed anew meanwhile
+            c.execute("UPDATE files SET n_tokens = ? WHERE id = ? AND sha256 IS ?", (n_tokens, file_id, sha256))
+    except XGenError:
+        pass  # kept only to save the next count (a busy or full disk: counted again then)
+    return n_tokens
 
 
 def every(db: IndexDatabase, roots: list[bytes], *, limit: int) -> list[Hit]:
@@ -76,15 +90,7 @@ def file_state(db: IndexDatabase, path: bytes) -> FileState:
         return FileState(None, None, None, 0)
     file_id, status, why, sha256, n_tokens = rows[0]
     if n_tokens is None:
-        texts = db.query("SELECT text FROM passages WHERE file_id = ?", (file_id,))
-        n_tokens = _count(t for (t,) in texts)
-        if status == "indexed":
-            try:
-                with db.write() as c:  # unless the file was indexed anew meanwhile
-                    c.execute("UPDATE files SET n_tokens = ? WHERE id = ? AND sha256 IS ?",
-                              (n_tokens, file_id, sha256))
-            except XGenError:
-                pass  # kept only to save the next count (a busy or full disk: counted again then)
+        n_tokens = file_tokens(db, file_id, sha256) if status == "indexed" else 0
     return FileState(status, why, sha256, n_tokens)
 
 
