@@ -161,3 +161,27 @@ def test_a_ranking_past_its_time_limit_gives_unranked_hits(library, monkeypatch)
         db.close()
     assert {os.path.basename(h.path) for h in hits} == {b"b.md", b"a.txt"}
     assert all(h.score == 0.0 for h in hits)
+
+
+def test_a_search_within_files_ranks_as_the_whole_library_does(home, tmp_path):
+    """Files are searched within their passage ids (not by ranking the whole library and
+    filtering): the same passages, in the same order, as the library-wide ranking keeps."""
+    from contextlib import closing
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name, pumps in (("a.txt", 30), ("b.txt", 3), ("c.txt", 12)):
+        (root / name).write_text("\n\n".join(
+            (f"Entry {i}: the pump in hall {i} was checked. " * (1 + i % 3) if i < pumps else
+             f"Entry {i}: the valve in hall {i} was painted.") + " Filler words about the site." * 20
+            for i in range(60)))
+    update_library([root])
+    files = [os.fsencode(root / n) for n in ("b.txt", "c.txt")]
+    with closing(IndexDatabase()) as db:
+        everywhere = search(db, "pump hall", limit=500)
+        within = search(db, "pump hall", limit=8, within=files)
+        by_folder = search(db, "pump hall", limit=8, within=[os.fsencode(root)])
+    expected = [h for h in everywhere if h.path in files][:8]
+    assert [(h.path, h.start_line, h.score) for h in within] == [(h.path, h.start_line, h.score) for h in expected]
+    assert {h.path for h in within} == set(files) and len(within) == 8
+    assert by_folder == everywhere[:8]

@@ -48,6 +48,8 @@ GROUP_BYTES = 8 * 2**20  # files are written in groups of up to this many bytes.
 GROUP_SECONDS = 1.0  # ...or of what was read in this long, whichever comes first
 TASK_TIMEOUT = 600.0  # seconds one file may take before it is given up on for this run
 _FINGERPRINT = "SELECT id, size, mtime_ns, inode, sha256, status, why FROM files WHERE path = ?"
+_FINGERPRINTS = "SELECT path, id, size, mtime_ns, inode, sha256, status, why FROM files WHERE path"
+LOOKUP_BATCH = 500  # files compared with the index per query (SQLite allows 32,766 parameters)
 
 
 def update_library(paths: Iterable[str | bytes | os.PathLike], *, hidden: bool | None = None,
@@ -119,7 +121,8 @@ class _Run:
 
     # 1. the walk -------------------------------------------------------------------
     def scan(self) -> list[tuple[bytes, int, str | None]]:
-        work = []
+        work: list[tuple[bytes, int, str | None]] = []
+        batch: list[Found] = []
         count = 0
         for item in walk(self.root, hidden=self.hidden, no_ignore=self.no_ignore):
             if self.stop.is_set():
@@ -130,17 +133,33 @@ class _Run:
             count += 1
             if count % 2000 == 0:
                 self.emit(Scanning(self.root, count))
-            row = self.db.query(_FINGERPRINT, (item.path,))
-            if row and self.unchanged(row[0], item):
-                self.seen.add(row[0][0])
-                if row[0][5] == "indexed":
-                    self.report.unchanged += 1
-                else:
-                    self.report_skip(item.path, row[0][6])
-                continue
-            work.append((item.path, item.size, row[0][4] if row else None))
+            batch.append(item)
+            if len(batch) >= LOOKUP_BATCH:
+                self.compare(batch, work)
+                batch = []
+        if not self.stop.is_set():
+            self.compare(batch, work)
         self.flush_skips()
         return work
+
+    def compare(self, found: list[Found], work: list[tuple[bytes, int, str | None]]) -> None:
+        """Each file found against its fingerprint in the index, looked up a batch at a time
+        (one query per file was a third of a 20,000-file walk): unchanged files are kept,
+        the others join `work` (with their old content hash)."""
+        if not found:
+            return
+        marks = ", ".join("?" * len(found))
+        rows = {bytes(r[0]): r[1:] for r in self.db.query(f"{_FINGERPRINTS} IN ({marks})", [f.path for f in found])}
+        for item in found:
+            row = rows.get(item.path)
+            if row is not None and self.unchanged(row, item):
+                self.seen.add(row[0])
+                if row[5] == "indexed":
+                    self.report.unchanged += 1
+                else:
+                    self.report_skip(item.path, row[6])
+                continue
+            work.append((item.path, item.size, row[4] if row is not None else None))
 
     @staticmethod
     def unchanged(row: tuple, item: Found) -> bool:
