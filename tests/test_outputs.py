@@ -160,3 +160,37 @@ def test_export_force_never_replaces_a_device_fifo_or_socket(session_id, tmp_pat
         assert "not a regular file" in line and path.lstat().st_mode == mode and link.is_symlink()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
+
+
+# -- the standard output before a command runs, or closed ------------------------------------
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_and_version_on_dev_full(home, option):
+    """Click writes these while it parses the options, before any command's own handling."""
+    with open("/dev/full", "w") as full:
+        out = xgen(option, env={"XGEN_HOME": str(home)}, stdout=full)
+    assert out.returncode == 1
+    assert one_error_line(out.stderr) == "error: cannot write to the standard output: No space left on device"
+
+
+def test_a_closed_standard_output_is_one_line(home):
+    """`xgen sessions list >&-`: Python starts with sys.stdout None."""
+    out = xgen("sessions", "list", env={"XGEN_HOME": str(home)}, prefix=("sh", "-c", 'exec "$0" "$@" >&-'))
+    assert out.returncode == 1
+    assert one_error_line(out.stderr) == "error: the standard output is closed; nothing could be shown"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://localhost:port"])
+def test_a_malformed_server_address_is_one_line(home, url, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The pump was serviced.\n")
+    out = xgen("--model", url, "ask", str(notes), "-q", "When?", env={"XGEN_HOME": str(home)})
+    assert out.returncode == 1
+    assert one_error_line(out.stderr) == f"error: {url!r} is not a server address; expected e.g. http://127.0.0.1:8000"
+
+
+def test_a_huge_session_count_is_refused_by_the_option(home):
+    out = xgen("sessions", "list", "-n", "99999999999999999999", env={"XGEN_HOME": str(home)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "is not in the range 1<=x<=1000000" in out.stderr

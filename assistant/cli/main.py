@@ -230,8 +230,18 @@ def run() -> None:
     """The `xgen` program. After an interrupt has been cleaned up (exit 130), leave without
     interpreter finalization: native libraries (torch, ggml) can crash tearing down after a
     signal landed mid-computation, which would turn a clean Ctrl+C/kill into a segfault."""
+    if sys.stdout is None:  # started with its standard output closed (`xgen ... >&-`)
+        if sys.stderr is not None:
+            sys.stderr.write("error: the standard output is closed; nothing could be shown\n")
+        raise SystemExit(1)
     try:
         main()
+    except OSError as exc:
+        # --help and --version write before a command runs (the group's own handling).
+        if not stdout_is_broken(exc):
+            raise
+        sys.stderr.write(f"error: {stdout_failed(exc)}\n")
+        raise SystemExit(1) from None
     except SystemExit as exc:
         # Only when one is loaded: finalization also frees what multiprocessing holds (the
         # library index's worker pool), which os._exit left to its helper to warn about.

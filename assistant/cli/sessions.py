@@ -25,7 +25,7 @@ def sessions() -> None:
 
 
 @sessions.command("list")
-@click.option("-n", "--limit", type=click.IntRange(1), default=50, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True,
               help="How many sessions to show.")
 def list_(limit: int) -> None:
     """List sessions, most recently used first."""

@@ -98,9 +98,14 @@ class RemoteEngine(TiktokenVocab, Engine):
         import httpx
 
         url = str(base_url).strip().rstrip("/")
-        parts = urlsplit(url)
+        not_an_address = XGenError(f"{base_url!r} is not a server address; expected e.g. http://127.0.0.1:8000")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - parsed on access: "http://h:x" raises here
+        except ValueError:  # "http://[::1" (an unclosed IPv6 bracket), a port that is no number
+            raise not_an_address from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise XGenError(f"{base_url!r} is not a server address; expected e.g. http://127.0.0.1:8000")
+            raise not_an_address
         if url.endswith("/v1"):
             url = url[:-3]
         self.base_url = url
