@@ -77,6 +77,14 @@ class OpenAIDouble:
         self._server.shutdown()
         self._server.server_close()
 
+    def prompt_texts(self) -> list[str]:
+        """The prompt of every completion request, as text (token ids decoded)."""
+        from models.tokenizer import XGenTokenizer
+
+        tokenizer = XGenTokenizer(allow_download=False)
+        return [tokenizer.decode(r["prompt"]) if isinstance(r["prompt"], list) else r["prompt"]
+                for r in self.requests]
+
     def _next_reply(self) -> str | list[int]:
         return self.replies.popleft() if self.replies else self.default_reply
 

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from assistant.cli import main
 from assistant.store import Store
-from models.tokenizer import XGenTokenizer
 from bench.openai_double import OpenAIDouble
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +33,6 @@ def notes(tmp_path):
 
 def run(*args: str, input: str | None = None):
     return CliRunner().invoke(main, list(args), input=input)
-
-
-def prompts(server: OpenAIDouble) -> list[str]:
-    tokenizer = XGenTokenizer(allow_download=False)
-    return [tokenizer.decode(r["prompt"]) if isinstance(r["prompt"], list) else r["prompt"]
-            for r in server.requests]
 
 
 def test_ask_lists_the_passages_given_and_marks_the_cited(home, notes):
@@ -83,7 +76,7 @@ def test_a_resumed_session_remembers_from_another_directory(home, tmp_path, monk
         monkeypatch.chdir(tmp_path)
         second = run("ask", "-s", session.id[:8], "-q", "When was it replaced?")  # the session's model
         assert second.exit_code == 0, second.output
-        last = prompts(server)[-1]
+        last = server.prompt_texts()[-1]
     assert "Question: When did it fail?" in last and "It failed on 2 September [1]." in last
     assert last.index("It failed on 2 September") < last.index("Question: When was it replaced?")
     assert "cooling unit in hall 3" in last
@@ -100,7 +93,7 @@ def test_a_changed_file_is_reread_with_a_note(home, notes):
         result = run("ask", "-s", session.id, "-q", "And now?")
         assert result.exit_code == 0, result.output
         assert "note: notes.txt changed since it was attached; its current text is used" in result.output
-        assert "October" in prompts(server)[-1]
+        assert "October" in server.prompt_texts()[-1]
 
 
 def test_a_session_from_stdin_continues(home):
@@ -112,7 +105,7 @@ def test_a_session_from_stdin_continues(home):
             (session,) = store.list_sessions()
         second = run("ask", "-s", session.id, "-q", "By whom?")
         assert second.exit_code == 0, second.output
-        assert "the budget was approved by the board" in prompts(server)[-1]
+        assert "the budget was approved by the board" in server.prompt_texts()[-1]
 
 
 def test_no_room_for_the_document_is_an_error_and_leaves_no_session(home, notes):

@@ -33,12 +33,6 @@ def run(*args: str, input: str | None = None):
     return CliRunner().invoke(main, list(args), input=input)
 
 
-def prompts(server: OpenAIDouble) -> list[str]:
-    tokenizer = XGenTokenizer(allow_download=False)
-    return [tokenizer.decode(r["prompt"]) if isinstance(r["prompt"], list) else r["prompt"]
-            for r in server.requests]
-
-
 def write_tree(root, files: dict[str, str]):
     for rel, text in files.items():
         path = root / rel
@@ -68,7 +62,7 @@ def test_ask_over_a_folder_cites_nested_files_by_their_path_and_lines(home, tmp_
     with OpenAIDouble(["The insurer refused it on 12 April [2]."]) as server:
         result = run("ask", str(folder), "-q", "When did the insurer refuse the claim?", "--model", server.url)
     assert result.exit_code == 0, result.output
-    prompt = prompts(server)[0]
+    prompt = server.prompt_texts()[0]
     # Every passage fits: all three files went in, in path order, each cited as folder/path:lines.
     assert "[1] smith/intake.txt:1-3" in prompt
     assert "[2] smith/letters/insurer.md:1-5" in prompt
@@ -93,7 +87,7 @@ def test_a_second_question_reads_no_file_again(home, tmp_path, monkeypatch):
         third = run("ask", str(folder), str(single), "-q", "When did he call again?", "--model", server.url)
         assert third.exit_code == 0, third.output
     assert chunked.names[4:] == ["intake.txt"]  # only the edited file
-    assert "called again on 5 March" in prompts(server)[-1]
+    assert "called again on 5 March" in server.prompt_texts()[-1]
 
 
 def test_ask_json_lists_every_passage_given_with_where_it_is(home, tmp_path):
@@ -127,7 +121,7 @@ def test_a_session_remembers_its_folder_and_sees_a_file_added_later(home, tmp_pa
         (folder / "later.txt").write_text("The garage floor was replaced on 20 June.\n")
         second = run("ask", "-s", session.id[:8], "-q", "When was the floor replaced?")
         assert second.exit_code == 0, second.output
-    last = prompts(server)[-1]
+    last = server.prompt_texts()[-1]
     assert "Question: Who called?" in last and "The garage floor was replaced on 20 June." in last
     assert "smith/later.txt:1-1" in last
     # Numbers are the session's: the new passage is [4], after the three the first question was given.
@@ -226,7 +220,7 @@ def test_standard_input_is_asked_about_in_memory(home):
         result = run("ask", "-", "-q", "Was the budget approved by the board?", "--model", server.url,
                      "--max-tokens", "128", input=text)
     assert result.exit_code == 0, result.output
-    prompt = prompts(server)[0]
+    prompt = server.prompt_texts()[0]
     assert "The budget was approved by the board." in prompt  # found by the search, not the first passages
     assert "Paragraph 0:" not in prompt and "<stdin>:" in prompt
 
