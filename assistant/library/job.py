@@ -261,8 +261,7 @@ class _Run:
             # finalizers, and multiprocessing's helper then warned of "leaked semaphore
             # objects" (the pool sits in reference cycles).
             in_flight.clear()
-            result = None  # the last one holds the pool's cache, which holds a queue
-            del pool, result
+            result = pool = None  # the last result holds the pool's cache, which holds a queue
             gc.collect()
 
     def commit(self, out: Outcome) -> None:
