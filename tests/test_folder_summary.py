@@ -14,7 +14,7 @@ from assistant.modelref import LoadedModel
 from assistant.session import SummaryForm
 from assistant.store import Store
 from bench.openai_double import OpenAIDouble
-from tests.test_library_ask import CASE, prompts, run, write_tree
+from tests.test_library_ask import CASE, run, write_tree
 
 
 def test_summarize_a_folder_gives_each_file_then_the_folder_naming_its_files(home, tmp_path):
@@ -28,7 +28,7 @@ def test_summarize_a_folder_gives_each_file_then_the_folder_naming_its_files(hom
     assert data["summary"] == "A summary." and data["stopped"] is False
     assert [f["path"] for f in data["files"]] == [str(folder.resolve() / rel) for rel in
                                                  ("intake.txt", "letters/insurer.md", "notes/2024/visit.txt")]
-    sent = prompts(server)
+    sent = server.prompt_texts()
     assert len(sent) == 4  # three files, then the folder
     for rel, text in CASE.items():  # each file's own text went to the model once
         assert sum(text.split("\n")[0] in p for p in sent[:3]) == 1
@@ -68,7 +68,7 @@ def test_file_summaries_that_do_not_fit_one_context_are_combined_in_parts(home, 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data["files"]) == 24 and data["summary"]
-    after_files = prompts(server)[24:]
+    after_files = server.prompt_texts()[24:]
     assert len(after_files) >= 3  # parts, then their combination
     assert sum("Summarize this part of" in p for p in after_files) >= 2  # the map step over the summaries
     # Every file's summary reached the combination, under its name.
