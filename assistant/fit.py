@@ -68,7 +68,7 @@ def plan_llama(shape: LlamaShape, n_ctx: int, kv_type: str | None, *, ctx_asked:
         return LlamaPlan(n_ctx, "q8_0", f"the model with an f16 cache at {n_ctx:,} tokens needs about {_gib(need)} "
                                         f"and {_gib(available)} is free: using a q8_0 KV cache (half the size)")
     kv = kv_type or "q8_0"
-    fits = [c for c in range(n_ctx - 256, MIN_CONTEXT - 1, -256) if llama_need(shape, c, kv) <= available]
+    fits = _shorter_contexts_that_fit(shape, n_ctx, kv, available)
     if fits and not ctx_asked:
         return LlamaPlan(fits[0], kv, f"{n_ctx:,} tokens of context need about {_gib(need)} and {_gib(available)} "
                                       f"is free: using {fits[0]:,} tokens with a {kv} cache (--ctx to choose)")
@@ -76,6 +76,19 @@ def plan_llama(shape: LlamaShape, n_ctx: int, kv_type: str | None, *, ctx_asked:
         "close other programs or use a smaller quantization (xgen convert --type q4_0)"
     raise XGenError(f"the model needs about {_gib(llama_need(shape, n_ctx, kv))} at {n_ctx:,} tokens of context "
                     f"but {_gib(available)} is free; try {advice}")
+
+
+def _shorter_contexts_that_fit(shape: LlamaShape, n_ctx: int, kv: str, available: int) -> list[int]:
+    """The longest context below n_ctx, in steps of 256 and not under MIN_CONTEXT, that fits
+    (a list of it, or empty). Solved, not searched: the need grows linearly with the context,
+    and a search from a context of 10^12 would take hours."""
+    per_token = llama_need(shape, 1, kv) - llama_need(shape, 0, kv)
+    room = int((available - llama_need(shape, 0, kv)) // max(per_token, 1))
+    steps = max(1, -(-(n_ctx - room) // 256))
+    for c in (n_ctx - 256 * steps, n_ctx - 256 * (steps + 1)):  # the second if rounding misled the first
+        if c >= MIN_CONTEXT and llama_need(shape, c, kv) <= available:
+            return [c]
+    return []
 
 
 def plan_gguf(path: str | Path, n_ctx: int, kv_type: str | None, *, available: int | None = None) -> LlamaPlan:

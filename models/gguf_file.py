@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import XGenError
+from models.gguf_checks import TensorInfo, check_hyperparameters
 
 # Spot checks that tell XGen's vocabulary from any other GPT-2-style one.
 XGEN_TOKEN_CHECKS = {50256: "<|endoftext|>", 50257: "\u0120" * 31, 50287: "\u0109" * 9,
@@ -92,8 +93,12 @@ class _Cursor:
         raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def parse_header(path: Path) -> tuple[dict, list[tuple[str, int]]]:
-    """GGUF metadata and each tensor's (name, end offset in the file), read from the header."""
+GGML_MAX_DIMS = 4  # ggml's limit; a header claiming more is damaged or crafted
+MAX_ALIGNMENT = 1 << 24
+
+
+def parse_header(path: Path) -> tuple[dict, list[TensorInfo]]:
+    """GGUF metadata and each tensor's name, shape and end offset in the file, read from the header."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         cur = _Cursor(buf)
         if cur.take("I") != 0x46554747:  # "GGUF"
@@ -109,16 +114,23 @@ def parse_header(path: Path) -> tuple[dict, list[tuple[str, int]]]:
         infos = []
         for _ in range(n_tensors):
             name = cur.string()
-            dims = [cur.take("Q") for _ in range(cur.take("I"))]
+            n_dims = cur.take("I")
+            if n_dims > GGML_MAX_DIMS:
+                raise ValueError(f"tensor {name!r} claims {n_dims} dimensions")
+            dims = tuple(cur.take("Q") for _ in range(n_dims))
             qtype, offset = cur.take("I"), cur.take("Q")
             infos.append((name, dims, qtype, offset))
-        align = int(meta.get("general.alignment", 32))
+        align = meta.get("general.alignment", 32)
+        # llama.cpp rounds offsets up to the alignment: 0 would divide by zero, other
+        # non-powers of two are refused by it only after printing to stderr.
+        if type(align) is not int or not 0 < align <= MAX_ALIGNMENT or align & (align - 1):
+            raise ValueError(f"general.alignment is {align!r}, not a power of two")
         data_start = -(-cur.pos // align) * align
-    ends = [(name, data_start + offset + _nbytes(dims, qtype)) for name, dims, qtype, offset in infos]
-    return meta, ends
+    return meta, [TensorInfo(name, dims, data_start + offset + _nbytes(dims, qtype))
+                  for name, dims, qtype, offset in infos]
 
 
-def _nbytes(dims: list[int], qtype: int) -> int:
+def _nbytes(dims: tuple[int, ...], qtype: int) -> int:
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
@@ -141,7 +153,7 @@ def read_gguf(path: str | Path) -> GGUFSummary:
     except (ValueError, OSError, IndexError, struct.error) as exc:
         raise XGenError(f"{path}: damaged GGUF header ({exc})") from None
     size = path.stat().st_size
-    end = max((e for _, e in ends), default=0)
+    end = max((t.end for t in ends), default=0)
     if end > size:
         raise XGenError(f"{path}: truncated ({size} bytes, tensors need {end}); convert or download it again")
     arch = meta.get("general.architecture")
@@ -153,6 +165,9 @@ def read_gguf(path: str | Path) -> GGUFSummary:
     for index, text in XGEN_TOKEN_CHECKS.items():
         if len(tokens) <= index or tokens[index] != text:
             raise XGenError(f"{path}: its vocabulary is not XGen's (token {index} differs)")
+    problem = check_hyperparameters(meta, ends, len(tokens))
+    if problem:
+        raise XGenError(f"{path}: {problem}; convert or download it again")
     return GGUFSummary(
         path=path,
         architecture=arch,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assistant.fit import GiB, LlamaShape, check_torch_fits, llama_need, plan_gguf, plan_llama
 from models.errors import XGenError
@@ -101,3 +105,34 @@ def test_available_memory_takes_the_cgroup_limit(tmp_path):
     (cgroup / "memory.current").write_text(str(3 * GiB))
     (cgroup / "memory.stat").write_text(f"anon 100\ninactive_file {GiB}\n")
     assert available_memory(cgroup, meminfo) == 6 * GiB  # 8 - (3 - 1 reclaimable)
+
+
+def searched_context(shape: LlamaShape, n_ctx: int, kv: str, available: float) -> int | None:
+    """The reference: every shorter context in steps of 256, longest first, the first that fits."""
+    return next((c for c in range(n_ctx - 256, 2047, -256) if llama_need(shape, c, kv) <= available), None)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(n_layers=st.integers(1, 80), kv_heads=st.integers(1, 64), n_ctx=st.integers(2048, 40_000),
+       weights=st.integers(10**6, 40 * 10**9), free=st.floats(0.5, 64), kv=st.sampled_from(["f16", "q8_0"]))
+def test_the_shorter_context_is_solved_as_the_search_would_find_it(n_layers, kv_heads, n_ctx, weights, free, kv):
+    shape = LlamaShape(weights=weights, n_layers=n_layers, kv_width=kv_heads * 128, n_head=kv_heads,
+                       context_length=n_ctx)
+    available = free * GiB
+    fits_as_asked = llama_need(shape, n_ctx, kv) <= available
+    expected = n_ctx if fits_as_asked else searched_context(shape, n_ctx, kv, available)
+    if expected is None:
+        with pytest.raises(XGenError, match="close other programs"):
+            plan_llama(shape, n_ctx, kv, ctx_asked=False, available=available)
+    else:
+        assert plan_llama(shape, n_ctx, kv, ctx_asked=False, available=available).n_ctx == expected
+
+
+def test_a_context_of_a_trillion_tokens_is_planned_at_once():
+    """A context of 10^12 tokens once meant a search through 4 billion shorter ones."""
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        plan_llama(SEVEN_B, 10**12, None, ctx_asked=False, available=5.5 * GiB)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done and done[0].n_ctx == searched_context(SEVEN_B, 8192 + 256, "q8_0", 5.5 * GiB)

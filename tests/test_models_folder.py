@@ -32,3 +32,26 @@ def test_models_lists_only_usable_files(home, converted):
 
     assert [p.name for p in local_gguf_files()] == ["good.gguf", "truncated.gguf"]  # cheap check: the magic
 
+
+
+def test_models_lists_files_with_hostile_hyper_parameters_as_unusable(home, converted):
+    """Alignment 0 once raised ZeroDivisionError and a number spelled as text a ValueError,
+    out of `xgen models`: one bad file in the folder made the whole listing crash."""
+    from tests.hostile_gguf import with_value
+
+    models = home / "models"
+    models.mkdir()
+    real = converted("q8_0").read_bytes()
+    (models / "align0.gguf").write_bytes(with_value(real, "general.alignment", 4, 0))
+    (models / "ctxtext.gguf").write_bytes(with_value(real, "llama.context_length", 8, "8192"))
+    (models / "layers.gguf").write_bytes(with_value(real, "llama.block_count", 4, 2**31))
+    (models / "good.gguf").write_bytes(real)
+
+    result = cli("models")
+    assert result.exit_code == 0, result.output
+    rest = result.output.partition("Not usable (left out):")[2].split("Default:")[0]
+    reasons = {line.split()[0]: line.split(None, 1)[1] for line in rest.splitlines() if line.strip()}
+    assert sorted(reasons) == ["align0.gguf", "ctxtext.gguf", "layers.gguf"], result.output
+    assert "general.alignment is 0" in reasons["align0.gguf"]
+    assert "llama.context_length is '8192'" in reasons["ctxtext.gguf"]
+    assert "good.gguf" in result.output.partition("Not usable")[0]

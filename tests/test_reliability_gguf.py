@@ -21,9 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assistant.cli import main
+from assistant.fit import GiB
 from models.errors import XGenError
 from models.gguf_file import parse_header, read_gguf
 from models.llama_cpp_utils import load_llama
+from tests.hostile_gguf import with_tensor_dims, with_value
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,30 @@ def write_with_vocab(path: Path, arch: str, tokens: list[str]) -> Path:
     return path
 
 
+U32, I32, F32, U64, STR = 4, 5, 6, 10, 8
+# name -> (key, GGUF type, value, what the one-line error must say)
+HOSTILE_VALUES = {
+    "context length 2^63": ("llama.context_length", U64, 2**63, "llama.context_length is 9,223,372,036,854,775,808"),
+    "context length 10^12": ("llama.context_length", U64, 10**12, "outside 1-1,048,576"),
+    "block count 1000": ("llama.block_count", U32, 1000, "llama.block_count is 1,000 but the file holds 6 layers"),
+    "block count 2^31": ("llama.block_count", U32, 2**31, "llama.block_count is 2,147,483,648, outside"),
+    "block count 1 of 2": ("llama.block_count", U32, 1, "llama.block_count is 1 but the file holds 6 layers"),
+    "NaN rms epsilon": ("llama.attention.layer_norm_rms_epsilon", F32, float("nan"), "epsilon is nan, not a number"),
+    "negative rms epsilon": ("llama.attention.layer_norm_rms_epsilon", F32, -1e-6, "not a number between 0 and 1"),
+    "infinite rope base": ("llama.rope.freq_base", F32, float("inf"), "llama.rope.freq_base is inf"),
+    "alignment 0": ("general.alignment", U32, 0, "general.alignment is 0, not a power of two"),
+    "alignment 48": ("general.alignment", U32, 48, "general.alignment is 48, not a power of two"),
+    "context length as text": ("llama.context_length", STR, "512", "llama.context_length is '512', not a whole"),
+    "width as text": ("llama.embedding_length", STR, "wide", "llama.embedding_length is 'wide', not a whole"),
+    "negative head count": ("llama.attention.head_count", I32, -4, "llama.attention.head_count is -4, outside"),
+    "heads not dividing the width": ("llama.attention.head_count", U32, 3, "3 heads (4 for keys and values) do not"),
+    "width unlike the tensors": ("llama.embedding_length", U32, 512, "tensor token_embd.weight is [256, 51200]"),
+    "feed-forward unlike the tensors": ("llama.feed_forward_length", U32, 4096, "tensor blk.0.ffn_gate.weight is"),
+    "vocab size unlike the list": ("llama.vocab_size", U32, 50000, "llama.vocab_size is 50,000 but the vocabulary"),
+    "end of text id past the vocabulary": ("tokenizer.ggml.eos_token_id", U32, 10**6, "eos_token_id is 1000000"),
+}
+
+
 # name -> (how to make the file from the real one, what the one-line error must say)
 def bad_files(folder: Path, model: Path, where: dict[str, int]) -> dict[str, tuple[Path, str]]:
     data = model.read_bytes()
@@ -152,6 +178,11 @@ def bad_files(folder: Path, model: Path, where: dict[str, int]) -> dict[str, tup
     longer_than_file = struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 8, 1 << 60)
     made["array longer than the file"] = (gguf_bytes([longer_than_file]), "damaged GGUF header")
 
+    # Hyper-parameters llama.cpp trusts (issue 20): each once crashed, hung or aborted it.
+    for name, (key, vtype, value, message) in HOSTILE_VALUES.items():
+        made[name] = (with_value(data, key, vtype, value), message)
+    made["a tensor of 1000 dimensions"] = (with_tensor_dims(data, 1000), "claims 1000 dimensions")
+
     files = {}
     for i, (name, (content, message)) in enumerate(made.items()):
         if isinstance(content, Path):
@@ -175,7 +206,7 @@ BAD_NAMES = [
     "version 1", "version 99", "random bytes", "magic then random bytes", "huge counts",
     "unknown value type", "architecture qwen2", "one XGen token differs", "gpt2 architecture by GGUFWriter",
     "plain GPT-2 vocabulary", "tokenizer model not gpt2", "arrays nested 5000 deep",
-    "token list of 8M bytes", "array longer than the file",
+    "token list of 8M bytes", "array longer than the file", *HOSTILE_VALUES, "a tensor of 1000 dimensions",
 ]
 
 
@@ -262,3 +293,72 @@ def test_mutated_header_never_escapes_as_another_exception(scratch, layout, data
         for offset, original in reversed(originals):
             os.pwrite(fd, original, offset)
         os.close(fd)
+
+
+# -- hostile hyper-parameter values, fuzzed ----------------------------------------------
+
+# Keys whose value the tensors fix: any other value must be refused.
+SHAPE_KEYS = ["llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
+              "llama.attention.head_count", "llama.attention.head_count_kv", "llama.vocab_size"]
+FREE_KEYS = ["llama.context_length", "llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base",
+             "llama.rope.dimension_count", "general.alignment", "tokenizer.ggml.eos_token_id"]
+INT_TYPES = {0: (0, 2**8 - 1), 1: (-(2**7), 2**7 - 1), 2: (0, 2**16 - 1), 3: (-(2**15), 2**15 - 1),
+             4: (0, 2**32 - 1), 5: (-(2**31), 2**31 - 1), 10: (0, 2**64 - 1), 11: (-(2**63), 2**63 - 1)}
+
+
+@st.composite
+def hostile_values(draw):
+    """(GGUF type, value): any integer type at its edges or anywhere, floats including
+    NaN and infinities, booleans, and text."""
+    vtype = draw(st.sampled_from([*INT_TYPES, 6, 12, 7, 8]))
+    if vtype in INT_TYPES:
+        low, high = INT_TYPES[vtype]
+        usual = [v for v in (0, 1, 2, 3, 64, 256, 512, 4096) if low <= v <= high]
+        return vtype, draw(st.one_of(st.sampled_from([low, high, *usual]), st.integers(low, high)))
+    if vtype in (6, 12):
+        return vtype, draw(st.floats(allow_nan=True, allow_infinity=True, width=32 if vtype == 6 else 64))
+    if vtype == 7:
+        return vtype, draw(st.booleans())
+    return vtype, draw(st.text(max_size=12))
+
+
+class Original:
+    """The real file's bytes, behind a short repr (hypothesis prints its arguments on failure)."""
+
+    def __init__(self, path: Path):
+        self.data = path.read_bytes()
+
+    def __repr__(self) -> str:
+        return f"<{len(self.data):,} bytes>"
+
+
+@pytest.fixture(scope="module")
+def real_bytes(model) -> Original:
+    return Original(model)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(key=st.sampled_from(SHAPE_KEYS + FREE_KEYS), hostile=hostile_values())
+def test_a_hostile_hyper_parameter_is_refused_or_harmless(tmp_path_factory, model, real_bytes, key, hostile):
+    from assistant.fit import plan_gguf
+
+    vtype, value = hostile
+    original = parse_header(model)[0].get(key) if key != "general.alignment" else 32
+    path = tmp_path_factory.mktemp("fuzzed") / "f.gguf"
+    path.write_bytes(with_value(real_bytes.data, key, vtype, value))
+    try:
+        summary = read_gguf(path)
+    except XGenError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
+        return
+    # Accepted: the value is a number of the right kind, and one the tensors agree with.
+    assert not isinstance(value, (str, bool))
+    if key in SHAPE_KEYS:
+        assert value == original
+    elif key == "general.alignment":  # any power of two is valid GGUF
+        assert value > 0 and value & (value - 1) == 0
+    else:
+        assert value == value and abs(value) != float("inf") and value >= 0
+    plan = plan_gguf(path, 0, None, available=2 * GiB)  # finishes, whatever the context says
+    assert plan.n_ctx == summary.context_length or plan.n_ctx < summary.context_length
