@@ -21,8 +21,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from assistant.cli import main
 from assistant.documents import DEFAULT_MAX_BYTES, Document, load_document
 from models.errors import XGenError
+from tests import hostile_docx
 from tests.test_documents import PDF_PAGES, make_docx, make_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,3 +314,61 @@ def test_a_1_gb_text_file_streams_without_loading_it_whole(tmp_path):
     assert report["sha256"] and len(report["sha256"]) == 64
     # A few 4 MB windows at a time, never the file: 1 GiB streamed in under 64 MiB.
     assert report["rss_growth_kb"] < 64 << 10, report
+
+
+# -- DOCX "zip bombs": bounded work before python-docx ------------------------------------
+
+
+@pytest.fixture
+def python_docx_never_parses(monkeypatch):
+    """Fail if python-docx is handed the document (the bound must refuse it first)."""
+    import docx
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("python-docx was given the bomb")
+
+    monkeypatch.setattr(docx, "Document", refuse)
+
+
+@pytest.mark.parametrize("bomb, reason", [
+    (lambda t: hostile_docx.empty_paragraphs(t, 1_000_000), "more than 100,000 paragraphs"),
+    (lambda t: hostile_docx.empty_runs(t, 3_000_000), "more than 2,000,000 XML elements"),
+])
+def test_a_docx_bomb_is_refused_before_python_docx_builds_it(tmp_path, home, docx_bytes, bomb, reason,
+                                                             python_docx_never_parses):
+    path = hostile_docx.write(tmp_path / "bomb.docx", bomb(docx_bytes))
+    assert path.stat().st_size < 200_000  # under every size limit
+    with pytest.raises(XGenError) as excinfo:
+        load_document(path)
+    message = str(excinfo.value)
+    assert "\n" not in message and reason in message and "save it as plain text" in message
+
+    result = CliRunner().invoke(main, ["ask", str(path), "-q", "what is in it?", "--model", "remote:http://127.0.0.1:9"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.splitlines()[-1] == f"error: {message}" and "Traceback" not in result.output
+
+
+def test_a_docx_at_the_bounds_is_read_and_one_past_them_refused(tmp_path, docx_bytes, monkeypatch):
+    from lxml import etree
+
+    from assistant.documents import docx as docx_reader
+
+    paragraphs = "".join(f"<w:p><w:r><w:t>clause {i}</w:t></w:r></w:p>" for i in range(50)).encode()
+    data = hostile_docx.docx_with_body(docx_bytes, paragraphs)
+    path = hostile_docx.write(tmp_path / "fifty.docx", data)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:  # counted independently, with the whole tree
+        root = etree.fromstring(zf.read("word/document.xml"))
+    n_paragraphs = sum(1 for _ in root.iter(docx_reader.WORD_NS + "p"))
+    n_elements = sum(1 for _ in root.iter())
+    assert n_paragraphs >= 50
+
+    monkeypatch.setattr(docx_reader, "MAX_PARAGRAPHS", n_paragraphs)
+    monkeypatch.setattr(docx_reader, "MAX_ELEMENTS", n_elements)
+    assert "clause 49" in load_document(path).text
+    monkeypatch.setattr(docx_reader, "MAX_PARAGRAPHS", n_paragraphs - 1)
+    with pytest.raises(XGenError, match=f"more than {n_paragraphs - 1:,} paragraphs"):
+        load_document(path)
+    monkeypatch.setattr(docx_reader, "MAX_PARAGRAPHS", n_paragraphs)
+    monkeypatch.setattr(docx_reader, "MAX_ELEMENTS", n_elements - 1)
+    with pytest.raises(XGenError, match="XML elements"):
+        load_document(path)

@@ -9,6 +9,15 @@ from assistant.documents.decoding import CONTROL_CHARS, normalize_text
 from assistant.documents.errors import format_size, one_line
 from models.errors import XGenError
 
+# python-docx builds an object per paragraph and cell: 20,000 real paragraphs (1.2 MB of
+# text) take it 3.6 s and 140 MB, a million empty ones (a 74 KB "zip bomb") minutes and
+# gigabytes. These bounds are checked by a streaming count before it starts; a document
+# above them holds far more than an 8K-context model can read (100,000 paragraphs are
+# some 6 MB of text) and is better saved as plain text, which is read in windows.
+MAX_PARAGRAPHS = 100_000
+MAX_ELEMENTS = 2_000_000
+WORD_NS = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
 
 def docx_text(data: bytes, name: str, max_bytes: int) -> str:
     not_docx = f"{name} is not a readable Word .docx file"
@@ -29,6 +38,10 @@ def docx_text(data: bytes, name: str, max_bytes: int) -> str:
     if unpacked > limit:
         raise XGenError(f"{not_docx}: it unpacks to {format_size(unpacked)} "
                         f"(more than {format_size(limit)})")
+    too_big = _over_bounds(data)
+    if too_big:
+        raise XGenError(f"{name} is too large a Word document to read ({too_big}); "
+                        "save it as plain text (.txt) and give that instead")
     try:
         import docx
     except ImportError as exc:  # pragma: no cover - a dependency of the project
@@ -43,6 +56,48 @@ def docx_text(data: bytes, name: str, max_bytes: int) -> str:
     if not text.strip():
         raise XGenError(f"{name} has no text (the Word document is empty or only images)")
     return text + "\n"
+
+
+class _Count:
+    """An lxml parser target that counts elements and paragraphs and stops at the bounds
+    (no tree is built, so the count itself takes constant memory)."""
+
+    class Over(Exception):
+        pass
+
+    def __init__(self):
+        self.elements = self.paragraphs = 0
+
+    def start(self, tag, attrib, nsmap=None):
+        self.elements += 1
+        if tag == WORD_NS + "p":
+            self.paragraphs += 1
+            if self.paragraphs > MAX_PARAGRAPHS:
+                raise self.Over(f"more than {MAX_PARAGRAPHS:,} paragraphs")
+        if self.elements > MAX_ELEMENTS:
+            raise self.Over(f"more than {MAX_ELEMENTS:,} XML elements")
+
+    def close(self):
+        return None
+
+
+def _over_bounds(data: bytes) -> str | None:
+    """Why word/document.xml is beyond what python-docx should be given, or None. A part
+    that is not well-formed is left for python-docx to report as damage."""
+    from lxml import etree
+
+    count = _Count()
+    parser = etree.XMLParser(target=count, resolve_entities=False, no_network=True, huge_tree=True)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open("word/document.xml") as part:
+            while chunk := part.read(1 << 16):
+                parser.feed(chunk)
+            parser.close()
+    except _Count.Over as over:
+        return str(over)
+    except Exception:  # noqa: BLE001 - zlib, zipfile, lxml errors of a damaged part: python-docx reports them
+        return None
+    return None
 
 
 def _damage(data: bytes, exc: Exception) -> str:
