@@ -33,7 +33,7 @@ from converter.quant import get_file_type, quantize, tensor_nbytes
 from converter.resume import ResumeRecord, discard, record_path, sha256_prefix, usable_record
 from converter.stream import BUDGET_BYTES, CHUNK_BYTES, CONNECTIONS, Job, Prefetcher, RemoteCheckpoint
 from converter.tensors import match_tensors, permute_rotary, to_gguf_array
-from models.atomic import partial_path
+from models.atomic import partial_path, writer_lock
 from models.config import ModelArgs
 from models.errors import XGenError
 from models.registry import Variant
@@ -62,79 +62,80 @@ def pull(repo_id: str | HubRepo, out: str | Path, file_type: str = "q4_k_m", *, 
         raise XGenError(f"{out} is a folder; give a file name")
     if not out.parent.is_dir():
         raise XGenError(f"{out.parent}: no such folder for the output")
-    repo = repo_id if isinstance(repo_id, HubRepo) else resolve(repo_id, revision)
-    repo_id = repo.repo_id
-    reader = RangeReader(repo, retry, threading.Event())
-    args = checked_args(_remote_config(reader, repo), repo_id, variant, notify)
-    checkpoint = RemoteCheckpoint(reader, repo)
-    sources = match_tensors({n: checkpoint.shape(n) for n in checkpoint.names()}, args)
-    planned = plan_tensors(sources, ftype, args.n_layers)
-    check_free_space(out.parent, estimate_output_bytes(planned, xgen_vocab(args.vocab_size)))
-    name = name or repo_id.split("/")[-1]
+    with writer_lock(out):  # a second pull of the same model is refused, not mixed into this one
+        repo = repo_id if isinstance(repo_id, HubRepo) else resolve(repo_id, revision)
+        repo_id = repo.repo_id
+        reader = RangeReader(repo, retry, threading.Event())
+        args = checked_args(_remote_config(reader, repo), repo_id, variant, notify)
+        checkpoint = RemoteCheckpoint(reader, repo)
+        sources = match_tensors({n: checkpoint.shape(n) for n in checkpoint.names()}, args)
+        planned = plan_tensors(sources, ftype, args.n_layers)
+        check_free_space(out.parent, estimate_output_bytes(planned, xgen_vocab(args.vocab_size)))
+        name = name or repo_id.split("/")[-1]
 
-    fingerprint = _fingerprint(repo, ftype.name, variant, name, args)
-    tmp = partial_path(out)
-    record = usable_record(out, fingerprint, [p.source.gguf_name for p in planned])
-    first = len(record.tensors) if record else 0
-    remaining = [checkpoint.tensors[p.source.hf_name] for p in planned[first:]]
-    total_bytes = sum(t.entry.span for t in remaining)
-    base = reader.fetched
-    done = [first]
+        fingerprint = _fingerprint(repo, ftype.name, variant, name, args)
+        tmp = partial_path(out)
+        record = usable_record(out, fingerprint, [p.source.gguf_name for p in planned])
+        first = len(record.tensors) if record else 0
+        remaining = [checkpoint.tensors[p.source.hf_name] for p in planned[first:]]
+        total_bytes = sum(t.entry.span for t in remaining)
+        base = reader.fetched
+        done = [first]
 
-    def report(tensor=None) -> None:
-        if progress:
-            progress(Progress(done[0], len(planned), min(total_bytes, reader.fetched - base), total_bytes, tensor))
+        def report(tensor=None) -> None:
+            if progress:
+                progress(Progress(done[0], len(planned), min(total_bytes, reader.fetched - base), total_bytes, tensor))
 
-    try:
-        # The first tensors are on their way while the header and the vocabulary are written.
-        fetched = Prefetcher(reader, remaining, connections=connections, chunk_bytes=chunk_bytes, budget=budget)
-        if record is None:
-            discard(out)  # another pull's leftovers, or none: start over
-            with disk_errors(out):
-                header_end = write_header(tmp, args, ftype, variant, name, planned)
-            record = ResumeRecord(fingerprint, header_end, sha256_prefix(tmp, header_end))
-            record.save(out)
-        elif notify:
-            notify(f"resuming: {first} of {len(planned)} tensors are already in {tmp.name}")
-        with disk_errors(out), open(tmp, "r+b") as f:
-            f.truncate(record.end)
-            f.seek(record.end)
-            sink = TensorSink(f, planned, threads, measure_error, first=first)
-            for job, p in zip(fetched, planned[first:]):
-                assert job.tensor.name == p.source.hf_name
-                quantized = quantize_as_it_arrives(job, p, args, threads, report)
-                data = job.array(report)  # size and CRC-32 checked
-                if job.refetched:
-                    quantized = None  # made from bytes that failed the check: quantize the good ones
-                if quantized is None or measure_error:
-                    data = to_gguf_array(p.source, data, args)  # permuted; a copy for q and k
-                p = sink.write(data, quantized)
-                del data, quantized
-                f.flush()
-                os.fsync(f.fileno())  # on disk before the record says so
-                record.tensors.append((p.source.gguf_name, f.tell(), sink.last_crc))
+        try:
+            # The first tensors are on their way while the header and the vocabulary are written.
+            fetched = Prefetcher(reader, remaining, connections=connections, chunk_bytes=chunk_bytes, budget=budget)
+            if record is None:
+                discard(out)  # another pull's leftovers, or none: start over
+                with disk_errors(out):
+                    header_end = write_header(tmp, args, ftype, variant, name, planned)
+                record = ResumeRecord(fingerprint, header_end, sha256_prefix(tmp, header_end))
                 record.save(out)
-                done[0] = sink.next
-                report(p)
-        os.replace(tmp, out)
-        record_path(out).unlink(missing_ok=True)
-    except KeyboardInterrupt:
-        reader.stop.set()
-        if record is None:
-            discard(out)
+            elif notify:
+                notify(f"resuming: {first} of {len(planned)} tensors are already in {tmp.name}")
+            with disk_errors(out), open(tmp, "r+b") as f:
+                f.truncate(record.end)
+                f.seek(record.end)
+                sink = TensorSink(f, planned, threads, measure_error, first=first)
+                for job, p in zip(fetched, planned[first:]):
+                    assert job.tensor.name == p.source.hf_name
+                    quantized = quantize_as_it_arrives(job, p, args, threads, report)
+                    data = job.array(report)  # size and CRC-32 checked
+                    if job.refetched:
+                        quantized = None  # made from bytes that failed the check: quantize the good ones
+                    if quantized is None or measure_error:
+                        data = to_gguf_array(p.source, data, args)  # permuted; a copy for q and k
+                    p = sink.write(data, quantized)
+                    del data, quantized
+                    f.flush()
+                    os.fsync(f.fileno())  # on disk before the record says so
+                    record.tensors.append((p.source.gguf_name, f.tell(), sink.last_crc))
+                    record.save(out)
+                    done[0] = sink.next
+                    report(p)
+            os.replace(tmp, out)
+            record_path(out).unlink(missing_ok=True)
+        except KeyboardInterrupt:
+            reader.stop.set()
+            if record is None:
+                discard(out)
+                raise
+            raise PullInterrupted(f"interrupted; {len(record.tensors)} of {len(planned)} tensors are kept in "
+                                  f"{tmp}: run the same command again to resume") from None
+        except TransferError as exc:
+            reader.stop.set()
+            kept = len(record.tensors) if record else 0
+            raise TransferError(f"{exc} ({kept} of {len(planned)} tensors kept)") from None
+        except BaseException:
+            reader.stop.set()
+            discard(out)  # bad data, a full disk, a bug: nothing half-made stays
             raise
-        raise PullInterrupted(f"interrupted; {len(record.tensors)} of {len(planned)} tensors are kept in "
-                              f"{tmp}: run the same command again to resume") from None
-    except TransferError as exc:
-        reader.stop.set()
-        kept = len(record.tensors) if record else 0
-        raise TransferError(f"{exc} ({kept} of {len(planned)} tensors kept)") from None
-    except BaseException:
-        reader.stop.set()
-        discard(out)  # bad data, a full disk, a bug: nothing half-made stays
-        raise
-    return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned,
-                            sink.errors)
+        return ConversionResult(out, ftype.name, time.perf_counter() - started, out.stat().st_size, planned,
+                                sink.errors)
 
 
 def _remote_config(reader: RangeReader, repo: HubRepo) -> ModelArgs:

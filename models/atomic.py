@@ -24,6 +24,58 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextmanager
+def writer_lock(target: Path) -> Iterator[None]:
+    """Be the only xgen writing `target` while the block runs, or raise XGenError at once.
+
+    Two conversions or pulls into one file used to write one .partial together: the first
+    said "wrote" and the file held the second's bytes. The lock is an flock on
+    `.NAME.lock` beside the target, holding the writer's pid for the refusal to name; the
+    kernel drops it when the process dies, so a killed run never blocks the next one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock (the project runs on Linux and macOS)
+        yield
+        return
+    lock = lock_path(target)
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise XGenError(f"cannot write {target}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise XGenError(f"another xgen is writing {target} (pid {holder}); "
+                            "wait for it to finish, or stop it") from None
+        # The writer before us removes the lock file as it finishes: if it did so after we
+        # opened it, we hold a lock on a file nobody else can see. Lock the one on disk.
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        try:
+            os.unlink(lock)  # while still holding it: a waiting opener retries on the new file
+        except OSError:
+            pass
+        os.close(fd)
+
+
 _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
           (stat.S_ISSOCK, "a socket"))
 
@@ -59,22 +111,32 @@ def output_target(path: str | Path, *, force: bool = False) -> Path:
 
 
 @contextmanager
-def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, force: bool = False, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path` (or beside the file a link at `path` points
-    to); rename it onto that file if the block succeeds."""
+    to); rename it onto that file if the block succeeds.
+
+    A replaced file keeps its permissions (and its group, where the user may set it): a
+    private file stays private after --force. A new file follows the umask, or is 0600
+    if `private` (exports of conversations)."""
     target = output_target(path, force=force)
+    with writer_lock(target):
+        yield from _write_through_partial(path, target, 0o600 if private else 0o666)
+
+
+def _write_through_partial(path: str | Path, target: Path, mode: int) -> Iterator[Path]:
     tmp = partial_path(target)
     try:
         # A run killed with SIGKILL leaves its .partial behind: remove it (never write
         # through it), then make sure the folder takes a new file before any work starts.
         tmp.unlink(missing_ok=True)
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
     except OSError as exc:
         raise XGenError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        _keep_permissions(target, tmp)
         os.replace(tmp, target)
     except BaseException:
         # BaseException: Ctrl+C and SystemExit must clean up too; the error propagates.
@@ -84,3 +146,16 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
         except OSError:
             pass
         raise
+
+
+def _keep_permissions(old: Path, new: Path) -> None:
+    """Give `new` the mode and group of `old`, if `old` exists."""
+    try:
+        st = old.stat()
+    except FileNotFoundError:
+        return
+    try:
+        os.chown(new, -1, st.st_gid)  # before chmod: chown may clear set-id bits
+    except OSError:
+        pass  # not a member of that group: the mode is kept all the same
+    os.chmod(new, stat.S_IMODE(st.st_mode))

@@ -15,10 +15,10 @@ import platformdirs
 from models.errors import XGenError
 
 
-def _make_folder(path: Path, what: str) -> Path:
+def _make_folder(path: Path, what: str, mode: int = 0o777) -> Path:
     hint = " (set by XGEN_HOME)" if what == "data folder" and os.environ.get("XGEN_HOME") else ""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
     except FileExistsError:
         raise XGenError(f"{path}: the {what}{hint} is a file, not a folder; move it aside or "
                         "point XGEN_HOME at a folder") from None
@@ -32,7 +32,9 @@ def _make_folder(path: Path, what: str) -> Path:
 def data_dir() -> Path:
     home = os.environ.get("XGEN_HOME")
     path = Path(home).expanduser() if home else Path(platformdirs.user_data_dir("xgen-local", appauthor=False))
-    return _make_folder(path, "data folder")
+    # Private when new (0700): sessions, documents' text and the library index are in it.
+    # An existing folder keeps the permissions its owner gave it.
+    return _make_folder(path, "data folder", 0o700)
 
 
 def models_dir() -> Path:

@@ -223,3 +223,50 @@ def test_free_space_just_below_the_output_size_is_refused(tiny_checkpoint, tmp_p
         convert_module.convert(tiny_checkpoint, out, "q8_0")
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_a_second_writer_of_the_same_output_is_refused_at_once(tiny_checkpoint, tmp_path):
+    """Two conversions into one file once shared one .partial: the first said "wrote" and
+    the file held the second's bytes. While one writes (here: this test holds its lock),
+    the other is refused, naming the writer's pid, and touches nothing."""
+    import os
+
+    from models.atomic import lock_path, writer_lock
+
+    out = tmp_path / "x.gguf"
+    out.write_bytes(b"the first writer's file")
+    with writer_lock(out):
+        run_ = xgen("convert", str(tiny_checkpoint), "--out", str(out), "--type", "q8_0", "--force")
+        assert run_.returncode == 1 and "Traceback" not in run_.stderr
+        line = run_.stderr.replace("\r", "\n").split("\n")
+        line = [text for text in line if text.strip()][-1]  # after the progress bar, cleared in a terminal
+        assert line.startswith("error: ") and f"another xgen is writing {out} (pid {os.getpid()})" in line
+        assert out.read_bytes() == b"the first writer's file"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".x.gguf.lock", "x.gguf"]
+    assert not lock_path(out).exists()  # the writer removes its lock as it finishes
+
+    # A lock file left by a killed run (nobody holds it) does not stand in the way.
+    lock_path(out).write_text("999999\n")
+    result = run("convert", str(tiny_checkpoint), "--out", str(out), "--type", "q8_0", "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"GGUF" and not lock_path(out).exists()
+
+
+def test_convert_force_keeps_the_replaced_files_permissions(tiny_checkpoint, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "x.gguf"
+    for mode in (0o600, 0o640):
+        out.write_bytes(b"old")
+        out.chmod(mode)
+        result = run("convert", str(tiny_checkpoint), "--out", str(out), "--type", "q8_0", "--force")
+        assert result.exit_code == 0, result.output
+        assert stat.S_IMODE(out.stat().st_mode) == mode and out.read_bytes()[:4] == b"GGUF"
+    new = tmp_path / "new.gguf"
+    old_umask = os.umask(0o027)
+    try:
+        assert run("convert", str(tiny_checkpoint), "--out", str(new), "--type", "q8_0").exit_code == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640  # a new model follows the umask

@@ -194,3 +194,36 @@ def test_a_huge_session_count_is_refused_by_the_option(home):
     out = xgen("sessions", "list", "-n", "99999999999999999999", env={"XGEN_HOME": str(home)})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "is not in the range 1<=x<=1000000" in out.stderr
+
+
+def test_exports_are_private_and_force_keeps_a_files_permissions(session_id, tmp_path):
+    """`--force` once left a 0600 file at 0644 and a 0640 file without its group."""
+    old_umask = os.umask(0o022)
+    try:
+        new = tmp_path / "new.md"
+        assert cli("sessions", "export", session_id[:8], "-o", str(new)).exit_code == 0
+        assert stat.S_IMODE(new.stat().st_mode) == 0o600  # a conversation is private, whatever the umask
+        for mode in (0o600, 0o640, 0o664):
+            kept = tmp_path / f"kept-{mode:o}.md"
+            kept.write_text("old")
+            kept.chmod(mode)
+            if os.geteuid() == 0:  # root may give it a group of its own: check it is kept
+                os.chown(kept, -1, 4321 + mode)
+            group = kept.stat().st_gid
+            assert cli("sessions", "export", session_id[:8], "-o", str(kept), "--force").exit_code == 0
+            assert kept.read_text().startswith("# Q3 report")
+            assert (stat.S_IMODE(kept.stat().st_mode), kept.stat().st_gid) == (mode, group)
+    finally:
+        os.umask(old_umask)
+
+
+def test_a_new_data_folder_is_private(tmp_path, monkeypatch):
+    home = tmp_path / "nested" / "xgen-home"
+    monkeypatch.setenv("XGEN_HOME", str(home))
+    old_umask = os.umask(0o022)
+    try:
+        assert cli("sessions", "list").exit_code == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(home.parent.stat().st_mode) == 0o755  # folders above it follow the umask

@@ -410,3 +410,18 @@ def test_default_output_name_and_revision_only_for_hub_ids(tmp_path, monkeypatch
     assert path.name == "xgen-7b-8k-base-f16.gguf"
     with pytest.raises(XGenError, match="--revision applies to a Hub id"):
         convert_source(str(tiny_checkpoint), tmp_path / "x.gguf", revision="main")
+
+
+def test_a_second_pull_of_the_same_model_is_refused_before_it_reaches_the_hub(hub, tmp_path):
+    """Two pulls 1.5 s apart once ended in a traceback from os.replace, one writing into
+    the other's partial."""
+    import os
+
+    from models.atomic import writer_lock
+
+    out = tmp_path / "m.gguf"
+    with writer_lock(out):
+        with pytest.raises(XGenError, match=rf"another xgen is writing .*m\.gguf \(pid {os.getpid()}\)"):
+            pull(out)
+    assert hub.stats.requests == []
+    assert [name for name in folder_files(tmp_path) if name != "hf-cache"] == []

@@ -86,7 +86,7 @@ def export(session_id: str, output: Path | None, force: bool) -> None:
         write_stdout(text)
         return
     try:
-        with atomic_output(output, force=force) as tmp:
+        with atomic_output(output, force=force, private=True) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except OSError as exc:  # a full disk, a folder gone read-only: the partial file is gone
         raise XGenError(f"cannot write {output}: {exc.strerror or exc}; nothing was written") from None
