@@ -25,6 +25,7 @@ from assistant.engines.base import ContextOverflow, Engine, GenerationStats, OnT
 from assistant.passages import Found, Scope
 from assistant.prompt import CHAT, PromptBuilder, PromptStyle
 from assistant.replytext import clean_reply
+from assistant.safetext import valid_text
 from models.errors import XGenError
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ class ChatSession:
         does not fit, and NoRoomForDocuments when files are attached but not one passage
         fits beside the question and the reply.
         """
-        question = question.strip()
+        question = valid_text(question).strip()
         if not question:
             raise XGenError("the question is empty")
         notes: list[str] = []

@@ -33,6 +33,7 @@ from assistant.modelref import LoadedModel
 from assistant.session import SUMMARY_SETTINGS, Conversation, SamplingSettings, SummaryForm
 from assistant.store import Store
 from models.errors import XGenError
+from assistant.safetext import shown_name
 
 FILE_FORM = SummaryForm("paragraph")  # each file's summary; the folder's takes the form asked for
 COMBINE_NAME = "{folder}: the summaries of its {n} files, each under its path; name the files in the summary"
@@ -108,7 +109,7 @@ def summarize_folder(store: Store, model: LoadedModel, folder: str | Path, form:
     out.total = len(files)
     lock = threading.Lock()  # events and results come from the worker threads
     done: dict[bytes, FileSummary] = {}
-    base = given.name or str(given)
+    base = shown_name(given.name or str(given))
 
     def one(path: bytes, sha256: str) -> None:
         if stop.is_set():

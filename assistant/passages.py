@@ -30,6 +30,7 @@ from assistant.library.memory import MemoryIndex
 from assistant.library.scope import every, file_state, indexed_files, size
 from assistant.library.search import Hit, query_words
 from models.errors import XGenError
+from assistant.safetext import shown_name
 
 STDIN = "<stdin>"
 _STDIN_KEY = b"/<stdin>"  # its name in the memory index (an absolute-looking key, as paths are)
@@ -155,7 +156,7 @@ class Scope:
             return out
         out.stopped = report.stopped
         for source, root, folder in wanted:
-            name = Path(source).name or source
+            name = shown_name(Path(source).name or source)
             if folder:
                 files, _, _, skipped = totals(db, [root])
                 out.attached.append(Attached(source, name, "folder", root, n_files=files))

@@ -12,6 +12,7 @@ inert text (`]0;title`), which also shows the user that something was there.
 
 from __future__ import annotations
 
+import os
 import re
 
 # C0 but \t (09) and \n (0a), DEL (7f), C1 (80-9f).
@@ -25,3 +26,20 @@ def printable(text: str) -> str:
 
 def has_controls(text: str) -> bool:
     return _CONTROLS.search(text) is not None
+
+
+def shown_name(name: str | bytes | os.PathLike) -> str:
+    """A file name (or path) for a person and for any text the program makes of it (a
+    prompt, a citation, a store record): bytes that are not UTF-8 (a Latin-1 name, which
+    Python hands over surrogate-escaped) spelled `\\xNN`, never an encoding error later."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def valid_text(text: str) -> str:
+    """`text` as UTF-8 can hold it: a byte that was not UTF-8 (a question typed in a Latin-1
+    terminal arrives surrogate-escaped) becomes U+FFFD, which tokenizers and SQLite take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text

@@ -185,3 +185,30 @@ def test_the_summary_line_shows_the_tokens_read_inside_a_part(capsys):
     long = "map: part 3 of 7, 1,200 of 3,900 tokens read…"
     assert err.split("\r")[1:] == ["map: part 3 of 7…", long, "map: part 4 of 7…".ljust(len(long)),
                                    "map: 7 parts done.\n"]
+
+
+def test_file_names_and_questions_that_are_not_utf8(home, model, tmp_path):
+    """A Latin-1 file name (bytes that are not UTF-8) once raised UnicodeEncodeError from
+    the prompt and from the store, leaving an empty session per attempt; a question typed in
+    a Latin-1 terminal did the same. The name is stored losslessly, shown escaped, and the
+    session continues from the file it names."""
+    import os
+
+    raw = os.fsencode(tmp_path) + b"/bad\xff\xfe.txt"
+    with open(raw, "wb") as f:
+        f.write(PARAGRAPH.format(n=1).encode())
+    path = os.fsdecode(raw)
+    result = run("ask", path, "-q", "What was counted?\udcff", "--model", model, "--temperature", "0")
+    assert result.exit_code == 0, result.output
+    assert "[1] bad\\xff\\xfe.txt:1-" in result.output
+    with Store() as store:
+        (session,) = store.list_sessions()
+        (attached,) = store.files(session.id)
+        assert os.fsencode(attached.path) == raw and attached.name == "bad\\xff\\xfe.txt"
+        assert store.messages(session.id)[0].content == "What was counted?\ufffd"
+    exported = run("sessions", "export", session.id[:8])
+    assert "bad\\xff\\xfe.txt (`" + os.fsdecode(os.fsencode(tmp_path)) + "/bad\\xff\\xfe.txt`" in exported.output
+    again = run("ask", "-s", session.id[:8], "-q", "And then?", "--model", model, "--temperature", "0")
+    assert again.exit_code == 0 and "[1] bad\\xff\\xfe.txt:1-" in again.output, again.output
+    with Store() as store:
+        assert len(store.list_sessions()) == 1 and len(store.messages(session.id)) == 4

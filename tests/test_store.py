@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from assistant.store import MIGRATIONS, Store, title_from
 from assistant.store import db as store_db
@@ -496,3 +498,24 @@ def test_export_builds_labels_from_name_and_lines(store):
     text = store.export_markdown(session.id)
     assert "[1] a.md:3-9\n\n[2] b.txt:4\n\n[3] c\n" in text
     assert text.startswith("# t\n") and "unknown model" in text
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b
+                                                      and b not in (b".", b"..")))
+def test_any_file_name_the_os_allows_is_stored_losslessly(db_path, name):
+    from assistant.safetext import printable, shown_name
+
+    path = os.fsdecode(b"/docs/" + name)
+    with Store(db_path) as store:
+        session = store.create_session()
+        attached = store.attach_file(session.id, path, shown_name(name), "0" * 64, 3)
+        store.add_summary(session.id, path, "0" * 64, "paragraph", "text")
+        store.add_message(session.id, "assistant", "ok", meta={"sources": [{"path": path}]})
+        assert os.fsencode(store.files(session.id)[0].path) == b"/docs/" + name == os.fsencode(attached.path)
+        assert os.fsencode(store.summaries(session.id)[0].source_path) == b"/docs/" + name
+        assert store.messages(session.id)[0].meta["sources"][0]["path"] == path
+        assert printable(shown_name(name)) in store.export_markdown(session.id)  # controls dropped: see safetext
+        assert store.detach_file(session.id, path) == 1
+        store.delete_session(session.id)

@@ -223,3 +223,27 @@ async def test_a_file_over_the_load_limit_is_listed_to_summarize_not_to_ask_abou
         assert re.fullmatch(r"huge\.log  \d+ KB \^S only", str(files.get_option_at_index(0).prompt))
         assert any("huge.log" in t and "too large to ask about" in t for t in toast_texts(app))
         assert any(t == "huge.log: Ctrl+S summarizes it" for t in toast_texts(app))
+
+
+@sync
+async def test_a_file_name_that_is_not_utf8_is_attached_shown_escaped_and_asked_about(store, tmp_path):
+    """Such a name once brought up the app's crash screen (UnicodeEncodeError in the store)."""
+    import os
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.md"
+    with open(raw, "w") as f:
+        f.write(NOTES)
+    app = app_with(FakeEngine(default_reply="Widgets [1]."), store)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_idle(pilot, app)
+        app.chat.attach_paths([os.fsdecode(raw)])
+        await wait_files(pilot, app)
+        assert [d.name for d in app.conversation.documents] == ["caf\\xe9.md"]
+        assert "caf\\xe9.md" in str(app.chat.query_one("#files").get_option_at_index(0).prompt)
+        await type_draft(pilot, "What left the warehouse?")
+        await pilot.press("enter")
+        await wait_idle(pilot, app)
+        (session,) = store.list_sessions()
+        (attached,) = store.files(session.id)
+        assert os.fsencode(attached.path) == raw
+        assert [m.role for m in store.messages(session.id)] == ["user", "assistant"]

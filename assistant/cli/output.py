@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import click
 
-from assistant.safetext import printable
+from assistant.safetext import printable, valid_text
 from models.errors import XGenError
 
 
@@ -33,7 +33,8 @@ class PrintableStream:
         self.raw = raw
 
     def write(self, text: str) -> int:
-        self.raw.write(printable(text))
+        # valid_text: a stray byte of a Latin-1 argument would make a UTF-8 stream raise.
+        self.raw.write(printable(valid_text(text)))
         return len(text)
 
     def writelines(self, lines) -> None:

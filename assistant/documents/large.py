@@ -30,6 +30,7 @@ from assistant.documents.errors import one_line
 from assistant.documents.load import DEFAULT_MAX_BYTES, document_from_bytes, load_document, open_regular
 from assistant.documents.model import Document
 from models.errors import XGenError
+from assistant.safetext import shown_name
 
 WINDOW_BYTES = 4 << 20
 STREAMED_KINDS = ("text", "markdown", "code")
@@ -63,7 +64,7 @@ class LargeTextFile:
                  reader: BinaryIO | None = None, name: str | None = None):
         self.path = path
         self.source = source
-        self.name = name or (path.name if path is not None else source)
+        self.name = name or shown_name(path.name if path is not None else source)
         self.size = size
         self.window_bytes = window_bytes
         self.sha256: str | None = None  # of the raw bytes, known once windows() has run to the end

@@ -26,6 +26,7 @@ from assistant.documents.mislabel import mislabelled
 from assistant.documents.model import Document
 from assistant.documents.pdf import pdf_text
 from models.errors import XGenError
+from assistant.safetext import shown_name
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 
@@ -70,7 +71,7 @@ def load_document(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES
         raise _os_error(exc, label) from None
     if len(data) > max_bytes:  # it grew after the stat
         raise too_large(label, len(data), max_bytes)
-    return document_from_bytes(data, source=source, name=p.name or source, max_bytes=max_bytes)
+    return document_from_bytes(data, source=source, name=shown_name(p.name or source), max_bytes=max_bytes)
 
 
 def not_a_regular_file(label: str, mode: int) -> XGenError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from assistant.safetext import shown_name
+
 SEP = b"/"
 
 
@@ -22,10 +24,7 @@ def as_str(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-def shown(path: bytes | str) -> str:
-    """The path for a person: odd bytes as `\\xNN`, never an encoding error."""
-    raw = os.fsencode(path) if isinstance(path, str) else path
-    return raw.decode("utf-8", "backslashreplace")
+shown = shown_name  # the path for a person: odd bytes as `\\xNN`, never an encoding error
 
 
 def under(root: bytes) -> tuple[bytes, bytes]:

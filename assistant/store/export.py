@@ -17,6 +17,7 @@ from typing import Any
 
 from assistant.safetext import printable
 from assistant.store.records import AttachedFile, Message, Session
+from assistant.safetext import shown_name
 
 
 def parse_time(text: str) -> datetime:
@@ -50,8 +51,9 @@ def render_markdown(session: Session, files: list[AttachedFile], messages: list[
     if files:
         lines += ["## Attached files", ""]
         for f in files:
-            lines.append(f"- {f.name}/ (`{f.path}`, a folder)" if f.is_folder else
-                         f"- {f.name} (`{f.path}`, {f.n_tokens:,} tokens, sha256 `{f.sha256[:12]}`)")
+            path = shown_name(f.path)
+            lines.append(f"- {f.name}/ (`{path}`, a folder)" if f.is_folder else
+                         f"- {f.name} (`{path}`, {f.n_tokens:,} tokens, sha256 `{f.sha256[:12]}`)")
         lines.append("")
     for message in messages:
         lines += [f"## {message.role.capitalize()}", "", message.content.strip(), ""]

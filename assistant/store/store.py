@@ -8,6 +8,7 @@ transactions, migrations); `export_markdown` renders a session with
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -48,6 +49,38 @@ _SESSION_COLUMNS = ("s.id, s.title, s.model, s.engine, s.created_at, s.updated_a
 _MESSAGE_COLUMNS = "id, session_id, role, content, created_at, meta"
 _FILE_COLUMNS = "id, session_id, path, name, sha256, n_tokens, added_at, kind"
 _SUMMARY_COLUMNS = "id, session_id, source_path, sha256, form, text, created_at"
+
+
+def _stored_path(path: str | Path) -> str | bytes:
+    """A path as the database keeps it: text, or the bytes the OS gave when they are not
+    UTF-8 (a Latin-1 name arrives surrogate-escaped, which SQLite text cannot hold)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _loaded_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _meta_json(meta: dict | None) -> str | None:
+    """A message's meta as JSON text; a file name that is not UTF-8 (surrogate-escaped) is
+    kept as a \\u escape, which SQLite can hold and json.loads gives back unchanged."""
+    if not meta:
+        return None
+    text = json.dumps(meta, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(meta)
+    return text
+
+
+def _attached(row) -> AttachedFile:
+    return AttachedFile(row[0], row[1], _loaded_path(row[2]), *row[3:])
 
 
 def _message(row: tuple) -> Message:
@@ -156,7 +189,7 @@ class Store(Database):
         """Append a message (committed on return). The first user message titles an untitled session."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        meta_json = json.dumps(meta, ensure_ascii=False) if meta else None
+        meta_json = _meta_json(meta)
         with self._write() as db:
             now = self._now()
             self._require_session(db, session_id)
@@ -179,7 +212,7 @@ class Store(Database):
                 db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
             else:
                 db.execute("UPDATE messages SET content = ?, meta = ? WHERE id = ?",
-                           (content, json.dumps(meta, ensure_ascii=False) if meta else None, message_id))
+                           (content, _meta_json(meta), message_id))
             db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?", (now, row[0]))
             updated = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(updated)
@@ -207,18 +240,18 @@ class Store(Database):
             cursor = db.execute(
                 "INSERT INTO files (session_id, path, name, sha256, n_tokens, added_at, content, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, sha256, path) DO NOTHING",
-                (session_id, str(path), name, sha256, int(n_tokens), now, content, kind))
+                (session_id, _stored_path(path), name, sha256, int(n_tokens), now, content, kind))
             if cursor.rowcount:
                 db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?", (now, session_id))
             row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? AND sha256 = ? AND path = ?",
-                             (session_id, sha256, str(path))).fetchone()
-        return AttachedFile(*row)
+                             (session_id, sha256, _stored_path(path))).fetchone()
+        return _attached(row)
 
     def files(self, session_id: str) -> list[AttachedFile]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? ORDER BY id",
                                     (session_id,)).fetchall()
-        return [AttachedFile(*row) for row in rows]
+        return [_attached(row) for row in rows]
 
     def file_content(self, file_id: int) -> str | None:
         """The kept text of an attached file (standard input), or None."""
@@ -234,7 +267,8 @@ class Store(Database):
     def detach_file(self, session_id: str, path: str | Path) -> int:
         """Remove a file from a session (every version of it); returns how many records went."""
         with self._write() as db:
-            cursor = db.execute("DELETE FROM files WHERE session_id = ? AND path = ?", (session_id, str(path)))
+            cursor = db.execute("DELETE FROM files WHERE session_id = ? AND path = ?",
+                                (session_id, _stored_path(path)))
             if cursor.rowcount:
                 db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?",
                            (self._now(), session_id))
@@ -249,7 +283,7 @@ class Store(Database):
                 self._require_session(db, session_id)
             cursor = db.execute(
                 "INSERT INTO summaries (session_id, source_path, sha256, form, text, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (session_id, str(source_path), sha256, form, text, now))
+                "VALUES (?, ?, ?, ?, ?, ?)", (session_id, _stored_path(source_path), sha256, form, text, now))
         return Summary(cursor.lastrowid, session_id, str(source_path), sha256, form, text, now)
 
     def summaries(self, session_id: str | None = None, *, sha256: str | None = None,
@@ -264,7 +298,7 @@ class Store(Database):
         with self._lock:
             rows = self._db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM summaries {where} ORDER BY id",
                                     params).fetchall()
-        return [Summary(*row) for row in rows]
+        return [Summary(row[0], row[1], _loaded_path(row[2]), *row[3:]) for row in rows]
 
     # -- cache ----------------------------------------------------------------------------
 
