@@ -164,3 +164,22 @@ def test_an_intact_database_still_opens(home):
     with Store(db) as store:
         assert len(store.messages(session)) == 60
 
+
+
+def test_text_that_is_not_utf8_inside_a_message_is_reported_as_damage(home):
+    """Such text passes quick_check (it checks pages, not what they hold); `sessions show`,
+    `export` and `ask -s` then raised sqlite3's "Could not decode to UTF-8"."""
+    with Store() as store:
+        session = store.create_session(title="Kept conversation")
+        store.add_message(session.id, "user", "What changed?")
+        store.add_message(session.id, "assistant", "placeholder")
+    db = home / "sessions.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE messages SET content = CAST(X'5265766ee96e7565' AS TEXT) WHERE role = 'assistant'")
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    for command in (["sessions", "show", session.id[:8]], ["sessions", "export", session.id[:8]],
+                    ["ask", "-s", session.id[:8], "-q", "and then?", "--model", "http://127.0.0.1:9"]):
+        line = assert_one_line_failure(cli(*command))
+        assert line.startswith(f"error: the sessions database {db} is damaged (a stored text is not valid UTF-8)")
+        assert f"mv {db} {db}.damaged" in line and ".recover" in line
+    assert "Kept conversation" in cli("sessions", "list").output  # what is not damaged still reads

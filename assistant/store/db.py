@@ -270,12 +270,25 @@ class Database:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for reads that take more than one statement."""
+        with self._reading() as db:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads. Text that is not UTF-8 is damage quick_check cannot see
+        (it checks pages, not what they hold): it is reported as damage, with the way to
+        recover, instead of sqlite3's "Could not decode to UTF-8" out of every reader."""
         with self._lock:
-            self._db.execute("BEGIN")
             try:
                 yield self._db
-            finally:
-                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "decode to UTF-8" in str(exc):
+                    raise self.damaged("a stored text is not valid UTF-8") from None
+                raise self._operational(exc) from None
 
     def _operational(self, exc: sqlite3.OperationalError) -> Exception:
         if any(hint in str(exc).lower() for hint in _OPERATIONAL_HINTS):

@@ -127,7 +127,7 @@ class Store(Database):
         prefix = id_or_prefix.strip().lower()
         if not prefix:
             raise XGenError("give a session id (see `xgen sessions list`)")
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE substr(s.id, 1, ?) = ? "
                 "ORDER BY s.id = ? DESC, s.id LIMIT 6",
@@ -142,7 +142,7 @@ class Store(Database):
 
     def list_sessions(self, limit: int = 50) -> list[Session]:
         """The most recently updated sessions first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions s "
                                     "ORDER BY s.updated_at DESC, s.rowid DESC LIMIT ?", (limit,)).fetchall()
         return [Session(*row) for row in rows]
@@ -218,7 +218,7 @@ class Store(Database):
         return _message(updated)
 
     def messages(self, session_id: str) -> list[Message]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id",
                                     (session_id,)).fetchall()
         return [_message(row) for row in rows]
@@ -248,14 +248,14 @@ class Store(Database):
         return _attached(row)
 
     def files(self, session_id: str) -> list[AttachedFile]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE session_id = ? ORDER BY id",
                                     (session_id,)).fetchall()
         return [_attached(row) for row in rows]
 
     def file_content(self, file_id: int) -> str | None:
         """The kept text of an attached file (standard input), or None."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT content FROM files WHERE id = ?", (file_id,)).fetchone()
         return row[0] if row else None
 
@@ -295,7 +295,7 @@ class Store(Database):
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM summaries {where} ORDER BY id",
                                     params).fetchall()
         return [Summary(row[0], row[1], _loaded_path(row[2]), *row[3:]) for row in rows]
@@ -326,7 +326,7 @@ class Store(Database):
 
     def cache_info(self) -> tuple[int, int]:
         """(entries, characters) in the cache."""
-        with self._lock:
+        with self._reading():
             count, size = self._db.execute("SELECT count(*), coalesce(sum(length(value)), 0) FROM cache").fetchone()
         return count, size
 
