@@ -12,10 +12,11 @@ from typing import Any
 from assistant.chat import Answer
 from assistant.engines.base import GenerationStats
 from assistant.sources import Sources, citations_meta
-from assistant.store import Message, Store
+from assistant.store import Message, Store, StoreBusy
 from models.errors import XGenError
 
 SAVE_INTERVAL = 0.5  # seconds between saves of a reply being written
+FINAL_SAVE_PATIENCE = 60.0  # seconds the last save of a reply waits for another program's write
 
 
 def stats_meta(stats: GenerationStats) -> dict[str, Any]:
@@ -68,13 +69,28 @@ class ProgressiveSave:
     def flush(self) -> None:
         self._last = self.clock()
         try:
-            self.store.update_message(self.message_id, self.text)
+            # Never wait here: this runs between two tokens, and another program holding
+            # the write lock would hold up the reply (a token per busy timeout).
+            self.store.update_message(self.message_id, self.text, wait=False)
+        except StoreBusy:
+            pass  # saved at the next interval, or by finish()
         except XGenError as exc:  # a full disk or a deleted session must not stop the reply
             self.error = str(exc)
 
     def finish(self, content: str, meta: dict[str, Any]) -> Message | None:
-        try:
-            return self.store.update_message(self.message_id, content, meta)
-        except XGenError as exc:
-            self.error = str(exc)
-            return None
+        """The reply's last save, waiting up to FINAL_SAVE_PATIENCE for a busy store; None
+        (and `error` says why) only if it really was not saved."""
+        deadline = self.clock() + FINAL_SAVE_PATIENCE
+        while True:
+            try:
+                message = self.store.update_message(self.message_id, content, meta)
+                self.error = None  # an earlier flush's failure is mended by this save
+                return message
+            except StoreBusy as exc:
+                if self.clock() < deadline:
+                    continue  # each attempt has already waited the busy timeout
+                self.error = f"{exc} (for over {FINAL_SAVE_PATIENCE:.0f} s)"
+                return None
+            except XGenError as exc:
+                self.error = str(exc)
+                return None

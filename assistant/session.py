@@ -204,8 +204,7 @@ class Conversation(AttachedFiles):
         prepared = chat.prepare(question)
         created = self.session is None
         session = self._ensure_session(model)
-        user = self.store.add_message(session.id, "user", prepared.question)
-        reply = self.store.add_message(session.id, "assistant", "", meta={"finish": "streaming"})
+        user, reply = self.store.add_exchange(session.id, prepared.question, {"finish": "streaming"})
         events.saved(user)
         events.saved(reply)
         saver = ProgressiveSave(self.store, reply.id)

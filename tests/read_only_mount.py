@@ -30,3 +30,11 @@ def read_only(folder: Path) -> tuple[str, ...]:
     script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
     return ("unshare", "-m", "sh", "-c", script, "sh", str(folder))
 
+
+
+def full_disk(folder: Path, contents: Path) -> tuple[str, ...]:
+    """A command prefix that runs the command with `folder` on a small file system holding a
+    copy of `contents`, filled to its last byte (for it alone, as with read_only)."""
+    script = ('mount -t tmpfs -o size=1m tmpfs "$1" && cp -a "$2"/. "$1"/ && '
+              '{ dd if=/dev/zero of="$1/.fill" bs=4k 2>/dev/null; true; } && shift 2 && exec "$@"')
+    return ("unshare", "-m", "sh", "-c", script, "sh", str(folder), str(contents))

@@ -255,3 +255,66 @@ def test_detach_removes_the_file_from_the_session(store, tmp_path):
     assert conversation.attach(doc) is False  # attached once only
     conversation.detach(doc.source)
     assert store.files(conversation.session_id) == [] and conversation.documents == []
+
+
+def test_another_program_writing_never_slows_the_stream_and_the_notes_stay_true(store):
+    """With another process holding the write lock, each progressive save waited the 5 s
+    busy timeout (a token per 5 s), then the note said "could not be saved" of a saved answer."""
+    import sqlite3
+    import threading
+    import time
+
+    engine = FakeEngine([" ".join(f"word{i}" for i in range(40))], step_delay=0.05)
+    conversation = Conversation(store)
+    holder = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    release = threading.Timer(6.0, holder.execute, ["COMMIT"])
+    arrived: list[float] = []
+
+    class LockedWhileStreaming(Recorded):
+        def saved(self, message) -> None:
+            super().saved(message)
+            if message.role == "assistant" and not message.content:  # the reply starts: lock
+                holder.execute("BEGIN IMMEDIATE")  # the other program's write, held 6 s
+                release.start()
+                arrived.append(time.monotonic())
+
+        def text(self, piece: str) -> None:
+            super().text(piece)
+            arrived.append(time.monotonic())
+
+    events = LockedWhileStreaming()
+    try:
+        answer = conversation.ask(model_of(engine), "What is it?", events)
+    finally:
+        release.join()
+        holder.close()
+    # A save every half second used to wait out the busy timeout (5 s) before the next piece
+    # could come; now the pieces come at the engine's pace (2 s) and only the last save
+    # waits for the other program.
+    assert len(arrived) > 40 and arrived[-1] - arrived[0] < 4  # from the lock to the last piece
+    assert events.notes == answer.notes and not any("could not be saved" in n for n in answer.notes)
+    (_, reply) = store.messages(conversation.session_id)
+    assert reply.content == answer.text and reply.meta["finish"] == answer.stats.finish
+
+
+def test_a_save_that_really_failed_says_so(store, monkeypatch):
+    import sqlite3
+
+    from assistant import persist
+
+    session = store.create_session()
+    _, reply = store.add_exchange(session.id, "q", {"finish": "streaming"})
+    monkeypatch.setattr(persist, "FINAL_SAVE_PATIENCE", 0.0)
+    monkeypatch.setattr("assistant.store.db.BUSY_TIMEOUT_MS", 50)
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        saver = persist.ProgressiveSave(store, reply.id, interval=0.0)
+        saver.add("partial")  # deferred, not failed
+        assert saver.error is None
+        assert saver.finish("partial answer", {"finish": "stop"}) is None
+        assert "is busy: another program is writing to it" in saver.error
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert saver.finish("partial answer", {"finish": "stop"}) is not None and saver.error is None

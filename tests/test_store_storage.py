@@ -183,3 +183,43 @@ def test_text_that_is_not_utf8_inside_a_message_is_reported_as_damage(home):
         assert line.startswith(f"error: the sessions database {db} is damaged (a stored text is not valid UTF-8)")
         assert f"mv {db} {db}.damaged" in line and ".recover" in line
     assert "Kept conversation" in cli("sessions", "list").output  # what is not damaged still reads
+
+
+@needs_ro_mount
+def test_a_full_disk_reads_and_says_it_is_full_when_writing(tmp_path, monkeypatch):
+    """All of sessions list/show/export and cache info failed with "disk I/O error"."""
+    from tests.read_only_mount import full_disk
+
+    filled = tmp_path / "filled"
+    filled.mkdir()
+    monkeypatch.setenv("XGEN_HOME", str(filled))
+    with Store() as store:
+        session = store.create_session(title="Kept conversation")
+        store.add_message(session.id, "user", "What changed in Q3?")
+        store.add_message(session.id, "assistant", "Revenue rose 12%.")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"XGEN_HOME": str(home)}
+    prefix = full_disk(home, filled)
+    assert "Kept conversation" in xgen("sessions", "list", env=env, prefix=prefix).stdout
+    shown = xgen("sessions", "show", session.id[:8], env=env, prefix=prefix)
+    assert shown.returncode == 0 and "Revenue rose 12%." in shown.stdout, shown.stderr
+    exported = xgen("sessions", "export", session.id[:8], env=env, prefix=prefix)
+    assert exported.returncode == 0 and exported.stdout.startswith("# Kept conversation")
+    assert xgen("cache", "info", env=env, prefix=prefix).returncode == 0
+    deleted = xgen("sessions", "delete", session.id[:8], "-y", env=env, prefix=prefix)
+    assert deleted.returncode == 1
+    assert f"the disk holding {home} is full" in one_error_line(deleted.stderr)
+
+
+def test_a_question_is_never_left_without_its_reply(home):
+    """On a nearly full disk the question was stored and the reply's insert failed."""
+    with Store() as store:
+        session = store.create_session(title="t")
+    with sqlite3.connect(home / "sessions.db") as conn:
+        conn.execute("CREATE TRIGGER no_room BEFORE INSERT ON messages WHEN NEW.role = 'assistant' "
+                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    with Store() as store:
+        with pytest.raises(sqlite3.DatabaseError, match="disk is full"):
+            store.add_exchange(session.id, "What changed?", {"finish": "streaming"})
+        assert store.messages(session.id) == []

@@ -6,11 +6,11 @@
 - ``export``: a session as Markdown, with its citations.
 """
 
-from assistant.store.db import BUSY_TIMEOUT_MS, MIGRATIONS, split_sql
+from assistant.store.db import BUSY_TIMEOUT_MS, MIGRATIONS, StoreBusy, split_sql
 from assistant.store.export import citation_label, parse_time, render_markdown
 from assistant.store.records import SHORT_ID, AttachedFile, Message, Session, Summary
 from assistant.store.store import ROLES, TITLE_LENGTH, Store, iso_utc, title_from
 
 __all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "ROLES", "SHORT_ID", "TITLE_LENGTH", "AttachedFile", "Message",
-           "Session", "Store", "Summary", "citation_label", "iso_utc", "parse_time", "render_markdown",
+           "Session", "Store", "StoreBusy", "Summary", "citation_label", "iso_utc", "parse_time", "render_markdown",
            "split_sql", "title_from"]

@@ -31,6 +31,10 @@ from models.errors import XGenError
 
 BUSY_TIMEOUT_MS = 5000
 
+
+class StoreBusy(XGenError):
+    """Another process holds the database's write lock (beyond the wait asked for)."""
+
 # Each entry moves the schema from version i to i + 1. Append, never edit: a database
 # in the wild may be at any earlier version. An entry is an SQL script or a function
 # taking the connection (called inside the migration's transaction).
@@ -147,6 +151,15 @@ def _retry_while_locked(step: Callable[[], Any], timeout: float = BUSY_TIMEOUT_M
             delay = min(delay * 2, 0.1)
 
 
+def _disk_full(folder: Path, below: int = 1 << 20) -> bool:
+    """Whether the file system holding `folder` has less than `below` bytes free for us."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below
+
+
 def _read_only_mount(folder: Path) -> bool:
     try:
         return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
@@ -170,7 +183,13 @@ class Database:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._db = self._connect()
+        self._read_only_reason: str | None = None  # why writes are refused (the disk is full)
+        try:
+            self._db = self._connect()
+        except XGenError:
+            if not _disk_full(self.path.parent):
+                raise
+            self._db = self._connect_for_reading_on_a_full_disk()
         try:
             self._migrate()
         except sqlite3.OperationalError as exc:
@@ -227,6 +246,25 @@ class Database:
             raise
         return db
 
+    def _connect_for_reading_on_a_full_disk(self) -> sqlite3.Connection:
+        """A full disk: SQLite cannot make the shared-memory file WAL readers need, so every
+        command failed with "disk I/O error", reading ones too. The file is read as it is
+        on disk (immutable), which is complete when no WAL holds newer pages; writes are
+        refused with the reason."""
+        full = f"the disk holding {self.path.parent} is full"
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise XGenError(f"cannot open the {self.what} {self.path}: {full}, and its latest changes "
+                            f"(in {wal.name}) cannot be read without writing; free some space")
+        try:
+            db = sqlite3.connect(self.path.resolve().as_uri() + "?immutable=1", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            self._check_intact(db)
+        except sqlite3.Error as exc:
+            raise XGenError(f"cannot open the {self.what} {self.path}: {full} ({exc}); free some space") from None
+        self._read_only_reason = f"{full}; free some space (what is saved can still be read)"
+        return db
+
     def _check_intact(self, db: sqlite3.Connection) -> None:
         """`PRAGMA quick_check` (every page's structure, not index contents; fast): a
         damaged file is refused before anything is written into it."""
@@ -243,12 +281,30 @@ class Database:
                          f"with: sqlite3 {p}.damaged .recover | sqlite3 {p}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, committed (durably) before the block's caller returns."""
+    def _write(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, committed (durably) before the block's caller returns.
+
+        Another process holding the write lock is waited for up to the busy timeout, or
+        not at all if `wait` is False; StoreBusy if it still holds it. Inside another write
+        of this store (on this thread: the lock is reentrant) it joins that transaction."""
         with self._lock:
+            if self._read_only_reason:
+                raise XGenError(f"cannot save to the {self.what}: {self._read_only_reason}")
+            if self._db.in_transaction:
+                yield self._db
+                return
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if not wait:
+                    self._db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                finally:
+                    if not wait:
+                        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreBusy(f"the {self.what} {self.path} is busy: another program is writing "
+                                    "to it") from None
                 raise self._operational(exc) from None
             try:
                 yield self._db

@@ -201,9 +201,19 @@ class Store(Database):
                        (now, role, title_from(content), session_id))
         return Message(message_id, session_id, role, content, now, dict(meta or {}))
 
-    def update_message(self, message_id: int, content: str, meta: dict[str, Any] | None = None) -> Message:
-        """Replace a message's content (and meta, unless None): a streamed reply saved as it grows."""
-        with self._write() as db:
+    def add_exchange(self, session_id: str, question: str, reply_meta: dict[str, Any]) -> tuple[Message, Message]:
+        """A question and its (empty, to be streamed) reply, in one transaction: a full disk
+        or a busy store never leaves a question without its reply."""
+        with self._write():
+            user = self.add_message(session_id, "user", question)
+            reply = self.add_message(session_id, "assistant", "", meta=reply_meta)
+        return user, reply
+
+    def update_message(self, message_id: int, content: str, meta: dict[str, Any] | None = None, *,
+                       wait: bool = True) -> Message:
+        """Replace a message's content (and meta, unless None): a streamed reply saved as it
+        grows. With `wait` False, StoreBusy at once if another process is writing."""
+        with self._write(wait=wait) as db:
             now = self._now()
             row = db.execute("SELECT session_id FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
