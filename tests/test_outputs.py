@@ -227,3 +227,12 @@ def test_a_new_data_folder_is_private(tmp_path, monkeypatch):
         os.umask(old_umask)
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE(home.parent.stat().st_mode) == 0o755  # folders above it follow the umask
+
+
+@pytest.mark.parametrize("args", [(), ("chat",)], ids=["xgen", "xgen chat"])
+def test_the_app_without_a_terminal_is_refused(home, args):
+    """`xgen < /dev/null > log` ran on silently until killed (then a RuntimeError traceback)."""
+    result = xgen(*args, env={"XGEN_HOME": str(home)}, timeout=30)
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert "the app needs a terminal" in line and "xgen ask" in line and "xgen summarize" in line
