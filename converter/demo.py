@@ -9,6 +9,7 @@ from pathlib import Path
 from converter.convert import convert
 from converter.verify import load_llama, verify
 from models.config import TRANSFORMER_CONFIGS
+from models.errors import XGenError
 from models.paths import data_dir, models_dir
 from models.synthetic import write_checkpoint
 
@@ -19,7 +20,11 @@ def demo_checkpoint() -> Path:
     """The demo's HF-layout checkpoint, written once into the data directory."""
     folder = data_dir() / "demo" / f"{DEMO_NAME}-hf"
     if not (folder / "pytorch_model.bin.index.json").is_file():
-        write_checkpoint(folder, TRANSFORMER_CONFIGS["tiny"], n_shards=2, seed=0)
+        try:
+            write_checkpoint(folder, TRANSFORMER_CONFIGS["tiny"], n_shards=2, seed=0)
+        except OSError as exc:  # a read-only data folder, a full disk
+            raise XGenError(f"cannot write the demo checkpoint into {folder.parent}: {exc.strerror or exc}; "
+                            "point XGEN_HOME at a writable folder") from None
     return folder
 
 

@@ -25,7 +25,7 @@ def test_the_mount_really_is_read_only(tmp_path):
 
 
 @needs_ro_mount
-@pytest.mark.parametrize("command", [["sessions", "list"], ["models"]])
+@pytest.mark.parametrize("command", [["sessions", "list"], ["models"], ["demo"]])
 def test_xgen_home_on_an_empty_read_only_mount(tmp_path, command):
     home = tmp_path / "ro-home"
     home.mkdir()
