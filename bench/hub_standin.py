@@ -36,6 +36,7 @@ class Repo:
     folder: Path
     commit: str = ""
     gated: bool = False
+    listed_only: dict[str, int] = field(default_factory=dict)  # names (and sizes) listed, never served: hostile listings
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -177,6 +178,7 @@ def _handler(hub: HubStandIn):
             if (repo := self._repo(repo_id, rev)) is None:
                 return
             siblings = [{"rfilename": p.name, "size": p.stat().st_size, "blobId": "0" * 40} for p in repo.files()]
+            siblings += [{"rfilename": name, "size": size, "blobId": "0" * 40} for name, size in repo.listed_only.items()]
             self._json({"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False,
                         "gated": "manual" if repo.gated else False, "disabled": False, "downloads": 0,
                         "likes": 0, "tags": [], "siblings": siblings})
@@ -185,7 +187,8 @@ def _handler(hub: HubStandIn):
             if (repo := self._repo(repo_id, rev)) is None:
                 return
             self._json([{"type": "file", "path": p.name, "size": p.stat().st_size, "oid": "0" * 40}
-                        for p in repo.files()])
+                        for p in repo.files()] + [{"type": "file", "path": name, "size": size, "oid": "0" * 40}
+                                                  for name, size in repo.listed_only.items()])
 
         def _file(self, repo_id: str, rev: str, name: str, head: bool) -> None:
             if (repo := self._repo(repo_id, rev)) is None:

@@ -34,12 +34,13 @@ def download(repo_id: str, revision: str | None = None, cache_dir: Path | None =
     """Download what conversion needs into the HF cache; returns the local snapshot folder."""
     from huggingface_hub import HfApi, snapshot_download
 
-    from converter.hub import endpoint, hub_errors
+    from converter.hub import check_listed_names, endpoint, hub_errors
 
     url = endpoint()
     with hub_errors(repo_id):
         info = HfApi(endpoint=url).model_info(repo_id, revision=revision, files_metadata=True)
         siblings = info.siblings or []
+        check_listed_names(repo_id, [s.rfilename for s in siblings])
         patterns = CONFIG_FILES + weight_patterns([s.rfilename for s in siblings])
         needed = sum(s.size or 0 for s in siblings if _matches(s.rfilename, patterns))
         target = cache_dir or _hf_cache_dir()

@@ -10,6 +10,7 @@ one line that says what to do.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -72,10 +73,18 @@ def hub_errors(repo_id: str, action: str = "download", network: bool = True) -> 
     except HfHubHTTPError as exc:
         raise XGenError(f"{repo_id}: {action} failed ({str(exc).splitlines()[0]})") from None
     except (LocalEntryNotFoundError, *network_errors()) as exc:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            # Not the network: the cache folder is read-only, not ours, or full.
+            where = exc.filename or "the Hugging Face cache"
+            raise XGenError(f"{repo_id}: cannot write {where}: {exc.strerror}; free some space or set "
+                            "HF_HUB_CACHE to a writable folder") from None
         if not network and not isinstance(exc, LocalEntryNotFoundError):
             raise
         raise XGenError(f"{repo_id}: cannot reach the Hugging Face Hub ({type(exc).__name__}); "
                         "check the network and run the same command again") from None
+
+
+DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def network_errors() -> tuple[type[BaseException], ...]:
@@ -97,8 +106,20 @@ def resolve(repo_id: str, revision: str | None = None) -> HubRepo:
         info = HfApi(endpoint=url).model_info(repo_id, revision=revision, files_metadata=True)
     if not info.sha:
         raise XGenError(f"{repo_id}: the Hub did not say which commit {revision or 'main'} is")
+    names = [s.rfilename for s in info.siblings or []]
+    check_listed_names(repo_id, names)
     files = {s.rfilename: HubFile(s.rfilename, int(s.size or 0)) for s in info.siblings or []}
     return HubRepo(repo_id, revision, info.sha, files, url)
+
+
+def check_listed_names(repo_id: str, names: list[str]) -> None:
+    """Refuse a listing with a file name that would land outside the download folder
+    (`../x`, `/etc/x`): huggingface_hub stops at it with a ValueError traceback."""
+    for name in names:
+        parts = name.replace("\\", "/").split("/")
+        if not name or name.startswith("/") or "\0" in name or any(part in ("", ".", "..") for part in parts):
+            raise XGenError(f"{repo_id}: the Hub lists a file named {name!r}, which would be written outside "
+                            "the download folder; refused (is this the repository you meant?)")
 
 
 class TransferError(XGenError):

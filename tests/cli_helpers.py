@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def xgen(*args: str, env: dict | None = None, timeout: float = 60, stdin=subprocess.DEVNULL,
          stdout=subprocess.PIPE, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Run `xgen ARGS` in a subprocess; a hang fails the test (TimeoutExpired) instead of the run."""
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     full_env.pop("XGEN_MODEL", None)
     return subprocess.run([*prefix, sys.executable, "-m", "assistant.cli", *args], cwd=ROOT, env=full_env,
                           stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, text=True)

@@ -27,6 +27,8 @@ from models.atomic import partial_path
 from models.errors import XGenError
 from models.registry import get_variant
 from bench.hub_standin import Fault, HubStandIn, Repo
+from tests.cli_helpers import xgen
+from tests.read_only_mount import needs_ro_mount, read_only
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "Salesforce/xgen-7b-8k-inst"
@@ -47,7 +49,9 @@ def reference(tiny_checkpoint, tmp_path_factory) -> bytes:
 @pytest.fixture
 def hub(tiny_checkpoint, tmp_path, monkeypatch):
     hf_cache = tmp_path / "hf-cache"
-    with HubStandIn({REPO_ID: Repo(tiny_checkpoint), "acme/gated-model": Repo(tiny_checkpoint, gated=True)}) as server:
+    with HubStandIn({REPO_ID: Repo(tiny_checkpoint), "acme/gated-model": Repo(tiny_checkpoint, gated=True),
+                     "acme/escaping-model": Repo(tiny_checkpoint, listed_only={"../../outside.bin": 10}),
+                     "acme/absolute-model": Repo(tiny_checkpoint, listed_only={"/etc/passwd.bin": 10})}) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
@@ -350,6 +354,49 @@ def test_missing_and_gated_repos_are_one_line_errors(hub, tmp_path, repo, fragme
     assert lines[-1].startswith("error: ") and fragment in lines[-1], result.output
     assert "Traceback" not in result.output
     assert folder_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("keep_source", [False, True], ids=["streamed", "keep-source"])
+@pytest.mark.parametrize("repo, name", [("acme/escaping-model", "../../outside.bin"),
+                                        ("acme/absolute-model", "/etc/passwd.bin")])
+def test_a_listing_with_a_name_leaving_the_folder_is_refused_naming_it(hub, tmp_path, repo, name, keep_source):
+    """--keep-source ended in huggingface_hub's ValueError traceback."""
+    out = tmp_path / "x.gguf"
+    result = run("convert", repo, "-o", str(out), *(["--keep-source"] if keep_source else []))
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines[-1] == (f"error: {repo}: the Hub lists a file named {name!r}, which would be written outside the "
+                         "download folder; refused (is this the repository you meant?)"), result.output
+    assert folder_files(tmp_path) == ["hf-cache"] or folder_files(tmp_path) == []
+    assert not (tmp_path / "outside.bin").exists()
+
+
+@needs_ro_mount
+def test_keep_source_with_a_read_only_cache_names_the_cache_not_the_network(tiny_checkpoint, tmp_path):
+    """It said "cannot reach the Hugging Face Hub ... check the network"."""
+    cache = tmp_path / "ro-cache"
+    cache.mkdir()
+    with HubStandIn({REPO_ID: Repo(tiny_checkpoint)}) as server:
+        result = xgen("convert", REPO_ID, "--keep-source", "-o", str(tmp_path / "x.gguf"),
+                      env={"HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1",
+                           "HF_HUB_OFFLINE": "0"}, prefix=read_only(cache))
+    assert result.returncode == 1
+    line = [ln for ln in result.stderr.replace("\r", "\n").splitlines() if ln.strip()][-1]
+    assert line.startswith(f"error: {REPO_ID}: cannot write ") and "Read-only file system" in line, result.stderr
+    assert "network" not in line
+
+
+@needs_ro_mount
+def test_pull_into_a_read_only_models_folder_is_the_real_error(hub, tmp_path):
+    """A traceback from discard() hid it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    result = xgen("convert", REPO_ID, "-o", str(models / "x.gguf"),
+                  env={"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(hub.hf_cache), "HF_HUB_OFFLINE": "0"},
+                  prefix=read_only(models))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines[-1] == f"error: cannot write {models / 'x.gguf'}: Read-only file system", result.stderr
 
 
 def test_unreachable_hub_is_a_one_line_error(tmp_path, monkeypatch):
