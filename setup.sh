@@ -69,6 +69,10 @@ if [ -f "$ranks" ]; then
     cache="${TIKTOKEN_CACHE_DIR:-$(.venv/bin/python -c 'import tempfile; print(tempfile.gettempdir())')/data-gym-cache}"
     mkdir -p "$cache"
     cp "$ranks" "$cache/0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4"
+else
+    # Setting up is a time the network is used anyway: tiktoken fetches and caches the
+    # ranks now, so no later command (xgen convert of a local folder, xgen demo) needs it.
+    .venv/bin/python -c "import tiktoken; tiktoken.get_encoding('r50k_base')"
 fi
 .venv/bin/python -c "from models.llama_cpp_utils import engine_info_line; print(engine_info_line())"
 echo "xgen-local is installed: .venv/bin/xgen --help"

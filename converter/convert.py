@@ -259,7 +259,7 @@ def _write_metadata(writer: gguf.GGUFWriter, args: ModelArgs, ftype: FileType,
 @functools.lru_cache(maxsize=2)
 def xgen_vocab(vocab_size: int):
     """XGen's GGUF vocabulary, built once (the free-space estimate and the header both use it)."""
-    return build_gguf_vocab(XGenTokenizer(), vocab_size)
+    return build_gguf_vocab(XGenTokenizer(allow_download=False), vocab_size)
 
 
 def estimate_output_bytes(planned: list[PlannedTensor], vocab) -> int:

@@ -75,8 +75,12 @@ def convert_source(src: str | Path, out: Path | None = None, file_type: str | No
 
     from converter.hub import resolve
     from converter.pull import is_streamable, pull
+    from models.tokenizer import load_xgen_encoding
 
     repo = resolve(src, revision)
+    # A Hub id is a download the user asked for: the GPT-2 ranks may come along (tiktoken
+    # fetches and caches them). A local folder never touches the network for them.
+    load_xgen_encoding(allow_download=True)
     if keep_source or not is_streamable(repo):
         if not keep_source:
             say(f"{src} ships safetensors, which are not streamed: downloading them whole first")

@@ -64,8 +64,8 @@ R50K_CACHE_NAME = hashlib.sha1(_R50K_URL.encode()).hexdigest()  # 0ea1e91b...
 _R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 
 _HOW_TO_GET = (
-    "run `xgen convert` or `xgen pull` once with a network connection, or set "
-    f"TIKTOKEN_CACHE_DIR to a folder holding it as a file named {R50K_CACHE_NAME}"
+    "fetch them once, with a network connection: python -c \"import tiktoken; tiktoken.get_encoding('r50k_base')\" "
+    f"(or set TIKTOKEN_CACHE_DIR to a folder holding them as a file named {R50K_CACHE_NAME})"
 )
 
 

@@ -38,3 +38,27 @@ def test_tiktoken_without_cache_does_not_download(monkeypatch, tmp_path):
             load_xgen_encoding(allow_download=False)
     finally:
         _build_encoding.cache_clear()
+
+
+def test_converting_a_local_folder_never_fetches_the_vocabulary(monkeypatch, tmp_path, tiny_checkpoint, no_network):
+    """With no tiktoken cache, `xgen convert ./folder` silently tried a download (a DNS query
+    for tiktoken's host). It now refuses in one line, with the command that fetches them."""
+    from click.testing import CliRunner
+
+    from assistant.cli import main
+    from converter.convert import xgen_vocab
+    from models.tokenizer import _build_encoding
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    _build_encoding.cache_clear()
+    xgen_vocab.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["convert", str(tiny_checkpoint), "-o", str(tmp_path / "x.gguf")])
+    finally:
+        _build_encoding.cache_clear()
+        xgen_vocab.cache_clear()
+    assert result.exit_code == 1 and no_network == [], (result.output, no_network)
+    line = [ln for ln in result.output.replace("\r", "\n").splitlines() if ln.strip()][-1]
+    assert line.startswith("error: The GPT-2 vocabulary (tiktoken r50k_base) is not available offline")
+    assert "tiktoken.get_encoding('r50k_base')" in line
+    assert not (tmp_path / "x.gguf").exists()
