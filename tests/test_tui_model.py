@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 from textual.widgets import OptionList
 
+from tests.cli_helpers import assert_one_line_error
 from tests.fake_engine import FakeEngine
 from assistant.modelref import NO_MODEL, NoModel
 from assistant.tui.app import XGenApp, create_app
@@ -159,3 +161,25 @@ def test_xgen_alone_and_xgen_chat_open_the_app(home, monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert opened == [([], None, None), ([str(notes)], "demo", "llama")]
     assert "Open the terminal app" in runner.invoke(main, ["chat", "--help"]).output
+
+
+@pytest.mark.parametrize("args", [["-s", "zzzz"], ["chat", "--session", "zzzz"]])
+def test_an_unknown_session_is_refused_before_the_app_opens(home, monkeypatch, args):
+    from assistant.cli import main
+
+    opened = []
+    monkeypatch.setattr(XGenApp, "run", lambda self: opened.append(self.initial_session))
+    assert_one_line_error(CliRunner().invoke(main, args), "no session 'zzzz'", "xgen sessions list")
+    assert opened == []  # not the app in limbo
+
+
+def test_a_session_prefix_opens_the_app_on_that_session(home, monkeypatch):
+    from assistant.cli import main
+    from assistant.store import Store
+
+    with Store() as store:
+        session = store.create_session("Hello")
+    opened = []
+    monkeypatch.setattr(XGenApp, "run", lambda self: opened.append(self.initial_session))
+    assert CliRunner().invoke(main, ["-s", session.id[:6]], catch_exceptions=False).exit_code == 0
+    assert opened == [session.id]
