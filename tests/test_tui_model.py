@@ -123,6 +123,24 @@ async def test_the_app_names_the_demo_when_it_opens_it_by_default(store, home, c
 
 
 @sync
+async def test_retry_on_the_welcome_dialog_names_the_demo_too(store, home, converted):
+    import shutil
+
+    from models.paths import models_dir
+
+    app = create_app(store=store)  # the command line's loader, no model yet
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, NoModelScreen))
+        models_dir().mkdir(parents=True, exist_ok=True)
+        shutil.copy(converted("q8_0"), models_dir() / "xgen-demo-q8_0.gguf")  # `xgen demo` in another terminal
+        await pilot.press("r")
+        await wait_idle(pilot, app, timeout=60)
+        assert "random weights" in app.chat.status.model.label
+        (note,) = [n for n in notifications(app) if n.title == "Demo model"]
+        assert "random" in note.message and note.severity == "warning"
+
+
+@sync
 async def test_end_to_end_on_the_tiny_model(store, converted, tmp_path):
     from assistant.engines import open_engine
 

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from assistant.modelref import choose_model
+from assistant.modelref import DEMO_NOTE, choose_model, is_demo
 from assistant.safetext import printable
 from assistant.session import Conversation, absolute
 from assistant.store import Store
@@ -29,6 +29,10 @@ from models.paths import data_dir
 
 
 BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
 
 
 class XGenApp(App[None]):
@@ -109,12 +113,14 @@ class XGenApp(App[None]):
         self.model_loading = False
         self.model_ref = model.ref
         self.conversation.forget_context()
-        # The demo, taken without being asked for: say so, visibly.
-        label = f"{model.name} (demo: random weights)" if model.note else model.name
+        # The demo, however it was loaded (at start, by Retry, by Switch model): say so, visibly.
+        demo = is_demo(model.location)
+        label = f"{model.name} (demo: random weights)" if demo else model.name
         self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
-        if model.note:
-            self.notify(model.note[0].upper() + model.note[1:] + ".", title="Demo model", severity="warning",
-                        timeout=30)
+        if demo:
+            self.notify(_sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
+        if model.note:  # how it was fitted (a smaller context, a q8_0 KV cache)
+            self.notify(_sentence(model.note), title="Model", timeout=15)
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
