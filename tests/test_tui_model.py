@@ -68,6 +68,36 @@ async def test_switch_model_loads_the_chosen_one(store, monkeypatch):
 
 
 @sync
+async def test_a_bad_pick_in_switch_model_keeps_the_model_in_use(store, monkeypatch):
+    closed = []
+
+    class Engine(FakeEngine):
+        def close(self) -> None:
+            closed.append(self.model_name)
+
+    def factory(ref):
+        if ref == "/models/bad.gguf":
+            raise XGenError("/models/bad.gguf: not a GGUF file")
+        return Engine(model_name="working-model")
+
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [("/models/bad.gguf", "bad.gguf (1 GiB)")])
+    app = create_app(engine_factory=factory, store=store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        working = app.loaded
+        app.action_switch_model()
+        await wait_for(pilot, lambda: app.screen is not app.chat)
+        await pilot.press("enter")
+        note = await wait_for(pilot, lambda: [n for n in notifications(app) if n.title == "Cannot load the model"])
+        await wait_for(pilot, lambda: not app.model_loading)
+        assert "not a GGUF file" in note[-1].message and "Still using working-model" in note[-1].message
+        assert app.loaded is working and closed == [] and app.chat.status.model.label == "working-model"
+        await send(pilot, "Still there?")
+        await wait_idle(pilot, app)
+        assert replies(app)[-1].text == "OK."
+
+
+@sync
 async def test_switch_model_can_browse_to_a_gguf_file(store, tmp_path, monkeypatch):
     asked = []
 

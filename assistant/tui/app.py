@@ -93,10 +93,7 @@ class XGenApp(App[None]):
 
     @work(thread=True, exclusive=True, group="model")
     def _load_worker(self, ref: str | None) -> None:
-        old, self.loaded = self.loaded, None
-        if old is not None:
-            with self.engine_lock:  # never free a model that is generating
-                old.engine.close()
+        # The model in use stays until the new one has loaded: a bad pick loses nothing.
         try:
             loaded = as_loaded(self.engine_factory(ref), ref)
         except XGenError as exc:
@@ -105,7 +102,16 @@ class XGenApp(App[None]):
         except (OSError, RuntimeError, ValueError) as exc:  # a broken backend is reported, not raised
             self.post_message(ModelFailed(ref, f"{type(exc).__name__}: {exc}"))
             return
+        with self.engine_lock:  # never free a model that is generating
+            old, self.loaded = self.loaded, None
+            if old is not None:
+                old.engine.close()
         self.post_message(ModelLoaded(loaded))
+
+    def _show_model(self, model: LoadedModel) -> None:
+        # The demo, however it was loaded (at start, by Retry, by Switch model): say so, visibly.
+        label = f"{model.name} (demo: random weights)" if is_demo(model.location) else model.name
+        self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
         model = event.model
@@ -113,17 +119,19 @@ class XGenApp(App[None]):
         self.model_loading = False
         self.model_ref = model.ref
         self.conversation.forget_context()
-        # The demo, however it was loaded (at start, by Retry, by Switch model): say so, visibly.
-        demo = is_demo(model.location)
-        label = f"{model.name} (demo: random weights)" if demo else model.name
-        self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
-        if demo:
+        self._show_model(model)
+        if is_demo(model.location):
             self.notify(_sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
         if model.note:  # how it was fitted (a smaller context, a q8_0 KV cache)
             self.notify(_sentence(model.note), title="Model", timeout=15)
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
+        if self.loaded is not None:  # a switch that failed: the model in use stays
+            self._show_model(self.loaded)
+            self.notify(f"{event.error}. Still using {self.loaded.name}.", title="Cannot load the model",
+                        severity="error", timeout=15)
+            return
         self.model_state = ModelState("no model")
         if event.no_model:
             self.push_screen(NoModelScreen(), callback=self._no_model_choice)
