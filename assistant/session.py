@@ -79,6 +79,7 @@ class Conversation(AttachedFiles):
         self._chat: ChatSession | None = None
         self._chat_key: tuple | None = None
         self._lock = threading.RLock()  # files are attached from workers while the UI reads them
+        self.model: LoadedModel | None = None  # the model in use (use_model), recorded with new sessions
 
     @property
     def session_id(self) -> str | None:
@@ -138,8 +139,21 @@ class Conversation(AttachedFiles):
             except XGenError:
                 pass  # deleted by `xgen sessions delete` meanwhile: keep what is on screen
 
+    def use_model(self, model: LoadedModel) -> None:
+        """The model in use from now on (the app loads it while files are read): recorded
+        at once with the open session if it has none yet (files attached first), and with
+        every session created after, so a session reopens with its model however it began."""
+        with self._lock:
+            self.model = model
+            if self.session is not None and not self.session.model_ref:
+                try:
+                    self._ensure_session(model)
+                except XGenError:
+                    pass  # deleted elsewhere meanwhile: the next question starts a new session
+
     def _ensure_session(self, model: LoadedModel | None) -> Session:
         """The session, created if need be; its model is recorded once one is known."""
+        model = model or self.model
         if self.session is None:
             assert self.kept, "a conversation that is not kept has no session"
             self.session = self.store.create_session(

@@ -55,6 +55,18 @@ def write_notes(folder, name="notes.txt"):
     return path
 
 
+def test_the_model_in_use_is_recorded_with_a_session_begun_without_one(store, tmp_path):
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])  # attached while the app loads the model
+    assert store.get_session(conversation.session_id).model_ref == ""
+    conversation.use_model(model_of(FakeEngine()))
+    saved = store.get_session(conversation.session_id)
+    assert (saved.model, saved.engine, saved.model_ref) == ("fake-model", "fake", "/models/fake.gguf")
+    conversation.new()
+    conversation.add_files([write_notes(tmp_path, "other.txt")])  # a later session, still without a model given
+    assert store.get_session(conversation.session_id).model_ref == "/models/fake.gguf"
+
+
 def test_a_resumed_session_gives_the_model_its_earlier_turns(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])

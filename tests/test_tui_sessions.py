@@ -93,6 +93,40 @@ async def test_a_reopened_session_remembers_its_turns_and_its_model(store, tmp_p
 
 
 @sync
+async def test_a_session_started_with_files_records_its_model_before_any_question(store, tmp_path):
+    """`xgen chat FILE --model X`, quit without asking: `xgen` alone reopens it with X."""
+    import threading
+
+    from assistant.modelref import LoadedModel
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    model_file = write(tmp_path, "chosen.gguf", "stands in for a model file")
+    files_first = threading.Event()
+    asked: list = []
+
+    def load(ref):
+        asked.append(ref)
+        files_first.wait(10)  # the files are attached (and the session created) while the model loads
+        return LoadedModel("chosen", FakeEngine(), location=str(model_file))
+
+    first = create_app(engine_factory=load, store=store, files=[str(notes)], model=str(model_file))
+    async with first.run_test(size=SMALL) as pilot:
+        await wait_files(pilot, first)
+        assert store.get_session(first.conversation.session_id).model_ref == ""
+        files_first.set()
+        await wait_idle(pilot, first)
+        session_id = first.conversation.session_id
+    saved = store.get_session(session_id)
+    assert (saved.model, saved.model_ref) == ("chosen", str(model_file))
+    assert "chosen" in store.export_markdown(session_id) and "unknown model" not in store.export_markdown(session_id)
+    second = create_app(engine_factory=load, store=store)  # `xgen` alone
+    async with second.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, second)
+        assert second.conversation.session_id == session_id
+    assert asked == [str(model_file), str(model_file)]
+
+
+@sync
 async def test_clear_starts_afresh_with_the_same_files_in_the_sidebar(store, tmp_path):
     notes = write(tmp_path, "notes.md", NOTES)
     app = app_with(FakeEngine(["Answer."]), store, files=[str(notes)])

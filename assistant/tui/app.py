@@ -119,6 +119,7 @@ class XGenApp(App[None]):
         self.model_loading = False
         self.model_ref = model.ref
         self.conversation.forget_context()
+        self.conversation.use_model(model)
         self._show_model(model)
         if is_demo(model.location):
             self.notify(_sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
