@@ -209,8 +209,9 @@ class Conversation(AttachedFiles):
         leaves no room for a passage. Events: `saved(question)` and `saved(reply)` once
         both messages exist (the reply empty), `text` for each piece, then `saved(reply)`
         complete and a `note` for each of the answer's notes. An interrupted or failed
-        generation keeps what was written; a session created for this question and left
-        with no answer at all is removed again.
+        generation keeps what was written; one that wrote nothing at all stores nothing:
+        the question and reply are removed again (`withdrawn`), with the session if it was
+        created for this question.
         """
         events = events or JobEvents()
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
@@ -226,8 +227,8 @@ class Conversation(AttachedFiles):
         try:
             answer = chat.complete(prepared, stop=stop, on_text=saver.tee(events.text))
         except BaseException as exc:
-            if created and not saver.text:
-                self._forget_session(session)
+            if not saver.text:
+                self._withdraw(session, created, [user.id, reply.id], events)
             else:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
                 self._saved(events, saver.finish(saver.text, {"finish": reason,
@@ -286,6 +287,16 @@ class Conversation(AttachedFiles):
         if message is not None:
             events.saved(message)
         return message
+
+    def _withdraw(self, session: Session, created: bool, message_ids: list[int], events: JobEvents) -> None:
+        try:
+            if created:
+                self._forget_session(session)
+            else:
+                self.store.delete_messages(message_ids)
+        except XGenError:
+            return  # the store cannot take them back: they stay, with the error
+        events.withdrawn()
 
     def _forget_session(self, session: Session) -> None:
         try:

@@ -192,6 +192,29 @@ def test_an_engine_failure_on_a_new_session_leaves_no_session(store, tmp_path):
     assert store.list_sessions() == []
 
 
+def test_an_engine_failure_before_any_word_stores_nothing_in_an_existing_session(store, tmp_path):
+    class Down(FakeEngine):
+        down = False
+
+        def generate(self, *args, **kwargs):
+            if self.down:
+                raise XGenError("cannot reach http://127.0.0.1:9: connection refused; is the server running?")
+            return super().generate(*args, **kwargs)
+
+    engine = Down(["It failed on 2 September [1]."])
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])
+    conversation.ask(model_of(engine), "When did it fail?")
+    engine.down = True
+    for _ in range(2):
+        events = Recorded()
+        with pytest.raises(XGenError, match="cannot reach"):
+            conversation.ask(model_of(engine), "And who replaced it?", events)
+        assert len(events.messages) == 2  # saved, then taken back
+    assert [m.content for m in store.messages(conversation.session_id)] == [
+        "When did it fail?", "It failed on 2 September [1]."]
+
+
 def test_an_invented_next_turn_is_cut_from_the_reply_and_the_store(store, tmp_path):
     engine = FakeEngine(["It failed on 2 September [1].\n### Human: thanks!\n### Assistant: You're welcome."])
     conversation = Conversation(store)

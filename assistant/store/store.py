@@ -184,6 +184,11 @@ class Store(Database):
             updated = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(updated)
 
+    def delete_messages(self, message_ids: list[int]) -> None:
+        """Take messages back out (a question whose answer failed before its first word)."""
+        with self._write() as db:
+            db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
+
     def messages(self, session_id: str) -> list[Message]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY id",

@@ -94,6 +94,7 @@ class Posted(JobEvents):
         self.question: StoredMessage | None = None
         self.reply: StoredMessage | None = None  # as first saved (empty)
         self.final: StoredMessage | None = None  # as saved in full (None: the save failed)
+        self.taken_back = False  # the core removed the question and reply again (nothing was written)
 
     def saved(self, message: StoredMessage) -> None:
         if message.role == "user":
@@ -108,6 +109,9 @@ class Posted(JobEvents):
     def text(self, piece: str) -> None:
         self.relay.add(piece)
 
+    def withdrawn(self) -> None:
+        self.taken_back = True
+
     def indexing(self, event) -> None:
         self.index.indexing(event)
 
@@ -121,6 +125,9 @@ class Posted(JobEvents):
         failed), or the turn was refused before anything was saved."""
         self.relay.flush()
         if self.reply is None:  # refused before anything was saved (empty, too long, no room)
+            self.post(failed)
+        elif self.taken_back:  # failed before its first word: nothing stays, on screen either
+            failed.shown = tuple(m.id for m in (self.question, self.reply) if m is not None)
             self.post(failed)
         elif result is None:
             self.post(ReplyDone(self.reply.id, "", {"finish": "error", "error": error}, error=error))
