@@ -37,7 +37,7 @@ from assistant.passages import Attached, Scope
 from assistant.persist import ProgressiveSave, answer_meta
 from assistant.sources import Sources
 from assistant.store import AttachedFile, Message, Session, Store
-from assistant.summarize import ProgressFn, Summarizer, SummaryForm, SummaryResult
+from assistant.summarize import ProgressFn, Summarizer, SummaryFailed, SummaryForm, SummaryResult
 from models.errors import XGenError
 
 # What the faces use of the core's types, from the job module (see the module docstring).
@@ -273,8 +273,9 @@ class Conversation(AttachedFiles):
             result = summarize_document(model, source, form, self.store, stop=stop, on_text=saver.tee(events.text),
                                         on_progress=events.progress, settings=settings, session_id=session.id)
         except BaseException as exc:
-            self._saved(events, saver.finish(saver.text, base | {"finish": "error",
-                                                                 "error": str(exc) or type(exc).__name__}))
+            done = partial_text(exc.partials) if isinstance(exc, SummaryFailed) else ""  # kept, as when stopped
+            self._saved(events, saver.finish(saver.text or done, base | {"finish": "error",
+                                                                         "error": str(exc) or type(exc).__name__}))
             raise
         meta = base | {"stats": result.stats.as_dict(), "finish": "stopped" if result.stopped else "eos",
                        "notes": result.notes}

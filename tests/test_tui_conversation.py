@@ -84,6 +84,27 @@ async def test_a_question_the_server_never_answered_is_given_back_and_not_stored
 
 
 @sync
+async def test_a_reply_cut_by_the_server_going_away_stays_on_screen_with_the_real_cause(store):
+    from assistant.engines import open_engine
+
+    with OpenAIDouble([WORDS], cut_after=12) as server:
+        app = app_with(open_engine("remote", server.url), store)
+        async with app.run_test(size=SMALL) as pilot:
+            await wait_idle(pilot, app)
+            await send(pilot, "Say many words")
+            await wait_for(pilot, lambda: replies(app) and not app.chat.busy, what="the reply to fail")
+            (reply,) = replies(app)
+            written = " ".join(WORDS.split()[:12])
+            assert reply.text.strip() == written  # kept on screen, as Esc keeps it
+            assert "(no text)" not in reply.markdown.source
+            meta = str(reply.query_one(".meta").render())
+            assert "closed the connection" in meta and "longer than its context" not in meta
+            assert "closed the connection" in notifications(app)[-1].message
+    saved = store.messages(app.conversation.session_id)[1]
+    assert saved.content.strip() == written and saved.meta["finish"] == "error"
+
+
+@sync
 async def test_ctrl_c_stops_a_reply_and_idle_it_does_not_quit(store):
     engine = FakeEngine([WORDS], step_delay=0.03)
     app = app_with(engine, store)

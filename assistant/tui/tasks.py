@@ -129,8 +129,10 @@ class Posted(JobEvents):
         elif self.taken_back:  # failed before its first word: nothing stays, on screen either
             failed.shown = tuple(m.id for m in (self.question, self.reply) if m is not None)
             self.post(failed)
-        elif result is None:
-            self.post(ReplyDone(self.reply.id, "", {"finish": "error", "error": error}, error=error))
+        elif result is None:  # failed midway: what was written stays on screen, as it is saved
+            text, meta = (self.final.content, self.final.meta) if self.final else (
+                "", {"finish": "error", "error": error})
+            self.post(ReplyDone(self.reply.id, text, meta, error=error))
         elif self.final is None:
             text, finish = result
             self.post(ReplyDone(self.reply.id, text, {"finish": finish}, context_used=context_used,
