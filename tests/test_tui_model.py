@@ -23,7 +23,7 @@ async def test_no_model_shows_how_to_get_one(store, home):
     async with app.run_test(size=SIZE) as pilot:
         screen = await wait_for(pilot, lambda: isinstance(app.screen, NoModelScreen) and app.screen)
         text = await wait_for(pilot, lambda: screen.query("#welcome-text") and screen.query_one("#welcome-text").source)
-        assert "xgen pull xgen-7b-8k-inst" in text and "xgen demo" in text
+        assert "xgen pull xgen-7b-8k-inst" in text and "Build the demo now" in text
         await pilot.press("escape")  # browse sessions without a model
         await wait_for(pilot, lambda: app.screen is app.chat)
         assert app.chat.status.model.label == "no model"
@@ -116,8 +116,10 @@ async def test_switch_model_can_browse_to_a_gguf_file(store, tmp_path, monkeypat
         app.action_switch_model()
         picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
                                 and app.screen)
-        assert "Browse for a .gguf file" in str(picker.query_one(OptionList).get_option_at_index(0).prompt)
-        await pilot.press("enter")
+        options = picker.query_one(OptionList)
+        assert [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)] == [
+            "Connect to a server URL…", "Browse for a .gguf file…"]
+        await pilot.press("down", "enter")
         dialog = await wait_for(pilot, lambda: type(app.screen).__name__ == "ModelFileScreen" and app.screen)
         path = dialog.query_one("#attach-path")
         path.value = f"{model.parent}/"
@@ -231,3 +233,74 @@ def test_a_session_prefix_opens_the_app_on_that_session(home, monkeypatch):
     monkeypatch.setattr(XGenApp, "run", lambda self: opened.append(self.initial_session))
     assert CliRunner().invoke(main, ["-s", session.id[:6]], catch_exceptions=False).exit_code == 0
     assert opened == [session.id]
+
+
+@sync
+async def test_build_the_demo_now_from_the_welcome_dialog(store, home, converted, monkeypatch):
+    import shutil
+
+    from models.paths import models_dir
+
+    steps = ["demo checkpoint: ready", "converted to xgen-demo-q8_0.gguf"]
+    release = __import__("threading").Event()
+
+    def build_demo(echo):  # stands in for converter.demo.build_demo (`xgen demo`, ~30 s): its steps, its file
+        for step in steps:
+            echo(step)
+        release.wait(10)
+        models_dir().mkdir(parents=True, exist_ok=True)
+        return shutil.copy(converted("q8_0"), models_dir() / "xgen-demo-q8_0.gguf")
+
+    monkeypatch.setattr("assistant.tui.app._build_demo", build_demo)
+    app = create_app(store=store)  # the command line's loader, no model yet
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, NoModelScreen) and app.screen)
+        await pilot.press("d")
+        progress = screen.query_one("#welcome-progress")
+        await wait_for(pilot, lambda: str(progress.render()) == steps[-1], what="the build's progress")
+        await pilot.press("q")  # ignored while it builds
+        assert app.screen is screen
+        release.set()
+        await wait_idle(pilot, app, timeout=60)
+        assert app.screen is app.chat and "random weights" in app.chat.status.model.label
+        assert [n for n in notifications(app) if n.title == "Demo model"]
+
+
+@sync
+async def test_switch_model_retries_a_server_and_connects_to_a_url(store, monkeypatch):
+    from assistant.modelref import open_model
+    from assistant.tui.screens.dialogs import TextScreen
+    from bench.openai_double import OpenAIDouble
+
+    monkeypatch.setattr("assistant.tui.app.local_models", lambda: [])
+    with OpenAIDouble(["First server."]) as first, OpenAIDouble(["Second server."]) as second:
+        up = False
+
+        def factory(ref):
+            if not up:  # as the remote engine says it when the server is down
+                raise XGenError(f"cannot reach {ref}: [Errno 111] Connection refused; is the server running?")
+            return open_model(ref)
+
+        app = create_app(engine_factory=factory, store=store, model=first.url)
+        async with app.run_test(size=SMALL) as pilot:
+            note = await wait_for(pilot, lambda: notifications(app) and notifications(app)[-1])
+            assert "is the server running? Ctrl+P" in note.message and "?." not in note.message
+            up = True
+            app.action_switch_model()
+            picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                    and app.screen.query_one(OptionList))
+            assert str(picker.get_option_at_index(picker.highlighted).prompt).startswith(f"Retry {first.url}")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.loaded and app.loaded.name == first.url, what="the retried server")
+            app.action_switch_model()
+            picker = await wait_for(pilot, lambda: app.screen is not app.chat and app.screen.query(OptionList)
+                                    and app.screen.query_one(OptionList))
+            picker.highlighted = picker.get_option_index("connect:")
+            await pilot.press("enter")
+            dialog = await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and app.screen)
+            dialog.query_one("#text-value").value = second.url
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.loaded and app.loaded.name == second.url, what="the second server")
+            await send(pilot, "Which one?")
+            await wait_idle(pilot, app)
+            assert replies(app)[-1].text == "Second server."

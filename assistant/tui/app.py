@@ -22,6 +22,7 @@ from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.attach import ModelFileScreen
 from assistant.tui.chat import ChatScreen
+from assistant.tui.screens.dialogs import TextScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
@@ -29,10 +30,23 @@ from models.paths import data_dir
 
 
 BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
+CONNECT = "connect:"  # ... to type a server's URL
+RETRY = "retry:"  # ... to load again the model that failed (a server down then)
+
+
+def _full_stop(text: str) -> str:
+    """`text` ending as a sentence: no stop added after "?", "!" or "." (no "running?.")."""
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 def _sentence(text: str) -> str:
-    return text[0].upper() + text[1:] + "."
+    return _full_stop(text[0].upper() + text[1:])
+
+
+def _build_demo(echo) -> Path:
+    from converter.demo import build_demo  # the code of `xgen demo`; torch and the converter load here
+
+    return build_demo(echo=echo)
 
 
 class XGenApp(App[None]):
@@ -55,6 +69,7 @@ class XGenApp(App[None]):
         self.model_ref = model
         self.loaded: LoadedModel | None = None
         self.model_loading = False
+        self.failed: tuple[str | None] | None = None  # (ref,) of the last load that failed, for Retry
         self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
         self.chat = ChatScreen(self, files=self.initial_files, session_id=session_id)
 
@@ -117,6 +132,7 @@ class XGenApp(App[None]):
         model = event.model
         self.loaded = model
         self.model_loading = False
+        self.failed = None
         self.model_ref = model.ref
         self.conversation.forget_context()
         self.conversation.use_model(model)
@@ -128,21 +144,24 @@ class XGenApp(App[None]):
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
+        self.failed = (event.ref,)
         if self.loaded is not None:  # a switch that failed: the model in use stays
             self._show_model(self.loaded)
-            self.notify(f"{event.error}. Still using {self.loaded.name}.", title="Cannot load the model",
+            self.notify(f"{_full_stop(event.error)} Still using {self.loaded.name}.", title="Cannot load the model",
                         severity="error", timeout=15)
             return
         self.model_state = ModelState("no model")
         if event.no_model:
-            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
+            self.push_screen(NoModelScreen(_build_demo), callback=self._no_model_choice)
         else:
-            self.notify(f"{event.error}. Ctrl+P → Switch model to pick another one.",
-                        title="Cannot load the model", severity="error", timeout=15)
+            self.notify(f"{_full_stop(event.error)} Ctrl+P → Switch model to retry, connect to a server or "
+                        "pick another model.", title="Cannot load the model", severity="error", timeout=15)
 
     def _no_model_choice(self, choice: str | None) -> None:
         if choice == "retry":
             self.load_model(self.model_ref)
+        elif choice and choice.startswith("load:"):  # the demo, just built
+            self.load_model(choice.removeprefix("load:"))
         elif choice == "quit":
             self.exit()
 
@@ -155,16 +174,36 @@ class XGenApp(App[None]):
         if current and current not in [ref for ref, _ in options]:
             options.insert(0, (current, f"{current}  (current)"))
         hint = ("Enter loads it · Esc cancels · `xgen models` lists more" if options else
-                "No model in xgen's folder yet: browse to a .gguf file, or run `xgen demo` or `xgen pull`")
+                "No model in xgen's folder yet: browse to a .gguf file, connect to a server, or run "
+                "`xgen demo` or `xgen pull`")
+        if self.failed is not None:
+            failed = self.failed[0]
+            options.insert(0, (RETRY, f"Retry {failed if failed else 'the default model'}  (failed)"))
+        options.append((CONNECT, "Connect to a server URL…"))
         options.append((BROWSE, "Browse for a .gguf file…"))
-        self.push_screen(PickerScreen("Switch model", options, highlighted=current, hint=hint),
-                         callback=self._model_chosen)
+        self.push_screen(PickerScreen("Switch model", options, highlighted=RETRY if self.failed else current,
+                                      hint=hint), callback=self._model_chosen)
 
     def _model_chosen(self, ref: str | None) -> None:
         if ref == BROWSE:
             self.push_screen(ModelFileScreen(), callback=self._model_file_chosen)
+        elif ref == CONNECT:
+            self.push_screen(TextScreen("Connect to a server", "http://127.0.0.1:8080",
+                                        "An OpenAI-compatible server (llama-server) · Enter connects · Esc cancels"),
+                             callback=self._url_chosen)
+        elif ref == RETRY and self.failed is not None:
+            self.load_model(self.failed[0])
         elif ref:
             self.load_model(ref)
+
+    def _url_chosen(self, url: str | None) -> None:
+        if not url:
+            return
+        if not url.startswith(("http://", "https://")):
+            self.notify(f"{url} is no server address: give one like http://127.0.0.1:8080.",
+                        title="Not connected", severity="error", timeout=10)
+            return
+        self.load_model(url)
 
     def _model_file_chosen(self, path: str | None) -> None:
         if path:
