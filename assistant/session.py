@@ -36,7 +36,7 @@ from assistant.modelref import LoadedModel
 from assistant.passages import Attached, Scope
 from assistant.persist import ProgressiveSave, answer_meta
 from assistant.sources import Sources
-from assistant.store import AttachedFile, Message, Session, Store
+from assistant.store import AttachedFile, Message, Session, SessionClaims, Store
 from assistant.summarize import ProgressFn, Summarizer, SummaryFailed, SummaryForm, SummaryResult
 from models.errors import XGenError
 
@@ -55,6 +55,7 @@ class Reopened:
     session: Session
     messages: list[Message]
     files: list[AttachedFile]
+    open_elsewhere: bool = False  # another app has it open too (with `claims`)
 
 
 class Conversation(AttachedFiles):
@@ -66,8 +67,10 @@ class Conversation(AttachedFiles):
     jobs may run in a worker thread (the app's). `count_tokens` counts standard input's
     tokens (XGen's tokenizer by default), once: the count is kept with it."""
 
-    def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None):
+    def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None,
+                 claims: SessionClaims | None = None):
         self.store = store
+        self.claims = claims  # the app's: sessions open in another app are told apart
         self.kept = kept
         self.session: Session | None = None
         self.scope = Scope()
@@ -95,6 +98,7 @@ class Conversation(AttachedFiles):
     def new(self) -> None:
         self.forget_context()
         self.session = None
+        self._claim(None)
         self.scope.clear()
         self.numbering = Numbering()
         self.large_files = []
@@ -125,11 +129,25 @@ class Conversation(AttachedFiles):
         self.large_files = []
         self._texts = {}
         self._earlier = earlier_turns(messages)
-        return Reopened(session, messages, self.store.files(session.id))
+        return Reopened(session, messages, self.store.files(session.id), not self._claim(session.id))
+
+    def _claim(self, session_id: str | None) -> bool:
+        """Hold the session now open (and no other); False if another app holds it too."""
+        if self.claims is None:
+            return True
+        self.claims.release(keep=session_id)
+        return session_id is None or self.claims.claim(session_id)
+
+    @property
+    def deleted_elsewhere(self) -> bool:
+        """The open session was deleted by another app or `xgen sessions delete`."""
+        return self.session is not None and not self.store.has_session(self.session.id)
 
     def close(self) -> None:
-        """Let go of the library index (a conversation can be used again after: it reopens it)."""
+        """Let go of the library index and of the session held (a conversation can be used
+        again after: it reopens them)."""
         self.scope.close()
+        self._claim(None)
 
     def refresh(self) -> None:
         """Re-read the session's record (its title comes with the first question)."""
@@ -154,11 +172,14 @@ class Conversation(AttachedFiles):
     def _ensure_session(self, model: LoadedModel | None) -> Session:
         """The session, created if need be; its model is recorded once one is known."""
         model = model or self.model
+        if self.deleted_elsewhere:
+            self.session = None  # the next question (or file) starts a new session, with the same files
         if self.session is None:
             assert self.kept, "a conversation that is not kept has no session"
             self.session = self.store.create_session(
                 model=model.name if model else "", engine=model.engine_name if model else "",
                 model_ref=model.location if model else "")
+            self._claim(self.session.id)
             for item in self.scope.items:
                 self._record(item)
         elif model is not None and not self.session.model_ref:
@@ -217,7 +238,7 @@ class Conversation(AttachedFiles):
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
         self.scope.refresh(on_event=events.indexing, stop=stop)  # files changed since the last question
         prepared = chat.prepare(question)
-        created = self.session is None
+        created = self.session is None or self.deleted_elsewhere
         session = self._ensure_session(model)
         user = self.store.add_message(session.id, "user", prepared.question)
         reply = self.store.add_message(session.id, "assistant", "", meta={"finish": "streaming"})
@@ -306,6 +327,7 @@ class Conversation(AttachedFiles):
             pass  # already gone; nothing to forget
         if self.session is not None and self.session.id == session.id:
             self.session = None
+            self._claim(None)
 
 
 def partial_text(partials: list[str]) -> str:

@@ -67,6 +67,22 @@ def test_the_model_in_use_is_recorded_with_a_session_begun_without_one(store, tm
     assert store.get_session(conversation.session_id).model_ref == "/models/fake.gguf"
 
 
+def test_a_question_after_the_session_was_deleted_elsewhere_starts_a_new_one(store, tmp_path):
+    engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])
+    conversation.ask(model_of(engine), "When did it fail?")
+    deleted = conversation.session_id
+    with Store(store.path) as other:  # another app, or `xgen sessions delete`
+        other.delete_session(deleted)
+    assert conversation.deleted_elsewhere
+    conversation.ask(model_of(engine), "When was it replaced?")
+    (fresh,) = store.list_sessions()
+    assert fresh.id == conversation.session_id != deleted and fresh.model_ref == "/models/fake.gguf"
+    assert [m.content for m in store.messages(fresh.id)] == ["When was it replaced?", "On 9 September [1]."]
+    assert [f.name for f in store.files(fresh.id)] == ["notes.txt"]
+
+
 def test_a_resumed_session_gives_the_model_its_earlier_turns(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])

@@ -107,6 +107,15 @@ class Store(Database):
             raise XGenError(f"session id {prefix!r} is ambiguous: {shown}{more}; give more characters")
         return Session(*rows[0])
 
+    def has_session(self, session_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (another app) commits: cheap to poll."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def list_sessions(self, limit: int = 50) -> list[Session]:
         """The most recently updated sessions first."""
         with self._lock:

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from assistant.modelref import DEMO_NOTE, choose_model, is_demo
 from assistant.safetext import printable
 from assistant.session import Conversation, absolute
-from assistant.store import Store
+from assistant.store import SessionClaims, Store
 from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
@@ -63,7 +63,7 @@ class XGenApp(App[None]):
         super().__init__()
         self.engine_factory = engine_factory
         self.store = store
-        self.conversation = Conversation(store)
+        self.conversation = Conversation(store, claims=SessionClaims(store.path))
         self.initial_files = [str(f) for f in files]
         self.initial_session = session_id
         self.model_ref = model
@@ -85,6 +85,9 @@ class XGenApp(App[None]):
 
     def on_mount(self) -> None:
         self.load_model(self.model_ref or self._reopened_session_model())
+
+    def on_unmount(self) -> None:
+        self.conversation.close()  # another app may now take the session without a warning
 
     def _reopened_session_model(self) -> str | None:
         """Without --model, a reopened session comes back with the model it was using (by

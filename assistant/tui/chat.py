@@ -67,7 +67,7 @@ class ChatScreen(Screen):
         self._pending: str | None = None  # typed while the model or the files were loading
 
     def compose(self):
-        yield Sessions(self.host, self._refuse_while_busy)
+        yield Sessions(self.host, self._refuse_while_busy, lambda: bool(self.busy))
         yield FileReader(self.host)
         yield JobRunner(self.host)
         with Horizontal(id="main"):

@@ -31,6 +31,9 @@ class ConversationView(VerticalScroll):
 
     async def add(self, *widgets: Widget) -> None:
         self.query_one("#empty-hint").display = False
+        for widget in widgets:  # a message of a session deleted elsewhere, whose id the store reused
+            if widget.id:
+                await self.query(f"#{widget.id}").remove()
         await self.mount_all(widgets)
         self.anchor()
 
