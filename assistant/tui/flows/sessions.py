@@ -32,7 +32,7 @@ ELSEWHERE_AT_START = ("Your last session is open in another xgen window, so this
                       "(Ctrl+P → Switch session opens it anyway).")
 ELSEWHERE = "This session is also open in another xgen window: both write into it."
 DELETED = ("This session was deleted in another window or by `xgen sessions delete`: "
-           "a new one starts, with the same files.")
+           "a new one starts here (its files stay attached).")
 WATCH_SECONDS = 1.0
 
 
