@@ -27,6 +27,11 @@ class JobEvents:
         """Where a summary is: stage "map" (parts), "combine level N", "final", or "read"
         (bytes of a file read in parts; total 0 while the size is unknown, for stdin)."""
 
+    def withdrawn(self) -> None:
+        """The question and its reply, saved before, were taken back out of the store: the
+        answer failed before its first word (a server down), so nothing of the turn stays,
+        as for a question refused by its checks."""
+
     def note(self, text: str) -> None:
         """Something the user should be told about the result (what was cut, left out or
         could not be saved). The result's `notes` hold the same lines."""

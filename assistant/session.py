@@ -36,8 +36,8 @@ from assistant.modelref import LoadedModel
 from assistant.passages import Attached, Scope
 from assistant.persist import ProgressiveSave, answer_meta
 from assistant.sources import Sources
-from assistant.store import AttachedFile, Message, Session, Store
-from assistant.summarize import ProgressFn, Summarizer, SummaryForm, SummaryResult
+from assistant.store import AttachedFile, Message, Session, SessionClaims, Store
+from assistant.summarize import ProgressFn, Summarizer, SummaryFailed, SummaryForm, SummaryResult
 from models.errors import XGenError
 
 # What the faces use of the core's types, from the job module (see the module docstring).
@@ -55,6 +55,7 @@ class Reopened:
     session: Session
     messages: list[Message]
     files: list[AttachedFile]
+    open_elsewhere: bool = False  # another app has it open too (with `claims`)
 
 
 class Conversation(AttachedFiles):
@@ -66,8 +67,10 @@ class Conversation(AttachedFiles):
     jobs may run in a worker thread (the app's). `count_tokens` counts standard input's
     tokens (XGen's tokenizer by default), once: the count is kept with it."""
 
-    def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None):
+    def __init__(self, store: Store, *, kept: bool = True, count_tokens: Callable[[str], int] | None = None,
+                 claims: SessionClaims | None = None):
         self.store = store
+        self.claims = claims  # the app's: sessions open in another app are told apart
         self.kept = kept
         self.session: Session | None = None
         self.scope = Scope()
@@ -79,6 +82,7 @@ class Conversation(AttachedFiles):
         self._chat: ChatSession | None = None
         self._chat_key: tuple | None = None
         self._lock = threading.RLock()  # files are attached from workers while the UI reads them
+        self.model: LoadedModel | None = None  # the model in use (use_model), recorded with new sessions
 
     @property
     def session_id(self) -> str | None:
@@ -94,6 +98,7 @@ class Conversation(AttachedFiles):
     def new(self) -> None:
         self.forget_context()
         self.session = None
+        self._claim(None)
         self.scope.clear()
         self.numbering = Numbering()
         self.large_files = []
@@ -124,11 +129,25 @@ class Conversation(AttachedFiles):
         self.large_files = []
         self._texts = {}
         self._earlier = earlier_turns(messages)
-        return Reopened(session, messages, self.store.files(session.id))
+        return Reopened(session, messages, self.store.files(session.id), not self._claim(session.id))
+
+    def _claim(self, session_id: str | None) -> bool:
+        """Hold the session now open (and no other); False if another app holds it too."""
+        if self.claims is None:
+            return True
+        self.claims.release(keep=session_id)
+        return session_id is None or self.claims.claim(session_id)
+
+    @property
+    def deleted_elsewhere(self) -> bool:
+        """The open session was deleted by another app or `xgen sessions delete`."""
+        return self.session is not None and not self.store.has_session(self.session.id)
 
     def close(self) -> None:
-        """Let go of the library index (a conversation can be used again after: it reopens it)."""
+        """Let go of the library index and of the session held (a conversation can be used
+        again after: it reopens them)."""
         self.scope.close()
+        self._claim(None)
 
     def refresh(self) -> None:
         """Re-read the session's record (its title comes with the first question)."""
@@ -138,13 +157,29 @@ class Conversation(AttachedFiles):
             except XGenError:
                 pass  # deleted by `xgen sessions delete` meanwhile: keep what is on screen
 
+    def use_model(self, model: LoadedModel) -> None:
+        """The model in use from now on (the app loads it while files are read): recorded
+        at once with the open session if it has none yet (files attached first), and with
+        every session created after, so a session reopens with its model however it began."""
+        with self._lock:
+            self.model = model
+            if self.session is not None and not self.session.model_ref:
+                try:
+                    self._ensure_session(model)
+                except XGenError:
+                    pass  # deleted elsewhere meanwhile: the next question starts a new session
+
     def _ensure_session(self, model: LoadedModel | None) -> Session:
         """The session, created if need be; its model is recorded once one is known."""
+        model = model or self.model
+        if self.deleted_elsewhere:
+            self.session = None  # the next question (or file) starts a new session, with the same files
         if self.session is None:
             assert self.kept, "a conversation that is not kept has no session"
             self.session = self.store.create_session(
                 model=model.name if model else "", engine=model.engine_name if model else "",
                 model_ref=model.location if model else "")
+            self._claim(self.session.id)
             for item in self.scope.items:
                 self._record(item)
         elif model is not None and not self.session.model_ref:
@@ -195,14 +230,15 @@ class Conversation(AttachedFiles):
         leaves no room for a passage. Events: `saved(question)` and `saved(reply)` once
         both messages exist (the reply empty), `text` for each piece, then `saved(reply)`
         complete and a `note` for each of the answer's notes. An interrupted or failed
-        generation keeps what was written; a session created for this question and left
-        with no answer at all is removed again.
+        generation keeps what was written; one that wrote nothing at all stores nothing:
+        the question and reply are removed again (`withdrawn`), with the session if it was
+        created for this question.
         """
         events = events or JobEvents()
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
         self.scope.refresh(on_event=events.indexing, stop=stop)  # files changed since the last question
         prepared = chat.prepare(question)
-        created = self.session is None
+        created = self.session is None or self.deleted_elsewhere
         session = self._ensure_session(model)
         user, reply = self.store.add_exchange(session.id, prepared.question, {"finish": "streaming"})
         events.saved(user)
@@ -211,8 +247,8 @@ class Conversation(AttachedFiles):
         try:
             answer = chat.complete(prepared, stop=stop, on_text=saver.tee(events.text))
         except BaseException as exc:
-            if created and not saver.text:
-                self._forget_session(session)
+            if not saver.text:
+                self._withdraw(session, created, [user.id, reply.id], events)
             else:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
                 self._saved(events, saver.finish(saver.text, {"finish": reason,
@@ -257,8 +293,9 @@ class Conversation(AttachedFiles):
             result = summarize_document(model, source, form, self.store, stop=stop, on_text=saver.tee(events.text),
                                         on_progress=events.progress, settings=settings, session_id=session.id)
         except BaseException as exc:
-            self._saved(events, saver.finish(saver.text, base | {"finish": "error",
-                                                                 "error": str(exc) or type(exc).__name__}))
+            done = partial_text(exc.partials) if isinstance(exc, SummaryFailed) else ""  # kept, as when stopped
+            self._saved(events, saver.finish(saver.text or done, base | {"finish": "error",
+                                                                         "error": str(exc) or type(exc).__name__}))
             raise
         meta = base | {"stats": result.stats.as_dict(), "finish": "stopped" if result.stopped else "eos",
                        "notes": result.notes}
@@ -272,6 +309,16 @@ class Conversation(AttachedFiles):
             events.saved(message)
         return message
 
+    def _withdraw(self, session: Session, created: bool, message_ids: list[int], events: JobEvents) -> None:
+        try:
+            if created:
+                self._forget_session(session)
+            else:
+                self.store.delete_messages(message_ids)
+        except XGenError:
+            return  # the store cannot take them back: they stay, with the error
+        events.withdrawn()
+
     def _forget_session(self, session: Session) -> None:
         try:
             self.store.delete_session(session.id)
@@ -279,6 +326,7 @@ class Conversation(AttachedFiles):
             pass  # already gone; nothing to forget
         if self.session is not None and self.session.id == session.id:
             self.session = None
+            self._claim(None)
 
 
 def partial_text(partials: list[str]) -> str:

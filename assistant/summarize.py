@@ -135,6 +135,17 @@ class SummaryResult:
     notes: list[str] = field(default_factory=list)
 
 
+class SummaryFailed(XGenError):
+    """A summary that failed after some parts were summarized (a server gone midway): the
+    message says how many part summaries are cached; `partials` holds them."""
+
+    def __init__(self, cause: XGenError, partials: list[str], cached: int, total: int):
+        of = f" of {total}" if total else ""
+        super().__init__(f"{cause}; {cached}{of} part{'s' if (total or cached) != 1 else ''} "
+                         f"{'are' if cached != 1 else 'is'} cached, so summarizing again continues from there")
+        self.partials = partials
+
+
 @dataclass
 class _Job:
     """One summary in progress: what its steps count into, report to and stop on."""
@@ -147,6 +158,7 @@ class _Job:
     started: float = field(default_factory=time.perf_counter)
     # Cache entries read or written before the source's content hash was known (a stream's).
     untagged: list[tuple[str, str]] = field(default_factory=list)
+    parts_total: int = 0  # known from the start when the text is one window
 
     def report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
@@ -201,9 +213,22 @@ class Summarizer:
         held in memory. Progress is in parts when the text is one window, in bytes when
         it is several (the number of parts is then not known in advance)."""
         job = _Job(source, SummaryStats(parts=0), stop or threading.Event(), on_progress, on_text)
+        partials: list[str] = []
+        try:
+            return self._summarize(job, form, partials)
+        except SummaryFailed:
+            raise
+        except XGenError as exc:
+            if not partials:
+                raise
+            raise SummaryFailed(exc, [clean_reply(p) for p in partials], len(partials) - job.stats.cut_parts,
+                                job.parts_total) from exc
+
+    def _summarize(self, job: _Job, form: SummaryForm, partials: list[str]) -> SummaryResult:
+        """`summarize`, collecting the part summaries in `partials` as they are done."""
+        source = job.source
         instruction = MAP_INSTRUCTION.format(name=source.name)
         budget = self._budget(instruction)
-        partials: list[str] = []
         carry = ""  # the last, possibly short, part of a window joins the next window
         done_bytes = window_start = 0  # bytes summarized so far (estimated inside a window); before the window
         whole = False
@@ -221,7 +246,7 @@ class Summarizer:
             # A 4 MB window holds hundreds of parts: progress moves with each part, not each window.
             position = _byte_position(len(text) - len(window), len(window), window_start, consumed)
             if whole:
-                job.stats.parts = len(chunks)  # known from the start: a stopped summary says of how many
+                job.stats.parts = job.parts_total = len(chunks)  # known: a stopped summary says of how many
                 job.report("map", 0, len(chunks))
             for chunk in chunks:
                 if not chunk.text.strip():

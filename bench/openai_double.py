@@ -12,6 +12,10 @@ send as the completion stream (an iterable of blocks, sent as they come); `strea
 receives, per finished stream, the bytes written before the client hung up.
 It can report `total_slots` in /props, and counts the completions it streams at once
 (`most_active`), so a test can see requests overlap.
+
+Dying mode: `cut_after=N` closes the connection after N events of a reply, with no finish
+reason and no [DONE], as a server that stops or crashes mid-answer; `cut_from` is the
+first completion request (1-based) cut so, and every later one is cut too.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ def token_pieces(ids: list[int]) -> list[str]:
 class OpenAIDouble:
     def __init__(self, replies: list[str | list[int]] | None = None, *, n_ctx: int = 2048, delay: float = 0.0,
                  honour_stop: bool = False, hostile: Callable[[dict], Iterable[bytes]] | None = None,
-                 total_slots: int | None = None):
+                 total_slots: int | None = None, cut_after: int | None = None, cut_from: int = 1):
+        self.cut_after = cut_after
+        self.cut_from = cut_from
         self.replies: deque[str | list[int]] = deque(replies or [])
         self.hostile = hostile
         self.streamed: queue.Queue[int] = queue.Queue()  # bytes sent by each finished stream
@@ -147,14 +153,19 @@ class OpenAIDouble:
                     pieces = re.findall(r"\S+\s*|\s+", reply)
                 pieces = pieces[:max_tokens]
                 reason = "length" if len(pieces) >= max_tokens else "stop"
+                completions = sum(1 for r in double.requests if "prompt" in r)
+                if double.cut_after is not None and completions >= double.cut_from:
+                    pieces, reason = pieces[:double.cut_after], None  # then the connection closes
                 self._send_raw(self._events(pieces, reason))
 
-            def _events(self, pieces: list[str], reason: str) -> Iterable[bytes]:
+            def _events(self, pieces: list[str], reason: str | None) -> Iterable[bytes]:
                 for piece in pieces:
                     if double.delay:
                         time.sleep(double.delay)
                     event = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
                     yield f"data: {json.dumps(event)}\n\n".encode()
+                if reason is None:
+                    return
                 end = {"choices": [{"text": "", "index": 0, "finish_reason": reason}]}
                 yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode()
 

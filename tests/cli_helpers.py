@@ -43,3 +43,12 @@ def assert_one_line_failure(result) -> str:
     assert len(errors) == 1 and errors[0].startswith("error: "), result.stderr
     return errors[0]
 
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A click result that failed with one line, `error: ...`, holding each fragment."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]

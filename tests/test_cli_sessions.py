@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from assistant.cli import main
 from assistant.store import Store
 from assistant.store import store as store_module
+from tests.cli_helpers import assert_one_line_error
 
 
 @pytest.fixture
@@ -31,15 +32,6 @@ def filled(home, monkeypatch):
 
 def run(*args: str, input: str | None = None):
     return CliRunner().invoke(main, ["sessions", *args], input=input)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_the_commands(home):

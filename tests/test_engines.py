@@ -568,7 +568,7 @@ def test_remote_context_limits(remote, server, tok):
     wrong = RemoteEngine(server[0], n_ctx=4096)
     with pytest.raises(XGenError) as info:
         wrong.generate(filler[:600], SamplingSettings.greedy(5))
-    assert "\n" not in str(info.value) and "ended the answer" in str(info.value)
+    assert "\n" not in str(info.value) and "longer than its context" in str(info.value)
     wrong.close()
 
 

@@ -323,3 +323,12 @@ def test_a_prompt_server_is_not_slowed_or_noisy(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "It failed on 2 September" in out.stdout and "waiting for" not in out.stderr
 
+
+
+def test_a_server_gone_mid_answer_is_named_so_not_blamed_on_the_prompt(hostile):
+    words = [{"choices": [{"text": w, "index": 0, "finish_reason": None}]} for w in ("It ", "was ")]
+    cut = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in words)  # then the connection closes
+    message = one_line_error(hostile, cut)
+    assert "the server closed the connection" in message and "context" not in message
+    # Closed before any word: llama-cpp-python's way of refusing a prompt too long; the hint stays.
+    assert "longer than its context" in one_line_error(hostile, b"")

@@ -55,6 +55,34 @@ def write_notes(folder, name="notes.txt"):
     return path
 
 
+def test_the_model_in_use_is_recorded_with_a_session_begun_without_one(store, tmp_path):
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])  # attached while the app loads the model
+    assert store.get_session(conversation.session_id).model_ref == ""
+    conversation.use_model(model_of(FakeEngine()))
+    saved = store.get_session(conversation.session_id)
+    assert (saved.model, saved.engine, saved.model_ref) == ("fake-model", "fake", "/models/fake.gguf")
+    conversation.new()
+    conversation.add_files([write_notes(tmp_path, "other.txt")])  # a later session, still without a model given
+    assert store.get_session(conversation.session_id).model_ref == "/models/fake.gguf"
+
+
+def test_a_question_after_the_session_was_deleted_elsewhere_starts_a_new_one(store, tmp_path):
+    engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])
+    conversation.ask(model_of(engine), "When did it fail?")
+    deleted = conversation.session_id
+    with Store(store.path) as other:  # another app, or `xgen sessions delete`
+        other.delete_session(deleted)
+    assert conversation.deleted_elsewhere
+    conversation.ask(model_of(engine), "When was it replaced?")
+    (fresh,) = store.list_sessions()
+    assert fresh.id == conversation.session_id != deleted and fresh.model_ref == "/models/fake.gguf"
+    assert [m.content for m in store.messages(fresh.id)] == ["When was it replaced?", "On 9 September [1]."]
+    assert [f.name for f in store.files(fresh.id)] == ["notes.txt"]
+
+
 def test_a_resumed_session_gives_the_model_its_earlier_turns(store, tmp_path):
     notes = write_notes(tmp_path)
     engine = FakeEngine(["It failed on 2 September [1].", "On 9 September [1]."])
@@ -178,6 +206,29 @@ def test_an_engine_failure_on_a_new_session_leaves_no_session(store, tmp_path):
     with pytest.raises(XGenError, match="failed to evaluate"):
         conversation.ask(model_of(Broken()), "When?")
     assert store.list_sessions() == []
+
+
+def test_an_engine_failure_before_any_word_stores_nothing_in_an_existing_session(store, tmp_path):
+    class Down(FakeEngine):
+        down = False
+
+        def generate(self, *args, **kwargs):
+            if self.down:
+                raise XGenError("cannot reach http://127.0.0.1:9: connection refused; is the server running?")
+            return super().generate(*args, **kwargs)
+
+    engine = Down(["It failed on 2 September [1]."])
+    conversation = Conversation(store)
+    conversation.add_files([write_notes(tmp_path)])
+    conversation.ask(model_of(engine), "When did it fail?")
+    engine.down = True
+    for _ in range(2):
+        events = Recorded()
+        with pytest.raises(XGenError, match="cannot reach"):
+            conversation.ask(model_of(engine), "And who replaced it?", events)
+        assert len(events.messages) == 2  # saved, then taken back
+    assert [m.content for m in store.messages(conversation.session_id)] == [
+        "When did it fail?", "It failed on 2 September [1]."]
 
 
 def test_an_invented_next_turn_is_cut_from_the_reply_and_the_store(store, tmp_path):

@@ -519,3 +519,35 @@ def test_any_file_name_the_os_allows_is_stored_losslessly(db_path, name):
         assert printable(shown_name(name)) in store.export_markdown(session.id)  # controls dropped: see safetext
         assert store.detach_file(session.id, path) == 1
         store.delete_session(session.id)
+
+
+def test_a_session_claimed_by_another_app_is_told_and_freed_when_that_app_dies(db_path):
+    from assistant.store import SessionClaims
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from assistant.store import SessionClaims\n"
+        f"claims = SessionClaims(Path({str(db_path)!r})); assert claims.claim('abc'); print('held', flush=True)\n"
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        mine = SessionClaims(db_path)
+        assert not mine.claim("abc") and mine.claim("other")
+    finally:
+        holder.kill()  # as a crash: no clean-up of its own
+        holder.wait()
+    assert mine.claim("abc")  # the kernel dropped the dead app's lock
+    second = SessionClaims(db_path)
+    assert not second.claim("abc")
+    mine.release()
+    assert second.claim("abc") and not (db_path.parent / "sessions.db.open" / "other.lock").exists()
+
+
+def test_data_version_moves_with_another_connections_writes_only(db_path):
+    with Store(db_path) as mine, Store(db_path) as other:
+        before = mine.data_version()
+        mine.create_session("mine")
+        assert mine.data_version() == before
+        gone = other.create_session("theirs")
+        assert mine.data_version() != before and mine.has_session(gone.id)
+        other.delete_session(gone.id)
+        assert not mine.has_session(gone.id)

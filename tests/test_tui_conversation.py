@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.openai_double import OpenAIDouble
 from tests.fake_engine import FakeEngine
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.widgets.composer import Composer
@@ -60,6 +61,47 @@ async def test_escape_stops_the_reply_and_keeps_the_partial_text(store):
         assert replies(app)[1].text == "Fine."
     saved = store.messages(app.conversation.session_id)[1]
     assert saved.content == reply.text and saved.meta["finish"] == "stopped"
+
+
+@sync
+async def test_a_question_the_server_never_answered_is_given_back_and_not_stored(store):
+    from assistant.engines import open_engine
+
+    server = OpenAIDouble(["The first answer."]).__enter__()
+    app = app_with(open_engine("remote", server.url), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Hello?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        server.__exit__(None, None, None)
+        for attempt in range(2):  # the server is down now: each attempt fails the same way
+            await send(pilot, "Are you there?")
+            await wait_for(pilot, lambda: not app.chat.busy and composer(app).text == "Are you there?",
+                           what="the question given back")
+            assert [n.title for n in notifications(app)][-1] == "Not sent"
+            assert len(replies(app)) == 1 and len(app.chat.query(UserMessage)) == 1
+    assert [m.content for m in store.messages(app.conversation.session_id)] == ["Hello?", "The first answer."]
+
+
+@sync
+async def test_a_reply_cut_by_the_server_going_away_stays_on_screen_with_the_real_cause(store):
+    from assistant.engines import open_engine
+
+    with OpenAIDouble([WORDS], cut_after=12) as server:
+        app = app_with(open_engine("remote", server.url), store)
+        async with app.run_test(size=SMALL) as pilot:
+            await wait_idle(pilot, app)
+            await send(pilot, "Say many words")
+            await wait_for(pilot, lambda: replies(app) and not app.chat.busy, what="the reply to fail")
+            (reply,) = replies(app)
+            written = " ".join(WORDS.split()[:12])
+            assert reply.text.strip() == written  # kept on screen, as Esc keeps it
+            assert "(no text)" not in reply.markdown.source
+            meta = str(reply.query_one(".meta").render())
+            assert "closed the connection" in meta and "longer than its context" not in meta
+            assert "closed the connection" in notifications(app)[-1].message
+    saved = store.messages(app.conversation.session_id)[1]
+    assert saved.content.strip() == written and saved.meta["finish"] == "error"
 
 
 @sync

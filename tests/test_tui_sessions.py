@@ -93,6 +93,40 @@ async def test_a_reopened_session_remembers_its_turns_and_its_model(store, tmp_p
 
 
 @sync
+async def test_a_session_started_with_files_records_its_model_before_any_question(store, tmp_path):
+    """`xgen chat FILE --model X`, quit without asking: `xgen` alone reopens it with X."""
+    import threading
+
+    from assistant.modelref import LoadedModel
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    model_file = write(tmp_path, "chosen.gguf", "stands in for a model file")
+    files_first = threading.Event()
+    asked: list = []
+
+    def load(ref):
+        asked.append(ref)
+        files_first.wait(10)  # the files are attached (and the session created) while the model loads
+        return LoadedModel("chosen", FakeEngine(), location=str(model_file))
+
+    first = create_app(engine_factory=load, store=store, files=[str(notes)], model=str(model_file))
+    async with first.run_test(size=SMALL) as pilot:
+        await wait_files(pilot, first)
+        assert store.get_session(first.conversation.session_id).model_ref == ""
+        files_first.set()
+        await wait_idle(pilot, first)
+        session_id = first.conversation.session_id
+    saved = store.get_session(session_id)
+    assert (saved.model, saved.model_ref) == ("chosen", str(model_file))
+    assert "chosen" in store.export_markdown(session_id) and "unknown model" not in store.export_markdown(session_id)
+    second = create_app(engine_factory=load, store=store)  # `xgen` alone
+    async with second.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, second)
+        assert second.conversation.session_id == session_id
+    assert asked == [str(model_file), str(model_file)]
+
+
+@sync
 async def test_clear_starts_afresh_with_the_same_files_in_the_sidebar(store, tmp_path):
     notes = write(tmp_path, "notes.md", NOTES)
     app = app_with(FakeEngine(["Answer."]), store, files=[str(notes)])
@@ -148,3 +182,61 @@ async def test_the_palette_renames_and_deletes_sessions_with_confirmation(store)
         await wait_for(pilot, lambda: app.conversation.session_id is None, what="a new session")
         assert store.list_sessions() == [] and not replies(app)
         assert any("Widgets audit" in m for m in toast_texts(app))
+
+
+@sync
+async def test_a_session_open_in_another_app_is_not_written_into_unwarned(store, tmp_path):
+    from assistant.session import Conversation
+    from assistant.store import SessionClaims, Store
+    from assistant.tui.flows.sessions import ELSEWHERE, ELSEWHERE_AT_START
+
+    earlier = store.create_session("Earlier question")
+    store.add_message(earlier.id, "user", "Earlier question")
+    with Store(store.path) as theirs:
+        other_app = Conversation(theirs, claims=SessionClaims(store.path))  # another window, same data folder
+        other_app.open(earlier.id)
+        app = app_with(FakeEngine(), store)  # `xgen` alone: would reopen the most recent session
+        async with app.run_test(size=SMALL) as pilot:
+            await wait_idle(pilot, app)
+            assert app.conversation.session_id is None and ELSEWHERE_AT_START in toast_texts(app)
+            app.chat.sessions.open(earlier.id)  # asked for by name: opened, with a warning
+            await wait_for(pilot, lambda: ELSEWHERE in toast_texts(app))
+            assert app.conversation.session_id == earlier.id
+        other_app.close()
+    again = app_with(FakeEngine(), store)  # the other window closed: reopened as usual
+    async with again.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, again)
+        assert again.conversation.session_id == earlier.id
+        assert not [t for t in toast_texts(again) if "another xgen window" in t]
+
+
+@sync
+async def test_a_session_deleted_elsewhere_leaves_the_sidebar_and_the_next_question_starts_anew(store, tmp_path):
+    from assistant.store import Store
+    from assistant.tui.widgets.sidebar import Sidebar
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(["First.", "Second."]), store, files=[str(notes)])
+    async with app.run_test(size=LARGE) as pilot:  # the sidebar shows at 120 columns
+        await wait_idle(pilot, app)
+        await wait_files(pilot, app)
+        await send(pilot, "First question?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        deleted = app.conversation.session_id
+        sessions = app.chat.query_one(Sidebar).query_one("#sessions", OptionList)
+        assert sessions.option_count == 1
+        with Store(store.path) as theirs:
+            theirs.delete_session(deleted)  # another window, or `xgen sessions delete`
+        await wait_for(pilot, lambda: "deleted in another window" in " ".join(toast_texts(app)),
+                       what="the deletion noticed")
+        await wait_for(pilot, lambda: deleted not in [sessions.get_option_at_index(i).id
+                                                      for i in range(sessions.option_count)],
+                       what="the sidebar to drop it")
+        assert replies(app) == []  # its messages left the screen with it
+        await send(pilot, "Second question?")
+        await wait_for(pilot, lambda: len(replies(app)) == 1 and not app.chat.busy)
+        assert replies(app)[-1].text == "Second." and app.conversation.session_id != deleted
+        assert not [n for n in notifications(app) if n.severity == "error"]
+    (fresh,) = store.list_sessions()
+    assert [m.content for m in store.messages(fresh.id)] == ["Second question?", "Second."]
+    assert [f.name for f in store.files(fresh.id)] == ["notes.md"]  # the same files

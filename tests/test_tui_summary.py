@@ -93,3 +93,29 @@ async def test_a_file_over_the_load_limit_is_summarized_in_parts_with_progress(s
     assert reads and any("part 3" in s or "MB of" in s for s in reads)
     saved = [m for m in store.messages(app.conversation.session_id) if m.role == "summary"]
     assert saved[0].content == engine.final and saved[0].meta["file"] == "huge.log"
+
+
+@sync
+async def test_a_summary_cut_by_the_server_going_away_says_how_many_parts_are_cached(store, tmp_path):
+    from textual.widgets import ProgressBar
+
+    from assistant.engines import open_engine
+    from bench.openai_double import OpenAIDouble
+
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    with OpenAIDouble(n_ctx=512, cut_after=2, cut_from=4) as server:  # the fourth part: gone after 2 words
+        app = app_with(open_engine("remote", server.url), store, files=[str(audit)])
+        async with app.run_test(size=SMALL) as pilot:
+            await wait_idle(pilot, app)
+            await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
+            await pilot.press("ctrl+s")
+            (summary,) = await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage)))
+            total = await wait_for(pilot, lambda: summary.query_one(ProgressBar).total, what="the parts")
+            await wait_for(pilot, lambda: not app.chat.busy and not summary.streaming, timeout=20)
+            meta = str(summary.query_one(".meta").render())
+            text = summary.markdown.source
+        assert len([r for r in server.requests if "prompt" in r]) == 4 and total > 4
+    assert "the server closed the connection" in meta and f"3 of {int(total)} parts are cached" in meta
+    assert "(no text)" not in text and text.count("**Part ") == 3  # the part summaries done, shown
+    saved = [m for m in store.messages(app.conversation.session_id) if m.role == "summary"][0]
+    assert saved.meta["finish"] == "error" and "3 of " in saved.meta["error"] and saved.content.count("**Part ") == 3

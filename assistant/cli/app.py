@@ -24,6 +24,8 @@ def chat(files, session_id, model_ref, engine_kind, n_ctx, threads, kv_cache) ->
     from assistant.tui.app import create_app
 
     with Store() as store:
+        if session_id:  # refused here, in one line, as `xgen ask -s` refuses it (the store's lookup)
+            session_id = store.get_session(session_id).id
         _need_a_terminal()
         app = create_app(store=store, files=files, model=model_ref, engine_kind=engine_kind, n_ctx=n_ctx,
                          threads=threads, kv_cache=kv_cache, session_id=session_id)

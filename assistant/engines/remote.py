@@ -174,6 +174,9 @@ class RemoteEngine(TiktokenVocab, Engine):
 
         if isinstance(exc, httpx.TimeoutException):
             return XGenError(f"{self.base_url} did not answer in time ({one_line(type(exc).__name__)})")
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):  # it was reached, then went away
+            return XGenError(f"{self.base_url}: the server closed the connection in the middle of the answer "
+                             f"(did it stop or crash?)")
         reason = one_line(str(exc)) or type(exc).__name__
         return XGenError(f"cannot reach {self.base_url}: {reason}; is the server running?")
 
@@ -362,10 +365,13 @@ class RemoteEngine(TiktokenVocab, Engine):
                 self._ids_ok, use_ids = False, False
                 continue
             if not done and reason is None:
-                # llama-cpp-python's server reports an error raised mid-stream (such as a
-                # prompt longer than its context) by just ending the stream.
-                raise XGenError(f"{self.base_url}/v1/completions: the server ended the answer without a "
-                                f"reason (its log may tell; is the prompt longer than its context?)")
+                if answered:  # words came, then the stream ended: the server went away mid-answer
+                    raise XGenError(f"{self.base_url}: the server closed the connection in the middle of "
+                                    f"the answer (did it stop or crash?)")
+                # llama-cpp-python's server reports an error raised before the first token
+                # (such as a prompt longer than its context) by just ending the stream.
+                raise XGenError(f"{self.base_url}/v1/completions: the server closed the connection without "
+                                f"answering (its log may tell; is the prompt longer than its context?)")
             if use_ids and self._ids_ok is None:
                 self._ids_ok = True
             evaluated = report.get("prompt_evaluated")

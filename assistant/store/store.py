@@ -140,6 +140,15 @@ class Store(Database):
             raise XGenError(f"session id {prefix!r} is ambiguous: {shown}{more}; give more characters")
         return Session(*rows[0])
 
+    def has_session(self, session_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (another app) commits: cheap to poll."""
+        with self._lock:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def list_sessions(self, limit: int = 50) -> list[Session]:
         """The most recently updated sessions first."""
         with self._reading():
@@ -226,6 +235,11 @@ class Store(Database):
             db.execute("UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?", (now, row[0]))
             updated = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(updated)
+
+    def delete_messages(self, message_ids: list[int]) -> None:
+        """Take messages back out (a question whose answer failed before its first word)."""
+        with self._write() as db:
+            db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids])
 
     def messages(self, session_id: str) -> list[Message]:
         with self._reading():

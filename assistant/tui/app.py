@@ -13,15 +13,16 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from assistant.modelref import choose_model
+from assistant.modelref import DEMO_NOTE, choose_model, is_demo
 from assistant.safetext import printable
 from assistant.session import Conversation, absolute
-from assistant.store import Store
+from assistant.store import SessionClaims, Store
 from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.attach import ModelFileScreen
 from assistant.tui.chat import ChatScreen
+from assistant.tui.screens.dialogs import TextScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
 from models.errors import XGenError
@@ -29,6 +30,23 @@ from models.paths import data_dir
 
 
 BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
+CONNECT = "connect:"  # ... to type a server's URL
+RETRY = "retry:"  # ... to load again the model that failed (a server down then)
+
+
+def _full_stop(text: str) -> str:
+    """`text` ending as a sentence: no stop added after "?", "!" or "." (no "running?.")."""
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def _sentence(text: str) -> str:
+    return _full_stop(text[0].upper() + text[1:])
+
+
+def _build_demo(echo) -> Path:
+    from converter.demo import build_demo  # the code of `xgen demo`; torch and the converter load here
+
+    return build_demo(echo=echo)
 
 
 class XGenApp(App[None]):
@@ -45,12 +63,13 @@ class XGenApp(App[None]):
         super().__init__()
         self.engine_factory = engine_factory
         self.store = store
-        self.conversation = Conversation(store)
+        self.conversation = Conversation(store, claims=SessionClaims(store.path))
         self.initial_files = [str(f) for f in files]
         self.initial_session = session_id
         self.model_ref = model
         self.loaded: LoadedModel | None = None
         self.model_loading = False
+        self.failed: tuple[str | None] | None = None  # (ref,) of the last load that failed, for Retry
         self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
         self.chat = ChatScreen(self, files=self.initial_files, session_id=session_id)
 
@@ -66,6 +85,9 @@ class XGenApp(App[None]):
 
     def on_mount(self) -> None:
         self.load_model(self.model_ref or self._reopened_session_model())
+
+    def on_unmount(self) -> None:
+        self.conversation.close()  # another app may now take the session without a warning
 
     def _reopened_session_model(self) -> str | None:
         """Without --model, a reopened session comes back with the model it was using (by
@@ -89,10 +111,7 @@ class XGenApp(App[None]):
 
     @work(thread=True, exclusive=True, group="model")
     def _load_worker(self, ref: str | None) -> None:
-        old, self.loaded = self.loaded, None
-        if old is not None:
-            with self.engine_lock:  # never free a model that is generating
-                old.engine.close()
+        # The model in use stays until the new one has loaded: a bad pick loses nothing.
         try:
             loaded = as_loaded(self.engine_factory(ref), ref)
         except XGenError as exc:
@@ -101,33 +120,51 @@ class XGenApp(App[None]):
         except (OSError, RuntimeError, ValueError) as exc:  # a broken backend is reported, not raised
             self.post_message(ModelFailed(ref, f"{type(exc).__name__}: {exc}"))
             return
+        with self.engine_lock:  # never free a model that is generating
+            old, self.loaded = self.loaded, None
+            if old is not None:
+                old.engine.close()
         self.post_message(ModelLoaded(loaded))
+
+    def _show_model(self, model: LoadedModel) -> None:
+        # The demo, however it was loaded (at start, by Retry, by Switch model): say so, visibly.
+        label = f"{model.name} (demo: random weights)" if is_demo(model.location) else model.name
+        self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
         model = event.model
         self.loaded = model
         self.model_loading = False
+        self.failed = None
         self.model_ref = model.ref
         self.conversation.forget_context()
-        # The demo, taken without being asked for: say so, visibly.
-        label = f"{model.name} (demo: random weights)" if model.note else model.name
-        self.model_state = ModelState(label, model.engine_name, model.engine.n_ctx)
-        if model.note:
-            self.notify(model.note[0].upper() + model.note[1:] + ".", title="Demo model", severity="warning",
-                        timeout=30)
+        self.conversation.use_model(model)
+        self._show_model(model)
+        if is_demo(model.location):
+            self.notify(_sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
+        if model.note:  # how it was fitted (a smaller context, a q8_0 KV cache)
+            self.notify(_sentence(model.note), title="Model", timeout=15)
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
+        self.failed = (event.ref,)
+        if self.loaded is not None:  # a switch that failed: the model in use stays
+            self._show_model(self.loaded)
+            self.notify(f"{_full_stop(event.error)} Still using {self.loaded.name}.", title="Cannot load the model",
+                        severity="error", timeout=15)
+            return
         self.model_state = ModelState("no model")
         if event.no_model:
-            self.push_screen(NoModelScreen(), callback=self._no_model_choice)
+            self.push_screen(NoModelScreen(_build_demo), callback=self._no_model_choice)
         else:
-            self.notify(f"{event.error}. Ctrl+P → Switch model to pick another one.",
-                        title="Cannot load the model", severity="error", timeout=15)
+            self.notify(f"{_full_stop(event.error)} Ctrl+P → Switch model to retry, connect to a server or "
+                        "pick another model.", title="Cannot load the model", severity="error", timeout=15)
 
     def _no_model_choice(self, choice: str | None) -> None:
         if choice == "retry":
             self.load_model(self.model_ref)
+        elif choice and choice.startswith("load:"):  # the demo, just built
+            self.load_model(choice.removeprefix("load:"))
         elif choice == "quit":
             self.exit()
 
@@ -140,16 +177,36 @@ class XGenApp(App[None]):
         if current and current not in [ref for ref, _ in options]:
             options.insert(0, (current, f"{current}  (current)"))
         hint = ("Enter loads it · Esc cancels · `xgen models` lists more" if options else
-                "No model in xgen's folder yet: browse to a .gguf file, or run `xgen demo` or `xgen pull`")
+                "No model in xgen's folder yet: browse to a .gguf file, connect to a server, or run "
+                "`xgen demo` or `xgen pull`")
+        if self.failed is not None:
+            failed = self.failed[0]
+            options.insert(0, (RETRY, f"Retry {failed if failed else 'the default model'}  (failed)"))
+        options.append((CONNECT, "Connect to a server URL…"))
         options.append((BROWSE, "Browse for a .gguf file…"))
-        self.push_screen(PickerScreen("Switch model", options, highlighted=current, hint=hint),
-                         callback=self._model_chosen)
+        self.push_screen(PickerScreen("Switch model", options, highlighted=RETRY if self.failed else current,
+                                      hint=hint), callback=self._model_chosen)
 
     def _model_chosen(self, ref: str | None) -> None:
         if ref == BROWSE:
             self.push_screen(ModelFileScreen(), callback=self._model_file_chosen)
+        elif ref == CONNECT:
+            self.push_screen(TextScreen("Connect to a server", "http://127.0.0.1:8080",
+                                        "An OpenAI-compatible server (llama-server) · Enter connects · Esc cancels"),
+                             callback=self._url_chosen)
+        elif ref == RETRY and self.failed is not None:
+            self.load_model(self.failed[0])
         elif ref:
             self.load_model(ref)
+
+    def _url_chosen(self, url: str | None) -> None:
+        if not url:
+            return
+        if not url.startswith(("http://", "https://")):
+            self.notify(f"{url} is no server address: give one like http://127.0.0.1:8080.",
+                        title="Not connected", severity="error", timeout=10)
+            return
+        self.load_model(url)
 
     def _model_file_chosen(self, path: str | None) -> None:
         if path:

@@ -67,7 +67,7 @@ class ChatScreen(Screen):
         self._pending: str | None = None  # typed while the model or the files were loading
 
     def compose(self):
-        yield Sessions(self.host, self._refuse_while_busy)
+        yield Sessions(self.host, self._refuse_while_busy, lambda: bool(self.busy))
         yield FileReader(self.host)
         yield JobRunner(self.host)
         with Horizontal(id="main"):
@@ -288,8 +288,10 @@ class ChatScreen(Screen):
             await self.view.add(SummaryMessage(event.reply.id, meta=event.reply.meta, streaming=True))
         self.refresh_sidebar()
 
-    def on_turn_failed(self, event: TurnFailed) -> None:
+    async def on_turn_failed(self, event: TurnFailed) -> None:
         self.busy = ""
+        await self.view.take_back(event.shown)
+        self.refresh_sidebar()
         if event.question and not self.composer.text.strip():
             self.composer.text = event.question  # nothing was sent: give the question back to edit
         self.notify(event.error, title="Not sent" if event.question is not None else "The summary did not start",

@@ -22,10 +22,13 @@ class TurnStarted(Message):
 
 @dataclass
 class TurnFailed(Message):
-    """Refused before anything was saved: the question (None for a summary) and why."""
+    """Refused before anything was saved, or failed before its first word and taken back
+    out of the store: the question (None for a summary), why, and the ids of the messages
+    shown meanwhile (to take off the screen)."""
 
     question: str | None
     error: str
+    shown: tuple[int, ...] = ()
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from assistant.modelref import LoadedModel, NoModel, choose_model, local_gguf_files, open_model
+from assistant.modelref import LoadedModel, NoModel, local_gguf_files, open_model
 from assistant.prompt import CHAT
 from models.errors import XGenError
 
@@ -38,13 +38,12 @@ class ModelLoader:
         self._first = True
 
     def __call__(self, ref: str | None) -> LoadedModel:
-        # The first load may be a reopened session's model rather than `model`: chosen by
-        # the same rule as the command line's (choose_model), so implicit the same way.
+        # The first load may be a reopened session's model rather than `model`. The app
+        # itself names the demo on every load of it (implicit=False: no note for it here).
         first, self._first = self._first, False
         same = ref == self.model or first
-        implicit = first and choose_model(self.model).implicit
         return open_model(ref, self.engine_kind if same else None, self.n_ctx, self.threads, self.kv_cache,
-                          implicit=implicit)
+                          implicit=False)
 
 
 def as_loaded(result: "Engine | LoadedModel", ref: str | None) -> LoadedModel:

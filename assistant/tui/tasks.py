@@ -94,6 +94,7 @@ class Posted(JobEvents):
         self.question: StoredMessage | None = None
         self.reply: StoredMessage | None = None  # as first saved (empty)
         self.final: StoredMessage | None = None  # as saved in full (None: the save failed)
+        self.taken_back = False  # the core removed the question and reply again (nothing was written)
 
     def saved(self, message: StoredMessage) -> None:
         if message.role == "user":
@@ -107,6 +108,9 @@ class Posted(JobEvents):
 
     def text(self, piece: str) -> None:
         self.relay.add(piece)
+
+    def withdrawn(self) -> None:
+        self.taken_back = True
 
     def indexing(self, event) -> None:
         self.index.indexing(event)
@@ -122,8 +126,13 @@ class Posted(JobEvents):
         self.relay.flush()
         if self.reply is None:  # refused before anything was saved (empty, too long, no room)
             self.post(failed)
-        elif result is None:
-            self.post(ReplyDone(self.reply.id, "", {"finish": "error", "error": error}, error=error))
+        elif self.taken_back:  # failed before its first word: nothing stays, on screen either
+            failed.shown = tuple(m.id for m in (self.question, self.reply) if m is not None)
+            self.post(failed)
+        elif result is None:  # failed midway: what was written stays on screen, as it is saved
+            text, meta = (self.final.content, self.final.meta) if self.final else (
+                "", {"finish": "error", "error": error})
+            self.post(ReplyDone(self.reply.id, text, meta, error=error))
         elif self.final is None:
             text, finish = result
             self.post(ReplyDone(self.reply.id, text, {"finish": finish}, context_used=context_used,

@@ -4,7 +4,13 @@ A widget with nothing to draw. It changes the conversation (in a worker thread w
 store may be slow: Clear records the files again) and asks in dialogs; then it posts
 `Shown` with the messages of the session now open (the screen shows them) or `Changed`
 when only the list of sessions changed. The screen refuses these while a reply runs
-(`refuse` is its check)."""
+(`refuse` is its check).
+
+Another app may use the same data folder: a session it has open is not reopened at
+start (a new one is), and is opened on request with a warning; every second the store
+is asked (cheaply) whether another app wrote, so the list follows, and a session deleted
+elsewhere leaves it at once (the next question starts a new session)."""
+
 
 from __future__ import annotations
 
@@ -21,6 +27,13 @@ from assistant.tui.host import Host
 from assistant.tui.screens.dialogs import ConfirmScreen, TextScreen
 from assistant.tui.screens.picker import PickerScreen
 from models.errors import XGenError
+
+ELSEWHERE_AT_START = ("Your last session is open in another xgen window, so this is a new one "
+                      "(Ctrl+P → Switch session opens it anyway).")
+ELSEWHERE = "This session is also open in another xgen window: both write into it."
+DELETED = ("This session was deleted in another window or by `xgen sessions delete`: "
+           "a new one starts here (its files stay attached).")
+WATCH_SECONDS = 1.0
 
 
 def listed_sessions(store: Store) -> list[Session]:
@@ -54,10 +67,31 @@ class Sessions(Widget):
     class Changed(Message):
         """The list of sessions changed (renamed, deleted)."""
 
-    def __init__(self, host: Host, refuse: Callable[[], bool], *, id: str | None = None):
+    def __init__(self, host: Host, refuse: Callable[[], bool], busy: Callable[[], bool], *, id: str | None = None):
         super().__init__(id=id)
         self.host = host
         self.refuse = refuse  # True (after telling the user) while a reply runs
+        self.busy = busy  # the same, silently
+        self._version = -1  # the store's data_version last seen
+
+    def on_mount(self) -> None:
+        self.set_interval(WATCH_SECONDS, self.watch_store)
+
+    def watch_store(self) -> None:
+        """Follow what another app wrote: the list of sessions, and the open one deleted."""
+        try:
+            version = self.host.store.data_version()
+            if version == self._version:
+                return
+            self._version = version
+            deleted = self.host.conversation.deleted_elsewhere
+        except XGenError:
+            return
+        if deleted and self.busy():
+            self._version = -1  # looked at again once the reply is done
+        elif deleted:  # its messages leave the screen too: a new session, as Clear makes
+            self._clear(DELETED)
+        self.post_message(self.Changed())
 
     def start(self, files: list[str], session_id: str | None) -> bool:
         """The session the app opens on: a new one for `files` (True: attach them), else
@@ -66,10 +100,12 @@ class Sessions(Widget):
         if files or not (session_id or recent):
             self.new()
             return bool(files)
-        self.open(session_id or recent[0].id)
+        self.open(session_id or recent[0].id, at_start=not session_id)
         return False
 
-    def open(self, session_id: str) -> None:
+    def open(self, session_id: str, *, at_start: bool = False) -> None:
+        """Open a session; one open in another app is opened with a warning, except the
+        most recent one at start, which gives way to a new session."""
         if self.refuse():
             return
         try:
@@ -77,21 +113,25 @@ class Sessions(Widget):
         except XGenError as exc:
             self.notify(str(exc), title="Cannot open the session", severity="error")
             return
-        self.post_message(self.Shown(reopened.messages, bool(reopened.files)))
+        if reopened.open_elsewhere and at_start:
+            self.new(ELSEWHERE_AT_START)
+            return
+        self.post_message(self.Shown(reopened.messages, bool(reopened.files),
+                                     ELSEWHERE if reopened.open_elsewhere else ""))
 
-    def new(self) -> None:
+    def new(self, note: str = "") -> None:
         if self.refuse():
             return
         self.host.conversation.new()
-        self.post_message(self.Shown([], False))
+        self.post_message(self.Shown([], False, note))
 
     def clear(self) -> None:
         """Start afresh with the same files; the conversation so far stays saved."""
         if not self.refuse():
-            self._clear()
+            self._clear("Cleared: the model starts afresh")
 
     @work(thread=True, exclusive=True, group="sessions")
-    def _clear(self) -> None:
+    def _clear(self, note: str) -> None:
         # A new session records the files again: store writes, off the UI thread.
         conversation = self.host.conversation
         kept = bool(conversation.summary_sources)
@@ -100,8 +140,8 @@ class Sessions(Widget):
         except XGenError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Cannot clear", severity="error")
             return
-        self.post_message(self.Shown([], False, "Cleared: the model starts afresh"
-                                     + (" with the same files." if kept else ".")))
+        self.post_message(self.Shown([], False, note if note.endswith(".") else
+                                     note + (" with the same files." if kept else ".")))
 
     # -- pickers and dialogs ---------------------------------------------------------------
 

@@ -31,8 +31,17 @@ class ConversationView(VerticalScroll):
 
     async def add(self, *widgets: Widget) -> None:
         self.query_one("#empty-hint").display = False
+        for widget in widgets:  # a message of a session deleted elsewhere, whose id the store reused
+            if widget.id:
+                await self.query(f"#{widget.id}").remove()
         await self.mount_all(widgets)
         self.anchor()
+
+    async def take_back(self, message_ids: tuple[int, ...]) -> None:
+        """Remove the messages of a turn that stored nothing after all."""
+        for message_id in message_ids:
+            await self.query(f"#msg-{message_id}").remove()
+        self.query_one("#empty-hint").display = not self.query(".message")
 
     def reply(self, message_id: int) -> ReplyMessage | None:
         found = self.query(f"#msg-{message_id}")
