@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +73,14 @@ class XGenApp(App[None]):
         self.failed: tuple[str | None] | None = None  # (ref,) of the last load that failed, for Retry
         self.engine_lock = threading.Lock()  # one generation at a time; held while closing an engine
         self.chat = ChatScreen(self, files=self.initial_files, session_id=session_id)
+
+    def run(self, *args, **kwargs):
+        """Run in the terminal; without one (`xgen < /dev/null > log`, cron, a pipe) the app
+        would run on unseen until killed, so it refuses, pointing to the commands that work."""
+        if not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()):
+            raise XGenError("the app needs a terminal (standard input and output are not one); "
+                            "without one, use `xgen ask FILE -q QUESTION` or `xgen summarize FILE`")
+        return super().run(*args, **kwargs)
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = False) -> None:
