@@ -317,7 +317,10 @@ class Summarizer:
         if done.stats.finish in CUT:
             job.stats.cut_final = True
         job.report("final", 1, 1)
-        return self._finish(job, done.text, stopped=done.stats.finish == "stopped", partials=partials)
+        stopped = done.stats.finish == "stopped"
+        # Every stopped summary says where it stopped in a note (the app says it once, from there).
+        return self._finish(job, done.text, stopped=stopped, partials=partials,
+                            note="stopped while writing the summary" if stopped else None)
 
     def _cached_call(self, instruction: str, body: str, job: _Job) -> str | None:
         """A partial summary from the cache or the model; None if stopped midway.

@@ -225,3 +225,20 @@ async def test_page_keys_scroll_the_conversation_from_the_input(store):
         await pilot.press("pagedown")
         await pilot.pause(0.3)
         assert view.scroll_y == bottom
+
+
+@sync
+async def test_a_reply_cut_at_its_limit_says_so_once(store, monkeypatch):
+    # The app keeps 512 tokens for a reply in a 2,048 context; 40 make the cut quick.
+    monkeypatch.setattr("assistant.session.default_answer_tokens", lambda n_ctx: 40)
+    app = app_with(FakeEngine([LONG_REPLY]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Write a lot")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause()
+        reply = replies(app)[0]
+        assert reply.meta["finish"] == "length"
+        details = str(reply.query_one(".meta").render())
+        assert "the answer stopped at its limit of 40 tokens" in details  # the core's note, with the number
+        assert details.count("limit") == 1
