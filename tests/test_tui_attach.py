@@ -223,3 +223,30 @@ async def test_a_file_over_the_load_limit_is_listed_to_summarize_not_to_ask_abou
         assert re.fullmatch(r"huge\.log  \d+ KB \^S only", str(files.get_option_at_index(0).prompt))
         assert any("huge.log" in t and "too large to ask about" in t for t in toast_texts(app))
         assert any(t == "huge.log: Ctrl+S summarizes it" for t in toast_texts(app))
+
+
+@sync
+async def test_the_sidebar_fits_each_file_with_its_tokens_and_marks_a_missing_one(store, tmp_path):
+    long = write(tmp_path, "quarterly-report-2024.md", NOTES)
+    short = write(tmp_path, "a.md", "A short note.")
+    app = app_with(FakeEngine(), store, files=[str(long), str(short)])
+    async with app.run_test(size=SIZE) as pilot:  # a 22-column sidebar
+        await wait_idle(pilot, app)
+        await wait_files(pilot, app, 2)
+        files = app.chat.query_one("#files", OptionList)
+        tokens = {f.name: f.n_tokens for f in app.conversation.files()}
+
+        def rows() -> list[str]:
+            return [str(files.get_option_at_index(i).prompt) for i in range(files.option_count)]
+
+        width = files.scrollable_content_region.width
+        first, second = rows()
+        # The name gives way (its end kept), the count is whole, and the row fits the list.
+        assert first.endswith(f"24.md  {tokens['quarterly-report-2024.md']} tok") and "…" in first
+        assert first.startswith("quart") and len(first) <= width
+        assert second == f"a.md  {tokens['a.md']} tok"
+        short.unlink()
+        app.chat.refresh_sidebar()
+        await pilot.pause()
+        assert rows()[1] == "a.md  missing"
+        assert rows()[0] == first
