@@ -25,6 +25,7 @@ from assistant.tui.screens.folder import FolderScreen
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
+from assistant.tui.widgets.attached import AttachedLine
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.flows.files import FileReader
@@ -74,6 +75,7 @@ class ChatScreen(Screen):
             yield Sidebar(id="sidebar")
             with Vertical(id="chat"):
                 yield ConversationView(id="conversation")
+                yield AttachedLine(id="attached")
                 yield Composer(id="composer")
         yield StatusBar(id="status").data_bind(ChatScreen.model, ChatScreen.activity, ChatScreen.context_used,
                                                ChatScreen.session_shown, running=ChatScreen.busy)
@@ -121,8 +123,11 @@ class ChatScreen(Screen):
         sidebar = found.first()
         sidebar.show_sessions(listed_sessions(self.host.store), conversation.session_id)
         folders = {a.source: a.n_files for a in conversation.documents if a.kind == "folder"}
-        sidebar.show_files([FileRow.attached(f, folders.get(f.path)) for f in conversation.files()]
-                           + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
+        rows = ([FileRow.attached(f, folders.get(f.path)) for f in conversation.files()]
+                + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
+        sidebar.show_files(rows)
+        self.query_one(AttachedLine).show([row.name for row in rows])
+        self.composer.about_files(bool(rows))
 
     # -- state -----------------------------------------------------------------------------
 
