@@ -55,7 +55,9 @@ TextSource = Document | LargeTextFile
 # (stage, done, total). Stages: "map" (parts done, of a text read in one window), "read"
 # (bytes read, of a text read in windows; total 0 while unknown, for standard input),
 # "combine level N" (groups), "final" (0 then 1), and within any of them "prompt" (tokens
-# of the current call's prompt read so far, of its length, from engines that report it).
+# of the current call's prompt read so far, of its length, from engines that report it)
+# and "speed" after each call (the tokens it wrote after its first, in how many
+# milliseconds: its writing rate; the parts' text is not streamed, so not counted live).
 ProgressFn = Callable[[str, int, int], None]
 CUT = ("length", "context")  # finish reasons of a reply that did not end by itself
 
@@ -297,6 +299,9 @@ class Summarizer:
         settings = SamplingSettings(**{**asdict(self.settings), "max_tokens": max_tokens})
         done = self.engine.generate(prompt, settings, stop=job.stop, on_text=on_text, on_prefill=job.on_prefill())
         job.stats.model_calls += 1
+        writing = done.stats.seconds - done.stats.seconds_to_first_token
+        if done.stats.generated > 1 and writing > 0:
+            job.report("speed", done.stats.generated - 1, max(round(writing * 1000), 1))
         job.stats.prompt_tokens += done.stats.prompt_tokens
         job.stats.prompt_tokens_evaluated += done.stats.prompt_evaluated
         job.stats.tokens_generated += done.stats.generated

@@ -198,7 +198,8 @@ class ChatScreen(Screen):
         self.refresh_bindings()
         if not self.files.reading and not self.busy:
             self.activity = ""
-        self.context_used = self.host.conversation.context_used
+        if not self.busy:  # a reply or summary running sets it when it is done
+            self.context_used = self.host.conversation.context_used
         self.refresh_sidebar()
         self.send_pending()
 
@@ -312,6 +313,9 @@ class ChatScreen(Screen):
         self.app.push_screen(PassageScreen(event.citation))
 
     def on_summary_progress(self, event: SummaryProgress) -> None:
+        if event.stage == "speed":  # a call of the summary is done: its writing rate
+            self.status.measured(event.done / event.total * 1000 if event.total else 0.0)
+            return
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)
@@ -322,7 +326,7 @@ class ChatScreen(Screen):
             await widget.finish(event.text, event.meta)
         self.busy = ""
         self.context_used = event.context_used
-        self.status.finished((event.meta.get("stats") or {}).get("tokens_per_second") or 0.0)
+        self.status.measured((event.meta.get("stats") or {}).get("tokens_per_second") or 0.0)
         if event.error:
             self.notify(event.error, title="No reply" if widget is None or widget.role != "summary"
                         else "The summary failed", severity="error", timeout=10)
