@@ -242,3 +242,28 @@ async def test_a_reply_cut_at_its_limit_says_so_once(store, monkeypatch):
         details = str(reply.query_one(".meta").render())
         assert "the answer stopped at its limit of 40 tokens" in details  # the core's note, with the number
         assert details.count("limit") == 1
+
+
+CODE_REPLY = ("Here is the loop:\n\n```python\nfor widget in warehouse.widgets_shipped_on_the_given_day(day=2, "
+              "include_returns=False, include_damaged=False, sort_by='number'):  # END\n    print(widget)\n```\n")
+
+
+@sync
+async def test_a_long_code_line_scrolls_sideways_with_a_bar_on_its_own_background(store):
+    from textual.widgets.markdown import MarkdownFence
+
+    app = app_with(FakeEngine([CODE_REPLY]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Show the loop")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(MarkdownFence))
+        await pilot.pause()
+        fence = app.chat.query_one(MarkdownFence)
+        reply = replies(app)[0]
+        assert fence.region.right <= reply.region.right  # inside the reply, not cut at the screen's edge
+        assert fence.max_scroll_x > 0 and fence.show_horizontal_scrollbar
+        assert fence.scrollbar_size_horizontal == 1  # a bar the user sees (and can drag)
+        longest = max(len(line) for line in fence.code.splitlines())
+        assert fence.virtual_size.width >= longest  # the whole line is there, to scroll to
+        assert fence.styles.background != reply.styles.background
+        assert fence.styles.background.a > 0 and fence.styles.background != app.chat.query_one(ConversationView).background_colors[1]
