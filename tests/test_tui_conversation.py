@@ -10,8 +10,8 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, UserMessage
 
-from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, replies, send, sync,
-                               type_draft, wait_for, wait_idle, write)
+from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, passage_rows,
+                               passage_text, replies, send, sync, type_draft, wait_for, wait_idle, write)
 
 WORDS = " ".join(f"word{i}" for i in range(60))
 
@@ -120,7 +120,7 @@ async def test_an_answer_with_citations_opens_the_passage(store, tmp_path):
                                   "[2] notes.md:")
         await pilot.click(CitationButton)
         await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
-        text = str(app.screen.query_one("#passage-text").render())
+        text = passage_text(app.screen)
         assert "Line 2: the shipment of widgets number 2" in text
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.chat)
@@ -267,3 +267,43 @@ async def test_a_long_code_line_scrolls_sideways_with_a_bar_on_its_own_backgroun
         assert fence.virtual_size.width >= longest  # the whole line is there, to scroll to
         assert fence.styles.background != reply.styles.background
         assert fence.styles.background.a > 0 and fence.styles.background != app.chat.query_one(ConversationView).background_colors[1]
+
+
+# A hard-wrapped text as files often are: a line break every 50 or so columns.
+WRAPPED = ("The warehouse shipped the widgets on the second day\nof the month, after the inspection of the\n"
+           "loading bay had been signed off.\n\nThe inspector noted:\n- the doors were repaired\n"
+           "- the ramp was\n  repainted\n\nNo other findings.\n")
+
+
+def test_a_passage_is_reflowed_by_paragraph_with_its_lines():
+    from assistant.tui.screens.passage import line_range, reflow
+
+    paragraphs = reflow(WRAPPED)
+    assert [p.text for p in paragraphs] == [
+        "The warehouse shipped the widgets on the second day of the month, after the inspection of the "
+        "loading bay had been signed off.",
+        "The inspector noted:\n- the doors were repaired\n- the ramp was\n  repainted",  # structure keeps its breaks
+        "No other findings."]
+    assert [(p.first, p.last) for p in paragraphs] == [(1, 3), (5, 8), (10, 10)]
+    assert [line_range(p, 40) for p in paragraphs] == ["40-42", "44-47", "49"]
+    assert line_range(paragraphs[0], None) == ""
+
+
+@sync
+async def test_the_passage_viewer_shows_paragraphs_with_their_line_numbers(store, tmp_path):
+    notes = write(tmp_path, "notes.md", "Title line\n\n" + WRAPPED)
+    app = app_with(FakeEngine(["The widgets left on the second day [1]."]), store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did the widgets leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(CitationButton))
+        await pilot.pause()
+        app.chat.query_one(CitationButton).press()
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
+        await pilot.pause()
+        rows = passage_rows(app.screen)
+        assert rows[0] == ("1", "Title line")
+        assert rows[1] == ("3-5", "The warehouse shipped the widgets on the second day of the month, after the "
+                                  "inspection of the loading bay had been signed off.")
+        assert rows[-1] == ("12", "No other findings.")
