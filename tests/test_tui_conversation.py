@@ -307,3 +307,32 @@ async def test_the_passage_viewer_shows_paragraphs_with_their_line_numbers(store
         assert rows[1] == ("3-5", "The warehouse shipped the widgets on the second day of the month, after the "
                                   "inspection of the loading bay had been signed off.")
         assert rows[-1] == ("12", "No other findings.")
+
+
+@sync
+async def test_a_stray_citation_is_flagged_and_uncited_passages_open(store, tmp_path):
+    from assistant.tui.screens.picker import PickerScreen
+    from assistant.tui.widgets.messages import GivenButton
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(["Widget 2 left on day 2 [1], widget 17 too [17]."]), store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(GivenButton))
+        await pilot.pause()
+        reply = replies(app)[0]
+        details = reply.query_one(".meta")
+        assert "cites [17], which was not given to the model" in str(details.render())
+        assert details.has_class("-problem")  # in the warning colour
+        # [2] was given but not cited: one button away.
+        given = reply.query_one(GivenButton)
+        assert str(given.label) == "also given: [2]…"
+        given.press()
+        await wait_for(pilot, lambda: isinstance(app.screen, PickerScreen), what="the list of passages")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
+        assert app.screen.citation["number"] == 2 and "Line 11:" in passage_text(app.screen)
+        # Its lines in the file: "Line 11" is on line 13 (a blank line follows every fifth).
+        assert passage_rows(app.screen)[0][0].startswith("13-")

@@ -30,7 +30,8 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.flows.files import FileReader
 from assistant.tui.flows.jobs import JobRunner
-from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
+from assistant.tui.widgets.messages import (CitationButton, ReplyMessage, SummaryMessage, UserMessage,
+                                            citation_title)
 from assistant.tui.flows.sessions import Sessions, listed_sessions
 from assistant.tui.widgets.sidebar import FileRow, Sidebar
 from assistant.tui.widgets.status import StatusBar
@@ -311,6 +312,13 @@ class ChatScreen(Screen):
 
     def on_reply_message_citation_opened(self, event: ReplyMessage.CitationOpened) -> None:
         self.app.push_screen(PassageScreen(event.citation))
+
+    def on_reply_message_given_opened(self, event: ReplyMessage.GivenOpened) -> None:
+        passages = {str(i): p for i, p in enumerate(event.passages)}
+        self.app.push_screen(PickerScreen("Passages given but not cited", [(i, citation_title(p))
+                                                                            for i, p in passages.items()],
+                                          hint="Enter opens the passage · Esc cancels"),
+                             callback=lambda i: self.app.push_screen(PassageScreen(passages[i])) if i else None)
 
     def on_summary_progress(self, event: SummaryProgress) -> None:
         if event.stage == "speed":  # a call of the summary is done: its writing rate

@@ -101,6 +101,19 @@ class CitationButton(Button):
         self.tooltip = "Open the passage"
 
 
+class GivenButton(Button):
+    """The passages the model was given but the answer does not cite, to open one."""
+
+    SHOWN = 8  # numbers on the button; the list it opens has them all
+
+    def __init__(self, passages: list[dict[str, Any]]):
+        numbers = " ".join(f"[{p.get('number')}]" for p in passages[:self.SHOWN])
+        more = f" +{len(passages) - self.SHOWN}" if len(passages) > self.SHOWN else ""
+        super().__init__(shown(f"also given: {numbers}{more}…"), compact=True, classes="citation given")
+        self.passages = passages
+        self.tooltip = "Open a passage the model was given but the answer does not cite"
+
+
 class UserMessage(Vertical):
     def __init__(self, text: str, message_id: int | None = None):
         super().__init__(classes="message user", id=f"msg-{message_id}" if message_id else None)
@@ -185,9 +198,13 @@ class ReplyMessage(Vertical):
         box = self.query_one(".citations", Vertical)
         box.remove_children()
         citations = list(meta.get("citations") or [])
-        box.display = bool(citations)
-        if citations:
-            box.mount_all([CitationButton(c, i) for i, c in enumerate(citations, 1)])
+        given = [g for g in meta.get("given") or [] if isinstance(g, dict)]
+        box.display = bool(citations or given)
+        buttons: list[Button] = [CitationButton(c, i) for i, c in enumerate(citations, 1)]
+        if given:
+            buttons.append(GivenButton(given))
+        if buttons:
+            box.mount_all(buttons)
 
     class CitationOpened(Message):
         """A citation button was pressed: the screen shows the passage."""
@@ -196,11 +213,20 @@ class ReplyMessage(Vertical):
             super().__init__()
             self.citation = citation
 
+    class GivenOpened(Message):
+        """The "also given" button was pressed: the screen offers those passages."""
+
+        def __init__(self, passages: list[dict[str, Any]]):
+            super().__init__()
+            self.passages = passages
+
     @on(Button.Pressed, ".citation")
     def open_citation(self, event: Button.Pressed) -> None:
         event.stop()
-        assert isinstance(event.button, CitationButton)
-        self.post_message(self.CitationOpened(event.button.citation))
+        if isinstance(event.button, GivenButton):
+            self.post_message(self.GivenOpened(event.button.passages))
+        elif isinstance(event.button, CitationButton):
+            self.post_message(self.CitationOpened(event.button.citation))
 
 
 class SummaryMessage(ReplyMessage):
