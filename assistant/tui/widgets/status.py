@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
@@ -45,6 +46,13 @@ class LiveRun:
         if self.first and self.last and self.last[0] - self.first[0] >= 0.5:
             return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
         return 0.0
+
+
+def _needs(label: Label) -> int:
+    """The columns a label takes with its current text: the text, at least its min-width,
+    and its margins."""
+    minimum = label.styles.min_width
+    return max(cell_len(str(label.render())), int(minimum.value) if minimum else 0) + label.styles.margin.width
 
 
 class StatusBar(Horizontal):
@@ -166,13 +174,14 @@ class StatusBar(Horizontal):
         if not self.content_region.width:
             return
         labels = {label.id: label for label in self.query(Label)}
-        fixed = sum(label.outer_size.width for name, label in labels.items()
-                    if name not in ("model", "activity", "context") and label.display)
-        fixed += (self.query_one("#spinner").outer_size.width if self.model.loading else 0)
-        context = labels["context"]
-        fixed += len(str(context.render())) + context.styles.margin.width
-        want_model = len(shown(self.model_text))
-        want_activity = len(shown(self.activity)) if self.activity else 0
+        # From the texts just set, not the last layout (a field just shown has no size yet).
+        fixed = sum(_needs(label) for name, label in labels.items()
+                    if name not in ("model", "activity") and label.display)
+        spinner = self.query_one("#spinner")
+        fixed += (spinner.styles.width.value + spinner.styles.margin.width  # type: ignore[union-attr]
+                  if self.model.loading else 0)
+        want_model = shown(self.model_text).cell_length
+        want_activity = shown(self.activity).cell_length if self.activity else 0
         room = self.content_region.width - fixed - labels["model"].styles.margin.width
         if want_activity:
             room -= labels["activity"].styles.margin.width
