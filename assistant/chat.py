@@ -164,6 +164,17 @@ def cited_numbers(text: str) -> list[int]:
     return seen
 
 
+def not_given_note(numbers: list[int]) -> str:
+    """The note on an answer citing passages the model was not given (it made the numbers
+    up, or took them from elsewhere): such a citation points at nothing; "" if none."""
+    if not numbers:
+        return ""
+    cited = " ".join(f"[{n}]" for n in numbers)
+    one = len(numbers) == 1
+    return (f"the answer cites {cited}, which {'was' if one else 'were'} not given to the model: "
+            f"{'that citation points' if one else 'those citations point'} at no passage")
+
+
 def question_part(question: str) -> str:
     return f"Question: {question.strip()}"
 
@@ -340,10 +351,13 @@ class ChatSession:
             self._builder.ids = list(prepared.ids)
             self._builder.reply(done.token_ids)
         in_view = self._shown | {p.number for p in prepared.passages}
-        citations = [p for n in cited_numbers(done.text) if (p := self.passage(n)) and n in in_view]
+        cited = cited_numbers(done.text)
+        citations = [p for n in cited if (p := self.passage(n)) and n in in_view]
         answer = Answer(prepared.question, clean_reply(done.text).strip(), citations, done.stats, list(prepared.notes),
                         [p.number for p in prepared.passages],
                         [p for n in sorted(in_view) if (p := self.passage(n))], prepared.total)
+        if stray := not_given_note([n for n in cited if n not in in_view]):
+            answer.notes.append(stray)
         if answer.cut_short:
             answer.notes.append(f"the answer stopped at its limit of {self.settings.max_tokens} tokens"
                                 if done.stats.finish == "length" else "the answer filled the context and was cut")

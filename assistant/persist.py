@@ -11,7 +11,7 @@ from typing import Any
 
 from assistant.chat import Answer
 from assistant.engines.base import GenerationStats
-from assistant.sources import Sources, citations_meta
+from assistant.sources import Sources, citations_meta, passage_meta
 from assistant.store import Message, Store, StoreBusy
 from models.errors import XGenError
 
@@ -27,7 +27,10 @@ def stats_meta(stats: GenerationStats) -> dict[str, Any]:
 
 
 def answer_meta(answer: Answer, context_used: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
+    cited = {p.number for p in answer.citations}
     return {"citations": citations_meta(answer), **Sources.of(answer).as_meta(),
+            # the passages given but not cited, with their text: the app opens them too
+            "given": [passage_meta(p) for p in answer.sources if p.number not in cited],
             "stats": stats_meta(answer.stats), "finish": answer.stats.finish, "notes": answer.notes,
             "context_used": context_used, "n_ctx": n_ctx,
             # which passage each number given this turn is: a resumed session keeps the numbers

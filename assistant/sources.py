@@ -93,7 +93,13 @@ class Sources:
 
 def citations_meta(answer: Answer) -> list[dict[str, Any]]:
     """The passages an answer cites, as the store keeps them (export and the app read them)."""
-    return [{"number": p.number, "label": p.label, "text": p.text} for p in answer.citations]
+    return [passage_meta(p) for p in answer.citations]
+
+
+def passage_meta(p: Passage) -> dict[str, Any]:
+    """A passage as the store keeps it; its first line, when it has lines, numbers the
+    lines of its text where it is shown."""
+    return {"number": p.number, "label": p.label, "text": p.text, "start_line": p.found.start_line}
 
 
 def _follows(before, after) -> bool:

@@ -55,7 +55,9 @@ TextSource = Document | LargeTextFile
 # (stage, done, total). Stages: "map" (parts done, of a text read in one window), "read"
 # (bytes read, of a text read in windows; total 0 while unknown, for standard input),
 # "combine level N" (groups), "final" (0 then 1), and within any of them "prompt" (tokens
-# of the current call's prompt read so far, of its length, from engines that report it).
+# of the current call's prompt read so far, of its length, from engines that report it)
+# and "speed" after each call (the tokens it wrote after its first, in how many
+# milliseconds: its writing rate; the parts' text is not streamed, so not counted live).
 ProgressFn = Callable[[str, int, int], None]
 CUT = ("length", "context")  # finish reasons of a reply that did not end by itself
 
@@ -322,6 +324,9 @@ class Summarizer:
         settings = SamplingSettings(**{**asdict(self.settings), "max_tokens": max_tokens})
         done = self.engine.generate(prompt, settings, stop=job.stop, on_text=on_text, on_prefill=job.on_prefill())
         job.stats.model_calls += 1
+        writing = done.stats.seconds - done.stats.seconds_to_first_token
+        if done.stats.generated > 1 and writing > 0:
+            job.report("speed", done.stats.generated - 1, max(round(writing * 1000), 1))
         job.stats.prompt_tokens += done.stats.prompt_tokens
         job.stats.prompt_tokens_evaluated += done.stats.prompt_evaluated
         job.stats.tokens_generated += done.stats.generated
@@ -342,7 +347,10 @@ class Summarizer:
         if done.stats.finish in CUT:
             job.stats.cut_final = True
         job.report("final", 1, 1)
-        return self._finish(job, done.text, stopped=done.stats.finish == "stopped", partials=partials)
+        stopped = done.stats.finish == "stopped"
+        # Every stopped summary says where it stopped in a note (the app says it once, from there).
+        return self._finish(job, done.text, stopped=stopped, partials=partials,
+                            note="stopped while writing the summary" if stopped else None)
 
     def _cached_call(self, instruction: str, body: str, job: _Job) -> str | None:
         """A partial summary from the cache or the model; None if stopped midway.

@@ -112,6 +112,20 @@ def test_citations_only_to_passages_the_model_saw(manual):
     assert {p.number for p in answer.citations} == set(answer.passages_added)
 
 
+def test_a_citation_to_a_passage_not_given_is_flagged(notes):
+    engine = FakeEngine()
+    engine.queue("Day 12 [1], and see [17] and [40].")
+    chat = ChatSession(engine, notes)
+    answer = chat.ask("When did widget 12 leave?")
+    given = {p.number for p in answer.sources}
+    assert 1 in given and not {17, 40} & given
+    assert [p.number for p in answer.citations] == [1]
+    assert answer.notes[-1] == ("the answer cites [17] [40], which were not given to the model: "
+                                "those citations point at no passage")
+    engine.queue("Day 13 [1].")
+    assert not any("not given" in n for n in chat.ask("And widget 13?").notes)
+
+
 def test_question_too_long_for_the_context(notes):
     engine = FakeEngine(n_ctx=300)
     chat = ChatSession(engine, notes, answer_tokens=64)

@@ -44,6 +44,14 @@ def test_ask_lists_the_passages_given_and_marks_the_cited(home, notes):
     assert "  * [1] notes.txt:1-5" in result.output
 
 
+def test_ask_flags_a_citation_to_a_passage_not_given(home, notes):
+    with OpenAIDouble(["It failed on 2 September [17]."]) as server:
+        result = run("ask", str(notes), "-q", "When did the unit fail?", "--model", server.url)
+    assert result.exit_code == 0, result.output
+    assert ("note: the answer cites [17], which was not given to the model: that citation points at no passage"
+            in result.output)
+
+
 def test_sources_are_listed_when_the_answer_cites_nothing(home, tmp_path):
     big = tmp_path / "manual.txt"
     big.write_text("\n\n".join(f"Section {i}: the battery needs care and regular checks. " * 8

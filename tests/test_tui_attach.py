@@ -247,3 +247,66 @@ async def test_a_file_name_that_is_not_utf8_is_attached_shown_escaped_and_asked_
         (attached,) = store.files(session.id)
         assert os.fsencode(attached.path) == raw
         assert [m.role for m in store.messages(session.id)] == ["user", "assistant"]
+
+
+async def test_the_sidebar_fits_each_file_with_its_tokens_and_marks_a_missing_one(store, tmp_path):
+    long = write(tmp_path, "quarterly-report-2024.md", NOTES)
+    short = write(tmp_path, "a.md", "A short note.")
+    app = app_with(FakeEngine(), store, files=[str(long), str(short)])
+    async with app.run_test(size=SIZE) as pilot:  # a 22-column sidebar
+        await wait_idle(pilot, app)
+        await wait_files(pilot, app, 2)
+        files = app.chat.query_one("#files", OptionList)
+        tokens = {f.name: f.n_tokens for f in app.conversation.files()}
+
+        def rows() -> list[str]:
+            return [str(files.get_option_at_index(i).prompt) for i in range(files.option_count)]
+
+        width = files.scrollable_content_region.width
+        first, second = rows()
+        # The name gives way (its end kept), the count is whole, and the row fits the list.
+        assert first.endswith(f"24.md  {tokens['quarterly-report-2024.md']} tok") and "…" in first
+        assert first.startswith("quart") and len(first) <= width
+        assert second == f"a.md  {tokens['a.md']} tok"
+        short.unlink()
+        app.chat.refresh_sidebar()
+        await pilot.pause()
+        assert rows()[1] == "a.md  missing"
+        assert rows()[0] == first
+
+
+def test_the_files_line_fits_its_width_with_a_count_of_the_rest():
+    from assistant.tui.widgets.attached import files_line
+
+    names = ["notes.md", "cases/", "audit-2024.pdf", "b.txt"]
+    assert files_line(names, 80) == "Files: notes.md · cases/ · audit-2024.pdf · b.txt"
+    assert files_line(names, 40) == "Files: notes.md · cases/ +2 more"
+    assert files_line(names, 23) == "Files: notes.md +3 more"
+    assert files_line(names, 20) == "Files: note… +3 more"
+    assert files_line(["a-very-long-file-name.md"], 20) == "Files: a-very-long-…"
+    assert all(len(files_line(names, w)) <= w for w in range(22, 80))
+    assert files_line([], 80) == ""
+
+
+@sync
+async def test_at_80_columns_the_attached_files_show_above_the_input(store, tmp_path):
+    from assistant.tui.widgets.attached import AttachedLine
+
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:  # no sidebar
+        await wait_idle(pilot, app)
+        line = app.chat.query_one(AttachedLine)
+        assert not line.display  # nothing attached: no line, and the input does not speak of files
+        assert "files" not in composer(app).placeholder
+        names = [f"report-{i}.md" for i in range(8)]
+        app.chat.attach_paths([str(write(tmp_path, name, NOTES)) for name in names])
+        await wait_files(pilot, app, 8)
+        await pilot.pause()
+        assert line.display and line.region.bottom == composer(app).region.y  # just above the input
+        shown = str(line.render())
+        assert shown.startswith("Files: report-") and re.search(r" \+\d more$", shown)
+        assert len(shown) <= line.region.width
+        assert "Ask about your files" in composer(app).placeholder
+        await pilot.press("f2")  # the sidebar lists them: the line goes
+        await pilot.pause()
+        assert not line.display

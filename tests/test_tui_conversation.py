@@ -11,8 +11,8 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.widgets.messages import CitationButton, ReplyMessage, UserMessage
 
-from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, replies, send, sync,
-                               type_draft, wait_for, wait_idle, write)
+from tests.tui_helpers import (LONG_REPLY, NOTES, SIZE, SMALL, app_with, composer, notifications, passage_rows,
+                               passage_text, replies, send, sync, type_draft, wait_for, wait_idle, write)
 
 WORDS = " ".join(f"word{i}" for i in range(60))
 
@@ -162,7 +162,7 @@ async def test_an_answer_with_citations_opens_the_passage(store, tmp_path):
                                   "[2] notes.md:")
         await pilot.click(CitationButton)
         await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
-        text = str(app.screen.query_one("#passage-text").render())
+        text = passage_text(app.screen)
         assert "Line 2: the shipment of widgets number 2" in text
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.chat)
@@ -267,3 +267,114 @@ async def test_page_keys_scroll_the_conversation_from_the_input(store):
         await pilot.press("pagedown")
         await pilot.pause(0.3)
         assert view.scroll_y == bottom
+
+
+@sync
+async def test_a_reply_cut_at_its_limit_says_so_once(store, monkeypatch):
+    # The app keeps 512 tokens for a reply in a 2,048 context; 40 make the cut quick.
+    monkeypatch.setattr("assistant.session.default_answer_tokens", lambda n_ctx: 40)
+    app = app_with(FakeEngine([LONG_REPLY]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Write a lot")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause()
+        reply = replies(app)[0]
+        assert reply.meta["finish"] == "length"
+        details = str(reply.query_one(".meta").render())
+        assert "the answer stopped at its limit of 40 tokens" in details  # the core's note, with the number
+        assert details.count("limit") == 1
+
+
+CODE_REPLY = ("Here is the loop:\n\n```python\nfor widget in warehouse.widgets_shipped_on_the_given_day(day=2, "
+              "include_returns=False, include_damaged=False, sort_by='number'):  # END\n    print(widget)\n```\n")
+
+
+@sync
+async def test_a_long_code_line_scrolls_sideways_with_a_bar_on_its_own_background(store):
+    from textual.widgets.markdown import MarkdownFence
+
+    app = app_with(FakeEngine([CODE_REPLY]), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Show the loop")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(MarkdownFence))
+        await pilot.pause()
+        fence = app.chat.query_one(MarkdownFence)
+        reply = replies(app)[0]
+        assert fence.region.right <= reply.region.right  # inside the reply, not cut at the screen's edge
+        assert fence.max_scroll_x > 0 and fence.show_horizontal_scrollbar
+        assert fence.scrollbar_size_horizontal == 1  # a bar the user sees (and can drag)
+        longest = max(len(line) for line in fence.code.splitlines())
+        assert fence.virtual_size.width >= longest  # the whole line is there, to scroll to
+        assert fence.styles.background != reply.styles.background
+        assert fence.styles.background.a > 0 and fence.styles.background != app.chat.query_one(ConversationView).background_colors[1]
+
+
+# A hard-wrapped text as files often are: a line break every 50 or so columns.
+WRAPPED = ("The warehouse shipped the widgets on the second day\nof the month, after the inspection of the\n"
+           "loading bay had been signed off.\n\nThe inspector noted:\n- the doors were repaired\n"
+           "- the ramp was\n  repainted\n\nNo other findings.\n")
+
+
+def test_a_passage_is_reflowed_by_paragraph_with_its_lines():
+    from assistant.tui.screens.passage import line_range, reflow
+
+    paragraphs = reflow(WRAPPED)
+    assert [p.text for p in paragraphs] == [
+        "The warehouse shipped the widgets on the second day of the month, after the inspection of the "
+        "loading bay had been signed off.",
+        "The inspector noted:\n- the doors were repaired\n- the ramp was\n  repainted",  # structure keeps its breaks
+        "No other findings."]
+    assert [(p.first, p.last) for p in paragraphs] == [(1, 3), (5, 8), (10, 10)]
+    assert [line_range(p, 40) for p in paragraphs] == ["40-42", "44-47", "49"]
+    assert line_range(paragraphs[0], None) == ""
+
+
+@sync
+async def test_the_passage_viewer_shows_paragraphs_with_their_line_numbers(store, tmp_path):
+    notes = write(tmp_path, "notes.md", "Title line\n\n" + WRAPPED)
+    app = app_with(FakeEngine(["The widgets left on the second day [1]."]), store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did the widgets leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(CitationButton))
+        await pilot.pause()
+        app.chat.query_one(CitationButton).press()
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
+        await pilot.pause()
+        rows = passage_rows(app.screen)
+        assert rows[0] == ("1", "Title line")
+        assert rows[1] == ("3-5", "The warehouse shipped the widgets on the second day of the month, after the "
+                                  "inspection of the loading bay had been signed off.")
+        assert rows[-1] == ("12", "No other findings.")
+
+
+@sync
+async def test_a_stray_citation_is_flagged_and_uncited_passages_open(store, tmp_path):
+    from assistant.tui.screens.picker import PickerScreen
+    from assistant.tui.widgets.messages import GivenButton
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(["Widget 2 left on day 2 [1], widget 17 too [17]."]), store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy and app.chat.query(GivenButton))
+        await pilot.pause()
+        reply = replies(app)[0]
+        details = reply.query_one(".meta")
+        assert "cites [17], which was not given to the model" in str(details.render())
+        assert details.has_class("-problem")  # in the warning colour
+        # [2] was given but not cited: one button away.
+        given = reply.query_one(GivenButton)
+        assert str(given.label) == "also given: [2]…"
+        given.press()
+        await wait_for(pilot, lambda: isinstance(app.screen, PickerScreen), what="the list of passages")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
+        assert app.screen.citation["number"] == 2 and "Line 11:" in passage_text(app.screen)
+        # Its lines in the file: "Line 11" is on line 13 (a blank line follows every fifth).
+        assert passage_rows(app.screen)[0][0].startswith("13-")

@@ -14,8 +14,8 @@ from assistant.tui.screens.folder import FolderScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.widgets.messages import CitationButton
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import (LARGE, SMALL, app_with, replies, send, sync, toast_texts, wait_files, wait_for,
-                               wait_idle)
+from tests.tui_helpers import (LARGE, SMALL, app_with, passage_text, replies, send, sync, toast_texts, wait_files,
+                               wait_for, wait_idle)
 
 CASE = {
     "intake.txt": "Mr Smith called on 3 March about the flooded basement.\n",
@@ -63,7 +63,7 @@ async def test_ctrl_o_attaches_a_folder_whose_passages_answer_with_citations_tha
         assert "smith/letters/insurer.md:1-3" in prompt and "Hidden notes" not in prompt
         await pilot.click(CitationButton)
         await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), what="the passage")
-        assert "The insurer refused the claim on 12 April" in str(app.screen.query_one("#passage-text").render())
+        assert "The insurer refused the claim on 12 April" in passage_text(app.screen)
 
 
 @sync

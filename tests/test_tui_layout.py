@@ -145,3 +145,87 @@ async def test_the_palette_screenshot_is_saved_in_the_data_folder_without_downlo
         assert note[-1].severity == "information", note[-1].message
     saved = list((home / "screenshots").glob("*.svg"))
     assert len(saved) == 1 and str(saved[0]) in note[-1].message and saved[0].read_text().startswith("<svg")
+
+
+def status_text(app) -> dict[str, str]:
+    from textual.widgets import Label
+
+    return {label.id: str(label.render()) for label in app.chat.status.query(Label) if label.display}
+
+
+def status_fits(app) -> None:
+    """Each field of the status bar shows its whole text (the model and the activity
+    apart, which may end in "…" only when the bar is full)."""
+    from textual.widgets import Label
+
+    for label in app.chat.status.query(Label):
+        if label.display and label.id in ("context", "speed", "elapsed"):
+            assert label.region.width >= len(str(label.render()).rstrip()), (label.id, label.region)
+
+
+@sync
+async def test_the_status_bar_shows_the_context_and_speed_while_summarizing_at_80_columns(store, tmp_path):
+    from tests.tui_helpers import AUDIT, SummaryEngine
+
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    # Two parts written (at a measurable pace), then the third held: no text streamed yet.
+    engine = SummaryEngine(n_ctx=512, hold_from_part=3, step_delay=0.01)
+    app = app_with(engine, store, files=[str(audit)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: engine.held_prompt, what="part 3 held")
+        await pilot.pause(0.3)
+        status = app.chat.status
+        shown = status_text(app)
+        assert shown["activity"] == "summarizing audit.txt…"
+        assert shown["context"].startswith("ctx ") and "/512" in shown["context"]
+        assert status.speed > 0 and shown["speed"].endswith(" tok/s") and "–" not in shown["speed"]
+        status_fits(app)
+        assert app.chat.query_one("#context").region.width >= len("ctx 000/512 00%")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy)
+
+
+@sync
+async def test_the_model_name_is_whole_when_the_status_bar_has_room(store):
+    from assistant.tui.host import ModelState
+
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        name = "xgen-7b-8k-inst-q4_k_m-long-name"
+        app.chat.model = ModelState(label=name, engine="llama.cpp", n_ctx=8192)
+        await pilot.pause()
+        label = app.chat.query_one("#model")
+        assert str(label.render()) == f"{name} · llama.cpp"
+        assert label.region.width == len(f"{name} · llama.cpp")  # 44 of 80 columns: not cut
+        status_fits(app)
+        app.chat.activity = "summarizing a-file-with-a-long-name-as-well.txt…"  # no room for both
+        await pilot.pause()
+        activity = app.chat.query_one("#activity")
+        assert label.region.width >= 20 and activity.region.width >= 10
+        assert label.region.right <= activity.region.x and activity.region.right <= app.chat.query_one("#context").region.x
+        status_fits(app)
+
+
+@sync
+async def test_attaching_a_file_during_a_reply_keeps_the_context_shown(store, tmp_path):
+    notes = write(tmp_path, "notes.md", NOTES)
+    app = app_with(FakeEngine(["One.", WORDS + " " + WORDS], step_delay=0.03), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "First")
+        await wait_idle(pilot, app)
+        before = app.chat.context_used
+        assert before > 0
+        await send(pilot, "Second")
+        await wait_for(pilot, lambda: app.chat.busy)
+        app.chat.attach_paths([str(notes)])
+        await wait_for(pilot, lambda: app.conversation.documents and not app.chat.files.reading)
+        await pilot.pause()
+        assert app.chat.busy  # still writing
+        assert app.chat.status.context_shown > before and app.chat.activity == "writing…"
+        await wait_idle(pilot, app, timeout=20)
+        assert app.chat.activity == "" and app.chat.context_used == app.conversation.context_used

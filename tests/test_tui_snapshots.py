@@ -11,7 +11,14 @@ from assistant.store import Store
 from assistant.tui.app import create_app
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.messages import SummaryMessage
-from tests.tui_helpers import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngine, wait_for, wait_idle, write
+from tests.tui_helpers import AUDIT, NOTES, SIZE, SteadyEngine, SummaryEngine, steady, wait_for, wait_idle, write
+
+
+class SteadySummaryEngine(SummaryEngine):
+    """Its parts' timings fixed (20 tok/s): the status bar shows each part's speed."""
+
+    def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
+        return steady(super().generate(prompt_ids, settings, stop=stop, on_text=on_text, on_prefill=on_prefill))
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def test_conversation_with_a_cited_answer(snap_compare, store, tmp_path):
 
 def test_summarizing_in_progress(snap_compare, store, tmp_path):
     audit = write(tmp_path, "audit.txt", AUDIT)
-    engine = SummaryEngine(n_ctx=512, hold_from_part=3)  # part 3 waits until the app stops it
+    engine = SteadySummaryEngine(n_ctx=512, hold_from_part=3)  # part 3 waits until the app stops it
     app = create_app(engine_factory=lambda ref: engine, store=store, files=[str(audit)])
 
     async def run_before(pilot):

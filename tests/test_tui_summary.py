@@ -62,6 +62,26 @@ async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
         assert not stage.display
+        # The details line says once that it stopped, and of how many parts.
+        details = str(summary.query_one(".meta").render())
+        parts = summary.meta["stats"]["parts"]
+        assert details.startswith(f"stopped after 1 of {parts} parts; their summaries are cached")
+        assert details.count("stopped") == 1 and details.count("parts") == 1
+
+
+@sync
+async def test_a_bullet_summary_says_it_is_bullets(store, tmp_path):
+    notes = write(tmp_path, "notes.md", AUDIT[:400])
+    engine = SummaryEngine(final="- Pallets were counted.\n- Cooling units were serviced.")
+    app = app_with(engine, store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        app.chat.action_summarize("bullets")  # Ctrl+P → Summarize as bullet points
+        summary = (await wait_for(pilot, lambda: list(app.chat.query(SummaryMessage))))[0]
+        await wait_idle(pilot, app)
+        assert summary.title == "Bullet-point summary of notes.md"
+        assert str(summary.query_one(".role").render()) == "Bullet-point summary of notes.md"
 
 
 @sync

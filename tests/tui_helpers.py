@@ -105,6 +105,19 @@ async def palette(pilot, command: str) -> None:
     await pilot.pause()
 
 
+def passage_rows(screen) -> list[tuple[str, str]]:
+    """A passage dialog's paragraphs as shown: (the lines in the file, the text)."""
+    rows = []
+    for row in screen.query(".passage-row"):
+        lines = row.query(".passage-lines")
+        rows.append((str(lines.first().render()) if lines else "", str(row.query_one(".passage-paragraph").render())))
+    return rows
+
+
+def passage_text(screen) -> str:
+    return "\n\n".join(text for _, text in passage_rows(screen))
+
+
 def replies(app) -> list:
     from assistant.tui.widgets.messages import ReplyMessage
 

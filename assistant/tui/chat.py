@@ -25,11 +25,13 @@ from assistant.tui.screens.folder import FolderScreen
 from assistant.tui.screens.export import ExportScreen
 from assistant.tui.screens.passage import PassageScreen
 from assistant.tui.screens.picker import PickerScreen
+from assistant.tui.widgets.attached import AttachedLine
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.flows.files import FileReader
 from assistant.tui.flows.jobs import JobRunner
-from assistant.tui.widgets.messages import CitationButton, ReplyMessage, SummaryMessage, UserMessage
+from assistant.tui.widgets.messages import (CitationButton, ReplyMessage, SummaryMessage, UserMessage,
+                                            citation_title)
 from assistant.tui.flows.sessions import Sessions, listed_sessions
 from assistant.tui.widgets.sidebar import FileRow, Sidebar
 from assistant.tui.widgets.status import StatusBar
@@ -74,6 +76,7 @@ class ChatScreen(Screen):
             yield Sidebar(id="sidebar")
             with Vertical(id="chat"):
                 yield ConversationView(id="conversation")
+                yield AttachedLine(id="attached")
                 yield Composer(id="composer")
         yield StatusBar(id="status").data_bind(ChatScreen.model, ChatScreen.activity, ChatScreen.context_used,
                                                ChatScreen.session_shown, running=ChatScreen.busy)
@@ -121,8 +124,11 @@ class ChatScreen(Screen):
         sidebar = found.first()
         sidebar.show_sessions(listed_sessions(self.host.store), conversation.session_id)
         folders = {a.source: a.n_files for a in conversation.documents if a.kind == "folder"}
-        sidebar.show_files([FileRow.attached(f, folders.get(f.path)) for f in conversation.files()]
-                           + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
+        rows = ([FileRow.attached(f, folders.get(f.path)) for f in conversation.files()]
+                + [FileRow.summary_only(f.source, f.name, f.size) for f in conversation.large_files])
+        sidebar.show_files(rows)
+        self.query_one(AttachedLine).show([row.name for row in rows])
+        self.composer.about_files(bool(rows))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -193,7 +199,8 @@ class ChatScreen(Screen):
         self.refresh_bindings()
         if not self.files.reading and not self.busy:
             self.activity = ""
-        self.context_used = self.host.conversation.context_used
+        if not self.busy:  # a reply or summary running sets it when it is done
+            self.context_used = self.host.conversation.context_used
         self.refresh_sidebar()
         self.send_pending()
 
@@ -308,7 +315,17 @@ class ChatScreen(Screen):
     def on_reply_message_citation_opened(self, event: ReplyMessage.CitationOpened) -> None:
         self.app.push_screen(PassageScreen(event.citation))
 
+    def on_reply_message_given_opened(self, event: ReplyMessage.GivenOpened) -> None:
+        passages = {str(i): p for i, p in enumerate(event.passages)}
+        self.app.push_screen(PickerScreen("Passages given but not cited", [(i, citation_title(p))
+                                                                            for i, p in passages.items()],
+                                          hint="Enter opens the passage · Esc cancels"),
+                             callback=lambda i: self.app.push_screen(PassageScreen(passages[i])) if i else None)
+
     def on_summary_progress(self, event: SummaryProgress) -> None:
+        if event.stage == "speed":  # a call of the summary is done: its writing rate
+            self.status.measured(event.done / event.total * 1000 if event.total else 0.0)
+            return
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)
@@ -319,7 +336,7 @@ class ChatScreen(Screen):
             await widget.finish(event.text, event.meta)
         self.busy = ""
         self.context_used = event.context_used
-        self.status.finished((event.meta.get("stats") or {}).get("tokens_per_second") or 0.0)
+        self.status.measured((event.meta.get("stats") or {}).get("tokens_per_second") or 0.0)
         if event.error:
             self.notify(event.error, title="No reply" if widget is None or widget.role != "summary"
                         else "The summary failed", severity="error", timeout=10)

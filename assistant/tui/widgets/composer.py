@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
-PLACEHOLDER = "Ask about your files · Enter sends · ^J new line"
+PLACEHOLDER = "Ask a question · Enter sends · ^J new line"
+PLACEHOLDER_WITH_FILES = "Ask about your files · Enter sends · ^J new line"
 NEWLINE_KEYS = ("ctrl+j", "shift+enter")
 
 
@@ -34,6 +35,10 @@ class Composer(TextArea):
         self.questions: list[str] = []  # the session's questions, oldest first (TextArea.history is undo)
         self._recalled: int | None = None  # index in history of the question shown, None: the draft
         self._draft = ""
+
+    def about_files(self, any_attached: bool) -> None:
+        """The hint in the empty input speaks of files only when some are attached."""
+        self.placeholder = PLACEHOLDER_WITH_FILES if any_attached else PLACEHOLDER
 
     # -- history -----------------------------------------------------------------------
 

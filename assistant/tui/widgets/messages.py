@@ -19,12 +19,18 @@ from assistant.tui.widgets.status import clock
 
 ROLE_TITLES = {"user": "You", "assistant": "XGen", "summary": "Summary", "system": "System"}
 
+# How a reply ended, when the core's notes do not say it: a reply cut at its length limit
+# or at the end of the context has a note saying so ("the answer stopped at its limit of
+# 512 tokens"), and a stopped summary one saying where ("stopped after 2 of 7 parts"),
+# so the details line says each thing once. A full context adds what to do, last.
 FINISH_NOTES = {
     "stopped": "stopped",
-    "length": "cut at the reply length limit",
-    "context": "the context is full: start a new session (Ctrl+N) or clear this one (Ctrl+P → Clear)",
     "streaming": "interrupted: the app closed while this was being written",
 }
+CONTEXT_FULL_ADVICE = "start a new session (Ctrl+N) or clear this one (Ctrl+P → Clear)"
+
+# A summary's title says its form (meta "form"); a paragraph is the plain one.
+SUMMARY_TITLES = {"bullets": "Bullet-point summary", "words": "Short summary"}
 
 
 # Characters where str.splitlines() breaks a line but Markdown does not. Textual's
@@ -51,22 +57,29 @@ def _plural(n: int, word: str) -> str:
 
 def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
     """The details line under a reply, and whether it reports a problem."""
-    parts: list[str] = []
     finish = str(meta.get("finish") or "")
-    problem = finish in ("context", "streaming", "error") or bool(meta.get("notes"))
+    notes = [str(note) for note in meta.get("notes") or []]
+    problem = finish in ("context", "streaming", "error") or bool(notes)
+    # A stopped summary's note says where it stopped, and of how many parts: it comes first.
+    stopped_summary = role == "summary" and finish == "stopped" and bool(notes)
+    parts: list[str] = notes if stopped_summary else []
     if finish == "error":
         parts.append(f"error: {meta.get('error', 'unknown')}")
-    elif finish in FINISH_NOTES:
+    elif finish in FINISH_NOTES and not stopped_summary:
         parts.append(FINISH_NOTES[finish])
     stats = meta.get("stats") or {}
     if role == "summary" and stats.get("parts"):
         calls, cached = stats.get("model_calls", 0), stats.get("cached_parts", 0)
-        parts.append(f"{_plural(stats['parts'], 'part')} · {_plural(calls, 'model call')}"
+        parts.append(("" if stopped_summary else f"{_plural(stats['parts'], 'part')} · ")
+                     + _plural(calls, "model call")
                      + (f" · {cached} cached" if cached else "") + f" · {stats.get('seconds', 0):.1f} s")
     elif stats.get("generated"):
         speed = stats.get("tokens_per_second") or 0
         parts.append(f"{stats['generated']} tokens" + (f" · {speed:.1f} tok/s" if speed else ""))
-    parts += [str(note) for note in meta.get("notes") or []]
+    if not stopped_summary:
+        parts += notes
+    if finish == "context":
+        parts.append(CONTEXT_FULL_ADVICE)
     return " · ".join(parts), problem
 
 
@@ -86,6 +99,19 @@ class CitationButton(Button):
         super().__init__(shown(citation_title(citation, position)), compact=True, classes="citation")
         self.citation = citation
         self.tooltip = "Open the passage"
+
+
+class GivenButton(Button):
+    """The passages the model was given but the answer does not cite, to open one."""
+
+    SHOWN = 8  # numbers on the button; the list it opens has them all
+
+    def __init__(self, passages: list[dict[str, Any]]):
+        numbers = " ".join(f"[{p.get('number')}]" for p in passages[:self.SHOWN])
+        more = f" +{len(passages) - self.SHOWN}" if len(passages) > self.SHOWN else ""
+        super().__init__(shown(f"also given: {numbers}{more}…"), compact=True, classes="citation given")
+        self.passages = passages
+        self.tooltip = "Open a passage the model was given but the answer does not cite"
 
 
 class UserMessage(Vertical):
@@ -172,9 +198,13 @@ class ReplyMessage(Vertical):
         box = self.query_one(".citations", Vertical)
         box.remove_children()
         citations = list(meta.get("citations") or [])
-        box.display = bool(citations)
-        if citations:
-            box.mount_all([CitationButton(c, i) for i, c in enumerate(citations, 1)])
+        given = [g for g in meta.get("given") or [] if isinstance(g, dict)]
+        box.display = bool(citations or given)
+        buttons: list[Button] = [CitationButton(c, i) for i, c in enumerate(citations, 1)]
+        if given:
+            buttons.append(GivenButton(given))
+        if buttons:
+            box.mount_all(buttons)
 
     class CitationOpened(Message):
         """A citation button was pressed: the screen shows the passage."""
@@ -183,11 +213,20 @@ class ReplyMessage(Vertical):
             super().__init__()
             self.citation = citation
 
+    class GivenOpened(Message):
+        """The "also given" button was pressed: the screen offers those passages."""
+
+        def __init__(self, passages: list[dict[str, Any]]):
+            super().__init__()
+            self.passages = passages
+
     @on(Button.Pressed, ".citation")
     def open_citation(self, event: Button.Pressed) -> None:
         event.stop()
-        assert isinstance(event.button, CitationButton)
-        self.post_message(self.CitationOpened(event.button.citation))
+        if isinstance(event.button, GivenButton):
+            self.post_message(self.GivenOpened(event.button.passages))
+        elif isinstance(event.button, CitationButton):
+            self.post_message(self.CitationOpened(event.button.citation))
 
 
 class SummaryMessage(ReplyMessage):
@@ -198,8 +237,9 @@ class SummaryMessage(ReplyMessage):
     def __init__(self, message_id: int, text: str = "", meta: dict[str, Any] | None = None, *,
                  title: str | None = None, streaming: bool = False):
         name = (meta or {}).get("file")
+        kind = SUMMARY_TITLES.get(str((meta or {}).get("form")), "Summary")
         super().__init__(message_id, text, meta, role="summary", streaming=streaming,
-                         title=title or (f"Summary of {name}" if name else None))
+                         title=title or (f"{kind} of {name}" if name else kind))
         self._stage = "Preparing…"
         self._stage_started = status_clock.now()
         self._read: tuple[int, int] | None = None  # prompt tokens read, of its length

@@ -4,6 +4,7 @@ too large to ask about (over the load limit) is listed as one to summarize."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual import events, on
 from textual.containers import Vertical
@@ -30,13 +31,28 @@ class FileRow:
     path: str
     name: str
     detail: str  # dim, after the name: its tokens, or that it can only be summarized
+    missing: bool = False  # no longer on disk (one stat per file at each refresh)
 
     @classmethod
     def attached(cls, f: AttachedFile, n_files: int | None = None) -> "FileRow":
-        """A file with its tokens; a folder with its indexed files (None: not indexed yet)."""
+        """A file with its tokens; a folder with its indexed files (None: not indexed yet);
+        either marked "missing" once it is no longer on disk (standard input never is)."""
+        if Path(f.path).is_absolute() and not Path(f.path).exists():
+            return cls(f.path, f.name + "/" * f.is_folder, "missing", missing=True)
         if f.is_folder:
             return cls(f.path, f.name + "/", "…" if n_files is None else f"{short_count(n_files)} files")
         return cls(f.path, f.name, f"{short_count(f.n_tokens)} tok")
+
+    def fitted(self, width: int) -> Content:
+        """The row in `width` columns: the detail always shown, the name shortened in its
+        middle (so its end and extension stay) when both do not fit."""
+        detail = f"  {printable(self.detail)}"
+        name = printable(self.name)
+        room = max(width - len(detail), 4)
+        if width > 0 and len(name) > room:  # 0: the sidebar is hidden (fitted when it shows)
+            head = (room - 1) // 2 + (room - 1) % 2
+            name = name[:head] + "…" + name[len(name) - (room - 1 - head):]
+        return Content.assemble(name, (detail, "$text-error" if self.missing else "dim"))
 
     @classmethod
     def summary_only(cls, path: str, name: str, size: int | None) -> "FileRow":
@@ -57,6 +73,7 @@ class Sidebar(Vertical):
         super().__init__(*args, **kwargs)
         self._hint = ""  # the files' hint, shown when no indexing is
         self._indexing = False
+        self._files: list[FileRow] = []  # shown again to fit a new width
 
     def compose(self):
         yield Label("Sessions", classes="section")
@@ -77,16 +94,25 @@ class Sidebar(Vertical):
         options.highlighted = 0 if current is None else (ids.index(current) if current in ids else None)
 
     def show_files(self, files: list[FileRow]) -> None:
+        self._files = list(files)
         options = self.query_one("#files", OptionList)
+        highlighted = options.highlighted
         options.clear_options()
+        # The list's width inside the sidebar: its left bar, and a scrollbar past 8 rows.
+        width = self.content_region.width - 1 - (len(files) > 8)
         for f in files:
-            options.add_option(Option(Content.assemble(printable(f.name), (f"  {printable(f.detail)}", "dim")),
-                                      id=f.path))
+            options.add_option(Option(f.fitted(width), id=f.path))
+        if highlighted is not None and highlighted < len(files):
+            options.highlighted = highlighted
         options.display = bool(files)
         # At most 20 columns: the sidebar is 22 wide below 120 columns.
         self._hint = "Enter/^S: summary" if files else "None (^O attaches)"
         if not self._indexing:
             self.query_one("#files-hint", Label).update(self._hint)
+
+    def on_resize(self) -> None:
+        if self._files:
+            self.show_files(self._files)
 
     def show_indexing(self, done: int | None, total: int = 0) -> None:
         """The index's progress under the files (at most 20 columns); None: done."""

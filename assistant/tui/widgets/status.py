@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
@@ -45,6 +46,13 @@ class LiveRun:
         if self.first and self.last and self.last[0] - self.first[0] >= 0.5:
             return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
         return 0.0
+
+
+def _needs(label: Label) -> int:
+    """The columns a label takes with its current text: the text, at least its min-width,
+    and its margins."""
+    minimum = label.styles.min_width
+    return max(cell_len(str(label.render())), int(minimum.value) if minimum else 0) + label.styles.margin.width
 
 
 class StatusBar(Horizontal):
@@ -116,8 +124,9 @@ class StatusBar(Horizontal):
             live.context = context
         self._tick()
 
-    def finished(self, speed: float) -> None:
-        """The run is over; `speed` is its own measure (tokens/s, 0: none), kept on show."""
+    def measured(self, speed: float) -> None:
+        """A speed the core measured (tokens/s, 0: none): a finished reply's, or a summary
+        call's (its parts are not streamed); kept on show until live figures replace it."""
         if speed:
             self.speed = speed
 
@@ -135,7 +144,7 @@ class StatusBar(Horizontal):
     def _refresh_all(self) -> None:
         model = self.model
         self.query_one("#spinner").display = model.loading
-        self.query_one("#model", Label).update(shown(model.label + (f" · {model.engine}" if model.engine else "")))
+        self.query_one("#model", Label).update(shown(self.model_text))
         activity = self.query_one("#activity", Label)
         activity.update(shown(self.activity))
         activity.display = bool(self.activity)
@@ -152,6 +161,40 @@ class StatusBar(Horizontal):
         elapsed = self.query_one("#elapsed", Label)
         elapsed.update(clock(self.elapsed) if self.elapsed >= 0 else "")
         elapsed.display = self.elapsed >= 0
+        self._fit()
+
+    @property
+    def model_text(self) -> str:
+        return self.model.label + (f" · {self.model.engine}" if self.model.engine else "")
+
+    def _fit(self) -> None:
+        """Share the width: the context, speed and time are always whole; the model name
+        and the activity get the rest, each whole when both fit, else the model at least
+        half of it (both then end in "…")."""
+        if not self.content_region.width:
+            return
+        labels = {label.id: label for label in self.query(Label)}
+        # From the texts just set, not the last layout (a field just shown has no size yet).
+        fixed = sum(_needs(label) for name, label in labels.items()
+                    if name not in ("model", "activity") and label.display)
+        spinner = self.query_one("#spinner")
+        fixed += (spinner.styles.width.value + spinner.styles.margin.width  # type: ignore[union-attr]
+                  if self.model.loading else 0)
+        want_model = shown(self.model_text).cell_length
+        want_activity = shown(self.activity).cell_length if self.activity else 0
+        room = self.content_region.width - fixed - labels["model"].styles.margin.width
+        if want_activity:
+            room -= labels["activity"].styles.margin.width
+        if want_model + want_activity <= room:
+            model_width, activity_width = want_model, want_activity
+        else:
+            model_width = max(min(want_model, room // 2), room - want_activity, 1)
+            activity_width = max(room - model_width, 1)
+        labels["model"].styles.max_width = model_width
+        labels["activity"].styles.max_width = activity_width
+
+    def on_resize(self) -> None:
+        self._fit()
 
     def _refresh_if_mounted(self) -> None:
         if self.is_mounted:
