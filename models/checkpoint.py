@@ -12,7 +12,7 @@ import pickle
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import torch
 
@@ -64,7 +64,15 @@ def _shards_from_index(index: Path) -> tuple[Path, ...]:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise XGenError(f"{index}: not a valid checkpoint index ({exc})") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+        raise XGenError(f"{index}: not a valid checkpoint index (its weight_map does not name files)")
     names = sorted(set(weight_map.values()))
+    for name in names:
+        # Judged by the name, not by resolving it: a Hugging Face cache snapshot's shards
+        # are links into its blobs folder, outside the snapshot, and are fine.
+        if not name or PurePath(name).is_absolute() or ".." in PurePath(name.replace("\\", "/")).parts:
+            raise XGenError(f"{index}: shard {name!r} is outside the checkpoint folder; refused "
+                            "(an index names files beside it)")
     shards = tuple(index.parent / n for n in names)
     missing = [p.name for p in shards if not p.is_file()]
     if missing:

@@ -97,6 +97,22 @@ def test_missing_shard_listed_in_index(copy_checkpoint, tmp_path):
     assert_clean_error(result, "pytorch_model-00001-of-00002.bin", "missing")
 
 
+@pytest.mark.parametrize("where", ["absolute", "parent"])
+def test_an_index_naming_a_shard_outside_the_folder_is_refused(copy_checkpoint, tmp_path, where):
+    """The converter read whatever file a local index.json named, anywhere on the disk."""
+    folder = copy_checkpoint()
+    outside = tmp_path / "outside.bin"
+    shutil.move(folder / "pytorch_model-00002-of-00002.bin", outside)  # a real shard, outside
+    index_path = folder / "pytorch_model.bin.index.json"
+    index = json.loads(index_path.read_text())
+    name = str(outside) if where == "absolute" else "../outside.bin"
+    index["weight_map"] = {k: (name if v.endswith("00002-of-00002.bin") else v) for k, v in index["weight_map"].items()}
+    index_path.write_text(json.dumps(index))
+    result = run("convert", str(folder), "--out", str(tmp_path / "x.gguf"))
+    assert_clean_error(result, f"shard {name!r} is outside the checkpoint folder; refused")
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_unknown_type(tiny_checkpoint, tmp_path):
     result = run("convert", str(tiny_checkpoint), "--out", str(tmp_path / "x.gguf"), "--type", "q3_x")
     assert_clean_error(result, "unknown type 'q3_x'", "q4_k_m")
