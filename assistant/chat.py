@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from assistant.engines.base import ContextOverflow, Engine, GenerationStats, OnText, SamplingSettings
 from assistant.passages import Found, Scope
-from assistant.prompt import CHAT, PromptBuilder, PromptStyle
+from assistant.prompt import CHAT, PromptBuilder, PromptStyle, defuse_turn_markers
 from assistant.replytext import clean_reply
 from assistant.safetext import valid_text
 from models.errors import XGenError
@@ -63,7 +63,7 @@ class Passage:
 
 
 def render_passage(number: int, found: Found) -> str:
-    return f"[{number}] {found.location()}\n{found.text.strip()}\n\n"
+    return f"[{number}] {found.location()}\n{defuse_turn_markers(found.text.strip())}\n\n"
 
 
 class Numbering:

@@ -15,6 +15,7 @@ Base models get a plain completion prompt instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,19 @@ class PromptStyle:
 CHAT = PromptStyle("chat", XGEN_INST_SYSTEM + "\n\n", "### Human: ", "\n### Assistant:", "\n",
                   ("### Human:", "### Assistant:"))
 COMPLETION = PromptStyle("completion", "", "", "\n\nAnswer:", "\n\n", ("\nQuestion:", "\n\nAnswer:"))
+
+
+# The chat's turn markers as a document might spell them (### Human:, #### Assistant :).
+_TURN_MARKER = re.compile(r"#{3,}([ \t]*(?:Human|Assistant)[ \t]*:)")
+
+
+def defuse_turn_markers(text: str) -> str:
+    """Document text with the chat's turn markers made into headings: a file holding
+    `### Human: ...` / `### Assistant: ...` could otherwise forge an earlier exchange
+    inside its passage. Made `## Human:`, the model reads a Markdown heading quoted from
+    the document, never the template, and GPT-2's BPE gives it as many tokens (one for
+    each run of #), so budgets counted on the raw text stay right."""
+    return _TURN_MARKER.sub(r"##\1", text)
 
 
 class PromptBuilder:

@@ -33,7 +33,7 @@ from typing import Protocol
 from assistant.chunking import split_document
 from assistant.documents import Document, LargeTextFile
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
-from assistant.prompt import CHAT, PromptStyle, single_turn
+from assistant.prompt import CHAT, PromptStyle, defuse_turn_markers, single_turn
 from assistant.replytext import clean_reply
 from models.errors import XGenError
 
@@ -192,7 +192,8 @@ class Summarizer:
     def _prompt(self, *parts: str) -> list[int]:
         # Each part is tokenized on its own, so prompts with the same first parts share
         # their ids up to there (the redo of a cut part relies on it).
-        return single_turn(self.engine.tokenize, self.style, *parts)
+        # The parts hold document text: its turn markers are defused (instructions have none).
+        return single_turn(self.engine.tokenize, self.style, *(defuse_turn_markers(p) for p in parts))
 
     def _overhead(self, *instructions: str) -> int:
         return len(self._prompt(*instructions))
