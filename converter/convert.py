@@ -25,7 +25,7 @@ from converter.quant import (FILE_TYPES, FileType, get_file_type, quantization_e
                              tensor_type)
 from converter.tensors import TensorSource, iter_gguf_arrays, match_tensors
 from converter.vocab import build_gguf_vocab, write_vocab
-from models.atomic import atomic_output
+from models.atomic import atomic_output, output_target
 from models.checkpoint import CheckpointReader, find_checkpoint
 from models.config import ModelArgs
 from models.errors import XGenError
@@ -96,8 +96,7 @@ def convert(src: str | Path, out: str | Path, file_type: str = "q4_k_m", *, forc
     started = time.perf_counter()
     ftype = get_file_type(file_type)
     out = Path(out)
-    if out.exists() and not force:
-        raise XGenError(f"{out} already exists; pass --force to overwrite it")
+    output_target(out, force=force)  # a folder, a device, an existing file: refused before any work
     args = checked_args(ModelArgs.from_folder(src), str(src), variant, notify)
     reader = CheckpointReader(find_checkpoint(src))
     sources = match_tensors({n: reader.shape(n) for n in reader.names()}, args)

@@ -13,6 +13,7 @@ from pathlib import Path
 from converter.convert import ConversionResult, ProgressFn, convert
 from converter.download import download, looks_like_hub_id
 from converter.quant import DEFAULT_FILE_TYPE, get_file_type
+from models.atomic import output_target
 from models.errors import XGenError
 from models.registry import Variant, get_variant, variant_for_hub_id
 
@@ -64,8 +65,7 @@ def convert_source(src: str | Path, out: Path | None = None, file_type: str | No
     ftype = get_file_type(file_type or (chosen.default_quant if chosen else DEFAULT_FILE_TYPE))
     default_out, name = output_path(src, ftype.name, chosen)
     out = Path(out) if out else default_out
-    if out.exists() and not force:
-        raise XGenError(f"{out} already exists; pass --force to overwrite it")
+    output_target(out, force=force)  # a folder, a device, an existing file: refused before any work
     options = dict(force=force, threads=threads, variant=chosen, name=name, progress=progress, notify=notify,
                    measure_error=measure_error)
     if not looks_like_hub_id(src):

@@ -33,7 +33,7 @@ from converter.quant import get_file_type, quantize, tensor_nbytes
 from converter.resume import ResumeRecord, discard, record_path, sha256_prefix, usable_record
 from converter.stream import BUDGET_BYTES, CHUNK_BYTES, CONNECTIONS, Job, Prefetcher, RemoteCheckpoint
 from converter.tensors import match_tensors, permute_rotary, to_gguf_array
-from models.atomic import partial_path, writer_lock
+from models.atomic import output_target, partial_path, writer_lock
 from models.config import ModelArgs
 from models.errors import XGenError
 from models.registry import Variant
@@ -55,13 +55,7 @@ def pull(repo_id: str | HubRepo, out: str | Path, file_type: str = "q4_k_m", *, 
     """Stream the Hub checkpoint `repo_id` (at `revision`, or an already resolved HubRepo) into `out`."""
     started = time.perf_counter()
     ftype = get_file_type(file_type)
-    out = Path(out)
-    if out.exists() and not force:
-        raise XGenError(f"{out} already exists; pass --force to overwrite it")
-    if out.is_dir():
-        raise XGenError(f"{out} is a folder; give a file name")
-    if not out.parent.is_dir():
-        raise XGenError(f"{out.parent}: no such folder for the output")
+    out = output_target(out, force=force)  # the file a link names; a folder or device is refused
     with writer_lock(out):  # a second pull of the same model is refused, not mixed into this one
         repo = repo_id if isinstance(repo_id, HubRepo) else resolve(repo_id, revision)
         repo_id = repo.repo_id

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.errors import XGenError
+from models.errors import XGenError, unsafe_pickle_error
 
 try:  # ISA-L's CRC-32 is ~4x zlib's: 27.6 GB of shards cost ~7 s of CPU instead of ~30 s
     from isal.isal_zlib import crc32
@@ -143,7 +143,11 @@ class _StateDictUnpickler(pickle.Unpickler):
             return dict
         if module == "torch" and name in _STORAGE_DTYPES:
             return name
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint's data.pkl")
+        raise UnsafePickle(f"{module}.{name}")
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """data.pkl names something other than tensor code (a malicious or foreign pickle)."""
 
 
 def _rebuild_tensor(storage, offset, shape, stride, *_unused):
@@ -170,6 +174,8 @@ def read_index(read: ReadFn, size: int, label: str) -> ShardIndex:
                                       info.file_size, info.CRC)
         pickled = read_entry(read, entry(pkl_info), label)
         state = _StateDictUnpickler(io.BytesIO(pickled)).load()
+    except UnsafePickle as exc:
+        raise unsafe_pickle_error(label, str(exc)) from None
     except (zipfile.BadZipFile, pickle.UnpicklingError, struct.error, EOFError, ValueError, TypeError) as exc:
         raise XGenError(f"{label}: not a readable torch checkpoint ({exc}); it may be truncated or corrupt") from None
     if not isinstance(state, dict):

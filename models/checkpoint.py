@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path, PurePath
 
 import torch
 
-from models.errors import XGenError
+from models.errors import XGenError, unsafe_pickle_error
 
 # Buffers that HF stores beside the weights; recomputed, never converted.
 NON_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq", "rotary_emb.cos_cached", "rotary_emb.sin_cached")
@@ -140,8 +141,14 @@ def load_pickle_shard(shard: Path) -> dict[str, torch.Tensor]:
     """Memory-map one `.bin` shard; tensor data stays on disk until touched."""
     try:
         state = torch.load(shard, mmap=True, weights_only=True, map_location="cpu")
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as exc:
+    except pickle.UnpicklingError as exc:
+        # torch says so only in words: "Weights only load failed ... Unsupported global: GLOBAL os.system".
+        if "Weights only load failed" in str(exc):
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            raise unsafe_pickle_error(shard, found.group(1) if found else "something") from None
+        raise XGenError(f"{shard}: cannot read this shard; it may be truncated or corrupt "
+                        f"({_first_line(exc)}); download it again") from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise XGenError(f"{shard}: cannot read this shard; it may be truncated or corrupt "
                         f"({_first_line(exc)}); download it again") from None
     if not isinstance(state, dict):

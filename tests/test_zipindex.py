@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -70,11 +71,20 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.bin"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("evil/data.pkl", pickle.dumps({"w": Evil()}, protocol=2))
+    torch.save({"w": Evil()}, path)  # what a malicious upload would be: a real torch archive
     data = path.read_bytes()
-    with pytest.raises(XGenError, match="print is not allowed"):
+    with pytest.raises(XGenError) as streamed:
         index_of(data)
+    # The same refusal when the shard is read locally (torch.load, weights only).
+    from models.checkpoint import load_pickle_shard
+
+    with pytest.raises(XGenError) as local:
+        load_pickle_shard(path)
+    for refusal in (str(streamed.value), str(local.value)):
+        # Refused as unsafe, naming what it calls; never "truncated ... download it again",
+        # and never PyTorch's advice to load it with weights_only=False.
+        assert re.search(r"refused as unsafe: its pickle calls ((__builtin__|builtins)\.)?print,", refusal), refusal
+        assert "truncated" not in refusal and "weights_only" not in refusal and "\n" not in refusal
 
 
 def test_truncated_and_non_zip_files_are_one_line_errors(tmp_path):
