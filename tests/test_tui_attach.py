@@ -223,3 +223,67 @@ async def test_a_file_over_the_load_limit_is_listed_to_summarize_not_to_ask_abou
         assert re.fullmatch(r"huge\.log  \d+ KB \^S only", str(files.get_option_at_index(0).prompt))
         assert any("huge.log" in t and "too large to ask about" in t for t in toast_texts(app))
         assert any(t == "huge.log: Ctrl+S summarizes it" for t in toast_texts(app))
+
+
+@sync
+async def test_a_binary_or_large_file_is_answered_in_the_dialog(store, tmp_path, monkeypatch):
+    """What used to show only once the dialog had closed, as a toast saying "check the
+    path", shows in the dialog: binary data is refused there; a text file over the load
+    limit is said to be for summaries only, and a second Enter attaches it so."""
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 8)
+    log = write(tmp_path, "huge.log", AUDIT)  # about 10 KB
+    page = write(tmp_path, "huge.html", "<html><body>" + AUDIT + "</body></html>")  # HTML is not read in parts
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+o")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen)
+        path = dialog.query_one("#attach-path")
+        error = dialog.query_one("#path-error")
+
+        async def submit(target) -> None:
+            path.value = str(target)
+            path.cursor_position = len(path.value)
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+
+        await submit(binary)
+        assert app.screen is dialog and error.display
+        assert "data.bin looks like a binary file" in str(error.render())
+        await submit(page)
+        assert app.screen is dialog and "too large" in str(error.render())
+        await submit(log)
+        assert app.screen is dialog
+        shown = str(error.render())
+        assert "huge.log is too large to ask about" in shown and "Enter again attaches it" in shown
+        assert error.has_class("-note")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading,
+                       what="the large file")
+        assert app.screen is app.chat and app.conversation.documents == []
+        assert not [n for n in notifications(app) if n.severity == "error"]
+
+
+def test_first_look_reads_only_the_head(tmp_path, monkeypatch):
+    """The dialog's check reads 64 KiB at most: a text file whose binary part comes later
+    passes it (its reader says so), a binary head does not; a file over the limit is
+    reported for summaries, whatever its size."""
+    from assistant.documents import first_look
+    from models.errors import XGenError
+
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"plain text line\n" * 5000 + b"\0\1\2" * 100)
+    head = tmp_path / "head.txt"
+    head.write_bytes(b"\0\1\2\3" * 100 + b"plain text line\n")
+    small = write(tmp_path, "small.md", "# Notes\n\nshort\n")
+    assert first_look(late) is True and first_look(small) is False and first_look(tmp_path / "missing") is False
+    try:
+        first_look(head)
+    except XGenError as exc:
+        assert "head.txt looks like a binary file" in str(exc)
+    else:
+        raise AssertionError("a binary head passed")

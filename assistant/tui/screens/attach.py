@@ -17,8 +17,10 @@ from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from assistant.files import summary_only_note
 from assistant.session import absolute
 from assistant.tui.text import shown
+from models.errors import XGenError
 
 MAX_CANDIDATES = 50
 
@@ -186,13 +188,18 @@ class PathScreen(ModalScreen[str | None]):
         problem = self.problem(path)
         if problem is None:
             self.dismiss(typed)
-            return
+        else:
+            self.refuse(typed, problem)
+
+    def refuse(self, typed: str, problem: str, *, note: bool = False) -> None:
+        """Keep the dialog open on what was typed and say why (`note`: not an error, a step)."""
         path_input = self.query_one("#attach-path", PathInput)
-        if path.is_dir():  # continue from there: its files are listed under the input
+        if absolute(typed).is_dir():  # continue from there: its files are listed under the input
             path_input.value = typed.rstrip(os.sep) + os.sep
             path_input.cursor_position = len(path_input.value)
         self._error_for = path_input.value
         self.show_error(problem)
+        self.query_one("#path-error").set_class(note, "-note")
         path_input.focus()
 
     @on(Input.Submitted, "#attach-path")
@@ -214,11 +221,33 @@ class PathScreen(ModalScreen[str | None]):
 
 
 class AttachScreen(PathScreen):
+    """Also says at once, from a file's first bytes, what would only show once the dialog
+    is closed: binary data (refused), a text file over the load limit (attached, after a
+    second Enter, to be summarized in parts: it cannot be asked about)."""
+
     title_text = "Attach a file or a folder"
     placeholder = "Path of a file or folder (Tab completes)"
     hint = "Enter attaches · Tab completes · Esc cancels"
     folders = True
     dialog_id = "attach-dialog"
+
+    def __init__(self, folder: Path | None = None):
+        super().__init__(folder)
+        self._noted: str | None = None  # the large file whose note was shown: Enter again attaches it
+
+    def choose(self, typed: str) -> None:
+        path = absolute(typed)
+        if self.problem(path) is None and not path.is_dir():
+            try:
+                note = summary_only_note(path)
+            except XGenError as exc:
+                self.refuse(typed, str(exc))
+                return
+            if note and self._noted != str(path):
+                self._noted = str(path)
+                self.refuse(typed, f"{note}. Enter again attaches it to summarize (Ctrl+S).", note=True)
+                return
+        super().choose(typed)
 
 
 class ModelFileScreen(PathScreen):
