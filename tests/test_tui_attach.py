@@ -105,7 +105,8 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
         path.cursor_position = len(path.value)
         await pilot.pause(0.2)
         assert candidates.display and candidates.option_count == 3
-        # Typing narrows the list; Tab takes the first candidate.
+        # Typing narrows the list; Tab completes what the candidates share, not the first
+        # of them; Down reaches them, Enter takes one.
         path.value = f"{folder}/no"
         path.cursor_position = len(path.value)
         await pilot.pause(0.2)
@@ -113,7 +114,14 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
         assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
             "notes-old.md", "notes.md"]
         await pilot.press("tab")
-        assert path.value == f"{folder}/notes-old.md"
+        assert path.value == f"{folder}/notes" and path.has_focus
+        await pilot.pause(0.2)
+        await pilot.press("down")
+        assert candidates.has_focus and candidates.highlighted == 0
+        await pilot.press("down", "up", "up")  # up from the first candidate: back to the input
+        assert path.has_focus and path.value == f"{folder}/notes"
+        await pilot.press("down", "enter")
+        assert path.has_focus and path.value == f"{folder}/notes-old.md"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
         assert app.screen is app.chat and app.conversation.documents[0].name == "notes-old.md"
@@ -131,7 +139,10 @@ def test_path_completion(tmp_path):
     assert complete_path(f"{base}/reports") == f"{base}/reports/"
     assert complete_path(f"{base}/notes.md") is None
     assert complete_path(f"{base}/.h") == f"{base}/.hidden"
-    assert complete_path(f"{base}/") == f"{base}/notes.md"  # hidden entries are skipped
+    assert complete_path(f"{base}/") is None  # notes.md and reports/ share nothing (.hidden is skipped)
+    (tmp_path / "notes-old.md").write_text("x")
+    assert complete_path(f"{base}/n") == f"{base}/notes"  # what the matches share, not the first
+    assert complete_path(f"{base}/notes") is None and complete_path(f"{base}/notes-") == f"{base}/notes-old.md"
     assert complete_path(f"{base}/missing/x") is None and complete_path("") is None
 
 

@@ -1,5 +1,6 @@
-"""Choose a file by path: type it (Tab completes, the candidates are listed under the
-input) or pick it in the tree. A wrong path keeps the dialog open and says why.
+"""Choose a file by path: type it (Tab completes as far as the matches agree, the
+candidates are listed under the input, Down reaches them) or pick it in the tree. A
+wrong path keeps the dialog open and says why.
 
 AttachScreen picks a document or a folder to attach (a folder picked in the tree is put
 in the input, so Enter takes it); ModelFileScreen a .gguf model to load."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -51,16 +52,20 @@ def _entries(value: str, suffixes: tuple[str, ...] = ()) -> tuple[str, str, list
 
 
 def complete_path(value: str, suffixes: tuple[str, ...] = ()) -> str | None:
-    """`value` with its last part completed from what is on disk (a folder gets a trailing
-    separator); hidden entries only when the part starts with a dot."""
+    """`value` with its last part completed from what is on disk, as a shell does: the
+    one match in full (a folder gets a trailing separator), or what several matches
+    share; None when that adds nothing. Hidden entries only when the part starts with a dot."""
     if not value:
         return None
     head, sep, names = _entries(value, suffixes)
-    for name, is_dir in names:
+    if not names:
+        return None
+    if len(names) == 1:
+        name, is_dir = names[0]
         completed = head + sep + name + (os.sep if is_dir else "")
-        if completed != value:
-            return completed
-    return None
+    else:
+        completed = head + sep + os.path.commonprefix([name for name, _ in names])
+    return completed if len(completed) > len(value) else None
 
 
 def path_candidates(value: str, suffixes: tuple[str, ...] = ()) -> list[str]:
@@ -81,7 +86,8 @@ class PathSuggester(Suggester):
 
 
 class PathInput(Input):
-    """An Input whose Tab takes the suggested completion (and moves on when there is none)."""
+    """An Input whose Tab takes the suggested completion, the one match or what the matches
+    share (and moves on when there is nothing more)."""
 
     BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
 
@@ -91,8 +97,9 @@ class PathInput(Input):
 
     def action_complete(self) -> None:
         # The completion the suggester shows, computed again (a quick listing of a folder).
+        # Nothing more to complete: on to the next widget, the candidates when listed.
         suggestion = complete_path(self.value, self.suffixes) if self.cursor_at_end else None
-        if suggestion and len(suggestion) > len(self.value):
+        if suggestion:
             self.value = suggestion
             self.cursor_position = len(suggestion)
         else:
@@ -154,6 +161,21 @@ class PathScreen(ModalScreen[str | None]):
                                 for c in found])
         # Not when the only candidate is what is typed (nothing more to complete).
         candidates.display = bool(found) and found != [event.value]
+
+    def on_key(self, event: events.Key) -> None:
+        # Down from the input reaches the candidates listed under it; Up from the first
+        # candidate goes back to the input.
+        candidates = self.query_one("#path-candidates", OptionList)
+        path_input = self.query_one("#attach-path", PathInput)
+        if event.key == "down" and path_input.has_focus and candidates.display and candidates.option_count:
+            candidates.focus()
+            candidates.highlighted = 0
+        elif event.key == "up" and candidates.has_focus and candidates.highlighted in (0, None):
+            path_input.focus()
+        else:
+            return
+        event.stop()
+        event.prevent_default()
 
     @on(OptionList.OptionSelected, "#path-candidates")
     def candidate_chosen(self, event: OptionList.OptionSelected) -> None:
