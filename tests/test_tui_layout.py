@@ -145,3 +145,23 @@ async def test_the_palette_screenshot_is_saved_in_the_data_folder_without_downlo
         assert note[-1].severity == "information", note[-1].message
     saved = list((home / "screenshots").glob("*.svg"))
     assert len(saved) == 1 and str(saved[0]) in note[-1].message and saved[0].read_text().startswith("<svg")
+
+
+@sync
+async def test_a_toast_leaves_the_status_bar_and_the_footer_visible(store):
+    """At 80 columns the demo's warning (30 s) covered the context and speed fields."""
+    from assistant.modelref import DEMO_NOTE
+
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        app.notify(DEMO_NOTE[0].upper() + DEMO_NOTE[1:] + ".", title="Demo model", severity="warning", timeout=30)
+        app.notify("notes.md: 1,234 tokens", title="Attached")
+        toasts = await wait_for(pilot, lambda: [t for t in app.screen.query("Toast") if t.region.height]
+                                and list(app.screen.query("Toast")), what="the toasts")
+        await pilot.pause(0.3)
+        status = app.chat.status.region
+        assert status.width == 80 and status.y == 22
+        for toast in toasts:
+            assert toast.region.height and not toast.region.overlaps(status), (toast.region, status)
+            assert toast.region.bottom <= status.y
