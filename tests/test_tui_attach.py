@@ -13,6 +13,16 @@ from tests.tui_helpers import (AUDIT, LARGE, NOTES, SIZE, SMALL, app_with, clear
                                sync, toast_texts, type_draft, wait_files, wait_for, wait_idle, write)
 
 
+async def submit_path(pilot, dialog, path) -> None:
+    """Type `path` in the dialog's input (set at once) and press Enter."""
+    box = dialog.query_one("#attach-path")
+    box.value = str(path)
+    box.cursor_position = len(box.value)
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
 @sync
 async def test_attach_a_file_by_typing_its_path(store, tmp_path):
     notes = write(tmp_path, "notes.md", NOTES)
@@ -91,15 +101,7 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
         path = dialog.query_one("#attach-path")
         error = dialog.query_one("#path-error")
         candidates = dialog.query_one("#path-candidates", OptionList)
-
-        async def submit(text: str) -> None:
-            path.value = text
-            path.cursor_position = len(text)
-            await pilot.pause()
-            await pilot.press("enter")
-            await pilot.pause()
-
-        await submit(str(folder / "missing.md"))
+        await submit_path(pilot, dialog, folder / "missing.md")
         assert app.screen is dialog and error.display and "No such file" in str(error.render())
         path.value = f"{folder}/"  # a folder's files are listed, to pick one (Enter would attach the folder)
         path.cursor_position = len(path.value)
@@ -251,22 +253,13 @@ async def test_a_binary_or_large_file_is_answered_in_the_dialog(store, tmp_path,
         await wait_idle(pilot, app)
         await pilot.press("ctrl+o")
         dialog = await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen)
-        path = dialog.query_one("#attach-path")
         error = dialog.query_one("#path-error")
-
-        async def submit(target) -> None:
-            path.value = str(target)
-            path.cursor_position = len(path.value)
-            await pilot.pause()
-            await pilot.press("enter")
-            await pilot.pause()
-
-        await submit(binary)
+        await submit_path(pilot, dialog, binary)
         assert app.screen is dialog and error.display
         assert "data.bin looks like a binary file" in str(error.render())
-        await submit(page)
+        await submit_path(pilot, dialog, page)
         assert app.screen is dialog and "too large" in str(error.render())
-        await submit(log)
+        await submit_path(pilot, dialog, log)
         assert app.screen is dialog
         shown = str(error.render())
         assert "huge.log is too large to ask about" in shown and "Enter again attaches it" in shown

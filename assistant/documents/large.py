@@ -116,6 +116,16 @@ def over_load_limit(path: str | os.PathLike) -> bool:
 HEAD_BYTES = 65536
 
 
+def _regular_size(p: Path) -> int | None:
+    """The size of a regular file (or a link to one); None for anything else (missing, a
+    folder, a FIFO), which the loader explains."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def first_look(path: str | os.PathLike, *, max_bytes: int | None = None) -> bool:
     """Whether the regular file at `path` is over the load limit (a text file that only a
     summary reads, in parts), from its size and first 64 KiB, so a dialog can tell at once.
@@ -128,28 +138,25 @@ def first_look(path: str | os.PathLike, *, max_bytes: int | None = None) -> bool
     source = os.fspath(path)
     p = Path(source).expanduser()
     limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
-    try:
-        st = p.stat()
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
+    size = _regular_size(p)
+    if size is None:
         return False
     try:
         with open_regular(p, source) as f:
             head = f.read(HEAD_BYTES)
     except OSError as exc:
         raise XGenError(f"Cannot read {source}: {exc.strerror or exc}") from None
-    large = st.st_size > limit
+    large = size > limit
     kind = kind_from_name(p.name)
     if kind is None or kind == "text":  # the content decides, as for small files
         kind = sniff_kind(head, html=kind is None)
     if large and kind not in STREAMED_KINDS:
-        raise too_large(source, st.st_size, limit)
+        raise too_large(source, size, limit)
     wrong = mislabelled(head, p.name, kind)
     if wrong is not None:
         raise wrong
     if head and kind not in ("pdf", "docx"):  # text: decoded by the loader's rules (cut whole)
-        decode_text(head if len(head) == st.st_size else head[:_utf8_cut(head)], p.name, html=kind == "html")
+        decode_text(head if len(head) == size else head[:_utf8_cut(head)], p.name, html=kind == "html")
     return large
 
 
@@ -164,14 +171,11 @@ def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
     source = os.fspath(path)
     p = Path(source).expanduser()
     limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
-    try:
-        st = p.stat()
-    except OSError:
-        return load_document(source, max_bytes=limit)  # its one-line errors for missing files etc.
-    if not stat.S_ISREG(st.st_mode) or st.st_size <= limit:
-        return load_document(source, max_bytes=limit)
+    size = _regular_size(p)
+    if size is None or size <= limit:
+        return load_document(source, max_bytes=limit)  # and its one-line errors for missing files etc.
     first_look(source, max_bytes=limit)  # its errors: not text, binary data
-    return LargeTextFile(p, source=source, size=st.st_size, window_bytes=window_bytes or WINDOW_BYTES)
+    return LargeTextFile(p, source=source, size=size, window_bytes=window_bytes or WINDOW_BYTES)
 
 
 class _HeadThenRest:
