@@ -46,7 +46,11 @@ def summary_only_note(path: str | Path) -> str | None:
     where = absolute(path)
     if not first_look(where):
         return None
-    return too_large_to_ask(LargeTextFile(where, source=str(where), size=where.stat().st_size))
+    try:
+        size: int | None = where.stat().st_size
+    except OSError:  # gone meanwhile: the note without its size (attaching it then says why)
+        size = None
+    return too_large_to_ask(LargeTextFile(where, source=str(where), size=size))
 
 
 @dataclass
