@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.chunking import xgen_token_counter
-from assistant.documents import (DEFAULT_MAX_BYTES, Document, LargeTextFile, open_for_summary,
+from assistant.documents import (DEFAULT_MAX_BYTES, Document, LargeTextFile, first_look, open_for_summary,
                                  open_stdin_for_summary)
 from assistant.documents.errors import format_size
 
@@ -36,6 +36,21 @@ def too_large_to_ask(large: LargeTextFile) -> str:
     size = f"{format_size(large.size)}; " if large.size is not None else ""
     return (f"{large.name} is too large to ask about ({size}the limit is {format_size(DEFAULT_MAX_BYTES)}): "
             "it can only be summarized, read in parts")
+
+
+def summary_only_note(path: str | Path) -> str | None:
+    """Before attaching the file at `path`, from its size and first bytes only (a dialog
+    asks at once): for a text file over the load limit, the note that it can only be
+    summarized; else None. Raises the loader's one-line XGenError when those bytes show
+    it cannot be read (binary data, a format too large to read in parts)."""
+    where = absolute(path)
+    if not first_look(where):
+        return None
+    try:
+        size: int | None = where.stat().st_size
+    except OSError:  # gone meanwhile: the note without its size (attaching it then says why)
+        size = None
+    return too_large_to_ask(LargeTextFile(where, source=str(where), size=size))
 
 
 @dataclass

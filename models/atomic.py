@@ -159,3 +159,16 @@ def _keep_permissions(old: Path, new: Path) -> None:
     except OSError:
         pass  # not a member of that group: the mode is kept all the same
     os.chmod(new, stat.S_IMODE(st.st_mode))
+
+
+def write_text(path: str | Path, text: str, *, force: bool = False, private: bool = False) -> Path:
+    """Write `text` (UTF-8) to `path` by the rules above (`xgen sessions export -o` and the
+    app's export): returns the file written. Raises XGenError, with nothing written, for
+    what output_target refuses and for a write that fails (a full disk, a read-only folder)."""
+    target = output_target(path, force=force)
+    try:
+        with atomic_output(path, force=force, private=private) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:  # the partial file is gone
+        raise XGenError(f"cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+    return target

@@ -91,21 +91,14 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
         path = dialog.query_one("#attach-path")
         error = dialog.query_one("#path-error")
         candidates = dialog.query_one("#path-candidates", OptionList)
-
-        async def submit(text: str) -> None:
-            path.value = text
-            path.cursor_position = len(text)
-            await pilot.pause()
-            await pilot.press("enter")
-            await pilot.pause()
-
-        await submit(str(folder / "missing.md"))
+        await submit_path(pilot, dialog, folder / "missing.md")
         assert app.screen is dialog and error.display and "No such file" in str(error.render())
         path.value = f"{folder}/"  # a folder's files are listed, to pick one (Enter would attach the folder)
         path.cursor_position = len(path.value)
         await pilot.pause(0.2)
         assert candidates.display and candidates.option_count == 3
-        # Typing narrows the list; Tab takes the first candidate.
+        # Typing narrows the list; Tab completes what the candidates share, not the first
+        # of them; Down reaches them, Enter takes one.
         path.value = f"{folder}/no"
         path.cursor_position = len(path.value)
         await pilot.pause(0.2)
@@ -113,7 +106,14 @@ async def test_the_attach_dialog_stays_open_on_an_error_and_lists_the_candidates
         assert [str(candidates.get_option_at_index(i).prompt) for i in range(candidates.option_count)] == [
             "notes-old.md", "notes.md"]
         await pilot.press("tab")
-        assert path.value == f"{folder}/notes-old.md"
+        assert path.value == f"{folder}/notes" and path.has_focus
+        await pilot.pause(0.2)
+        await pilot.press("down")
+        assert candidates.has_focus and candidates.highlighted == 0
+        await pilot.press("down", "up", "up")  # up from the first candidate: back to the input
+        assert path.has_focus and path.value == f"{folder}/notes"
+        await pilot.press("down", "enter")
+        assert path.has_focus and path.value == f"{folder}/notes-old.md"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation.documents, what="the file to load")
         assert app.screen is app.chat and app.conversation.documents[0].name == "notes-old.md"
@@ -131,7 +131,10 @@ def test_path_completion(tmp_path):
     assert complete_path(f"{base}/reports") == f"{base}/reports/"
     assert complete_path(f"{base}/notes.md") is None
     assert complete_path(f"{base}/.h") == f"{base}/.hidden"
-    assert complete_path(f"{base}/") == f"{base}/notes.md"  # hidden entries are skipped
+    assert complete_path(f"{base}/") is None  # notes.md and reports/ share nothing (.hidden is skipped)
+    (tmp_path / "notes-old.md").write_text("x")
+    assert complete_path(f"{base}/n") == f"{base}/notes"  # what the matches share, not the first
+    assert complete_path(f"{base}/notes") is None and complete_path(f"{base}/notes-") == f"{base}/notes-old.md"
     assert complete_path(f"{base}/missing/x") is None and complete_path("") is None
 
 
@@ -310,3 +313,68 @@ async def test_at_80_columns_the_attached_files_show_above_the_input(store, tmp_
         await pilot.press("f2")  # the sidebar lists them: the line goes
         await pilot.pause()
         assert not line.display
+
+
+async def submit_path(pilot, dialog, path) -> None:
+    """Type `path` in the dialog's input (set at once) and press Enter."""
+    box = dialog.query_one("#attach-path")
+    box.value = str(path)
+    box.cursor_position = len(box.value)
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+@sync
+async def test_a_binary_or_large_file_is_answered_in_the_dialog(store, tmp_path, monkeypatch):
+    """What used to show only once the dialog had closed, as a toast saying "check the
+    path", shows in the dialog: binary data is refused there; a text file over the load
+    limit is said to be for summaries only, and a second Enter attaches it so."""
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)  # stands in for 50 MB
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 8)
+    log = write(tmp_path, "huge.log", AUDIT)  # about 10 KB
+    page = write(tmp_path, "huge.html", "<html><body>" + AUDIT + "</body></html>")  # HTML is not read in parts
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+o")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen) and app.screen)
+        error = dialog.query_one("#path-error")
+        await submit_path(pilot, dialog, binary)
+        assert app.screen is dialog and error.display
+        assert "data.bin looks like a binary file" in str(error.render())
+        await submit_path(pilot, dialog, page)
+        assert app.screen is dialog and "too large" in str(error.render())
+        await submit_path(pilot, dialog, log)
+        assert app.screen is dialog
+        shown = str(error.render())
+        assert "huge.log is too large to ask about" in shown and "Enter again attaches it" in shown
+        assert error.has_class("-note")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation.large_files and not app.chat.files.reading,
+                       what="the large file")
+        assert app.screen is app.chat and app.conversation.documents == []
+        assert not [n for n in notifications(app) if n.severity == "error"]
+
+
+def test_first_look_reads_only_the_head(tmp_path, monkeypatch):
+    """The dialog's check reads 64 KiB at most: a text file whose binary part comes later
+    passes it (its reader says so), a binary head does not; a file over the limit is
+    reported for summaries, whatever its size."""
+    from assistant.documents import first_look
+    from models.errors import XGenError
+
+    monkeypatch.setattr("assistant.documents.large.DEFAULT_MAX_BYTES", 4096)
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"plain text line\n" * 5000 + b"\0\1\2" * 100)
+    head = tmp_path / "head.txt"
+    head.write_bytes(b"\0\1\2\3" * 100 + b"plain text line\n")
+    small = write(tmp_path, "small.md", "# Notes\n\nshort\n")
+    assert first_look(late) is True and first_look(small) is False and first_look(tmp_path / "missing") is False
+    try:
+        first_look(head)
+    except XGenError as exc:
+        assert "head.txt looks like a binary file" in str(exc)
+    else:
+        raise AssertionError("a binary head passed")

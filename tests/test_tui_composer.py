@@ -110,3 +110,62 @@ async def test_focus_and_the_draft_return_to_the_input_after_dialogs(store, monk
         await wait_for(pilot, lambda: app.loaded and app.loaded.name == "/models/other.gguf")
         await pilot.pause()
         assert app.focused is composer(app) and composer(app).text == "half a question"
+
+
+@sync
+async def test_after_a_citation_and_a_dialog_typing_goes_to_the_input(store, tmp_path):
+    """The focus on a citation, Ctrl+O then Esc (or a passage closed): the input has the
+    focus, so the question typed lands there and Enter does not reopen the passage; keys
+    typed on a list or a citation go to the input too, and F2 hiding the focused sidebar
+    gives the focus to the input."""
+    from assistant.tui.screens.passage import PassageScreen
+    from assistant.tui.widgets.messages import CitationButton
+    from textual.widgets import OptionList
+
+    from tests.tui_helpers import NOTES, write
+
+    notes = write(tmp_path, "notes.md", NOTES)
+    engine = FakeEngine(["Widget 2 left on day 2 [1].", "Another answer."])
+    app = app_with(engine, store, files=[str(notes)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        await send(pilot, "When did widget 2 leave?")
+        await wait_for(pilot, lambda: replies(app) and not app.chat.busy)
+        await pilot.pause()
+        citation = app.chat.query_one(CitationButton)
+        citation.focus()
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        await pilot.pause()
+        await pilot.press(*"why")
+        assert app.focused is composer(app) and composer(app).text == "why"
+
+        # A passage opened and closed: Enter sends the question typed, no passage again.
+        composer(app).text = ""
+        citation.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        await pilot.pause()
+        await pilot.press(*"and then", "enter")
+        await wait_for(pilot, lambda: len(replies(app)) == 2 and not app.chat.busy)
+        assert app.screen is app.chat and engine.prompt_texts()[-1].count("and then")
+
+        # Printable keys typed on a citation or a list land in the input.
+        app.chat.query_one(CitationButton).focus()
+        await pilot.press("o", "k")
+        assert app.focused is composer(app) and composer(app).text == "ok"
+        await pilot.press("f2")  # at 80 columns F2 shows the sidebar
+        sessions = app.chat.query_one("#sessions", OptionList)
+        await wait_for(pilot, lambda: sessions.display and sessions.region.width)
+        sessions.focus()
+        await pilot.press("!")
+        assert app.focused is composer(app) and composer(app).text == "ok!"
+        sessions.focus()
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.focused is composer(app)

@@ -229,3 +229,62 @@ async def test_attaching_a_file_during_a_reply_keeps_the_context_shown(store, tm
         assert app.chat.status.context_shown > before and app.chat.activity == "writing…"
         await wait_idle(pilot, app, timeout=20)
         assert app.chat.activity == "" and app.chat.context_used == app.conversation.context_used
+
+
+@sync
+async def test_a_toast_leaves_the_status_bar_and_the_footer_visible(store):
+    """At 80 columns the demo's warning (30 s) covered the context and speed fields."""
+    from assistant.modelref import DEMO_NOTE
+
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        # As `xgen chat big.log` shows them: the note on the large file, then the demo's.
+        app.notify("big.log is too large to ask about (51.0 MB; the limit is 50 MB): it can only be "
+                   "summarized, read in parts", title="Note", severity="warning", timeout=10)
+        app.notify(DEMO_NOTE[0].upper() + DEMO_NOTE[1:] + ".", title="Demo model", severity="warning", timeout=30)
+        toasts = await wait_for(pilot, lambda: [t for t in app.screen.query("Toast") if t.region.height]
+                                and list(app.screen.query("Toast")), what="the toasts")
+        await pilot.pause(0.3)
+        status = app.chat.status.region
+        assert status.width == 80 and status.y == 22
+        for toast in toasts:
+            assert toast.region.height and not toast.region.overlaps(status), (toast.region, status)
+            assert toast.region.bottom <= status.y and not toast.region.overlaps(app.chat.composer.region)
+
+
+@sync
+async def test_f1_and_the_palettes_keys_list_the_bound_keys_and_esc_closes_the_list(store):
+    """F1 lists the keys, read from the bindings (every key bound on the main screen and
+    the app is there), with the input's and Tab's; the palette's "Keys" opens the same
+    list, which Esc closes (Textual's own keys panel ignored Esc and squeezed the footer)."""
+    from assistant.tui.app import XGenApp
+    from assistant.tui.chat import ChatScreen
+    from assistant.tui.screens.keys import KeysScreen, key_name
+    from assistant.tui.widgets.composer import Composer
+
+    app = app_with(FakeEngine(), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f1")
+        dialog = await wait_for(pilot, lambda: isinstance(app.screen, KeysScreen) and app.screen)
+        listed = {str(label.render()): str(row.query_one(".keys-what").render())
+                  for row in dialog.query(".keys-row") for label in row.query(".keys-key")}
+        keys = " / ".join(listed)
+        for binding in [*ChatScreen.BINDINGS, *Composer.BINDINGS, *XGenApp.BINDINGS]:
+            for key in binding.key.split(","):
+                assert key_name(key) in keys, key
+        assert listed["Ctrl+G"].startswith("copy the last answer") and listed["Esc / Ctrl+C"].startswith("stop")
+        for key in ("Ctrl+P", "Up / Down", "Tab / Shift+Tab", "PageUp", "PageDown", "F1", "Ctrl+J / Shift+Enter"):
+            assert key in listed, key
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"keys")
+        await pilot.pause(0.4)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeysScreen), what="the keys from the palette")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        await pilot.pause()
+        assert not app.chat.query("HelpPanel") and app.focused is composer(app)

@@ -9,7 +9,6 @@ import click
 
 from assistant.cli.output import write_stdout
 from assistant.store import Message, Session, Store, citation_label, parse_time
-from models.errors import XGenError
 
 
 def _local(stamp: str) -> str:
@@ -78,18 +77,14 @@ def _plain_text(session: Session, file_names: list[str], messages: list[Message]
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def export(session_id: str, output: Path | None, force: bool) -> None:
     """Export a conversation as Markdown, with its files and citations."""
-    from models.atomic import atomic_output
+    from models.atomic import write_text
 
     with Store() as store:
         text = store.export_markdown(session_id)
     if output is None:
         write_stdout(text)
         return
-    try:
-        with atomic_output(output, force=force, private=True) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:  # a full disk, a folder gone read-only: the partial file is gone
-        raise XGenError(f"cannot write {output}: {exc.strerror or exc}; nothing was written") from None
+    write_text(output, text, force=force, private=True)  # a conversation: 0600
     click.echo(f"wrote {output}", err=True)
 
 

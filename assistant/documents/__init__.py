@@ -14,11 +14,11 @@ One module per concern:
 
 from assistant.documents.html import html_to_text
 from assistant.documents.kinds import KINDS, SUPPORTED, kind_from_name
-from assistant.documents.large import (WINDOW_BYTES, LargeTextFile, open_for_summary, open_stdin_for_summary,
-                                       over_load_limit)
+from assistant.documents.large import (WINDOW_BYTES, LargeTextFile, first_look, open_for_summary,
+                                       open_stdin_for_summary, over_load_limit)
 from assistant.documents.load import DEFAULT_MAX_BYTES, document_from_bytes, load_document, load_stdin
 from assistant.documents.model import Document
 
 __all__ = ["DEFAULT_MAX_BYTES", "KINDS", "SUPPORTED", "WINDOW_BYTES", "Document", "LargeTextFile",
-           "document_from_bytes", "html_to_text", "kind_from_name", "load_document", "load_stdin",
+           "document_from_bytes", "first_look", "html_to_text", "kind_from_name", "load_document", "load_stdin",
            "open_for_summary", "open_stdin_for_summary", "over_load_limit"]

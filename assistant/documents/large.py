@@ -28,6 +28,7 @@ from assistant.documents.errors import too_large
 from assistant.documents.kinds import kind_from_name, sniff_kind
 from assistant.documents.errors import one_line
 from assistant.documents.load import DEFAULT_MAX_BYTES, document_from_bytes, load_document, open_regular
+from assistant.documents.mislabel import mislabelled
 from assistant.documents.model import Document
 from models.errors import XGenError
 from assistant.safetext import shown_name
@@ -113,33 +114,69 @@ def over_load_limit(path: str | os.PathLike) -> bool:
         return False  # whoever reads it says why it cannot be read
 
 
+HEAD_BYTES = 65536
+
+
+def _regular_size(p: Path) -> int | None:
+    """The size of a regular file (or a link to one); None for anything else (missing, a
+    folder, a FIFO), which the loader explains."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def first_look(path: str | os.PathLike, *, max_bytes: int | None = None) -> bool:
+    """Whether the regular file at `path` is over the load limit (a text file that only a
+    summary reads, in parts), from its size and first 64 KiB, so a dialog can tell at once.
+
+    Raises the loader's one-line XGenError when those bytes already show the file cannot
+    be read: binary data (an image, an archive, NUL bytes), a PDF named .docx, a format
+    over the limit that is not read in parts. What only the whole file shows (a damaged
+    PDF) is found when it is read. Not a regular file (missing, a folder): False, and
+    whoever reads it says why."""
+    source = os.fspath(path)
+    p = Path(source).expanduser()
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    size = _regular_size(p)
+    if size is None:
+        return False
+    try:
+        with open_regular(p, source) as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise XGenError(f"Cannot read {source}: {exc.strerror or exc}") from None
+    large = size > limit
+    kind = kind_from_name(p.name)
+    if kind is None or kind == "text":  # the content decides, as for small files
+        kind = sniff_kind(head, html=kind is None)
+    if large and kind not in STREAMED_KINDS:
+        raise too_large(source, size, limit)
+    wrong = mislabelled(head, p.name, kind)
+    if wrong is not None:
+        raise wrong
+    if head and kind not in ("pdf", "docx"):  # text: decoded by the loader's rules (cut whole)
+        decode_text(head if len(head) == size else head[:_utf8_cut(head)], p.name, html=kind == "html")
+    return large
+
+
 def open_for_summary(path: str | os.PathLike, *, max_bytes: int | None = None,
                      window_bytes: int | None = None) -> Document | LargeTextFile:
     """A Document when the file fits the loader's limit, else a LargeTextFile of a text file.
 
     Files over the limit that are not plain text, Markdown or code (PDF, DOCX, HTML, or
-    unknown content that is not text) get the loader's size error.
+    unknown content that is not text) get the loader's size error; binary data in the
+    first bytes, the loader's binary error.
     """
     source = os.fspath(path)
     p = Path(source).expanduser()
     limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
-    try:
-        st = p.stat()
-    except OSError:
-        return load_document(source, max_bytes=limit)  # its one-line errors for missing files etc.
-    if not stat.S_ISREG(st.st_mode) or st.st_size <= limit:
-        return load_document(source, max_bytes=limit)
-    kind = kind_from_name(p.name)
-    if kind is None or kind == "text":  # the content decides, as for small files
-        try:
-            with open_regular(p, source) as f:
-                head = f.read(65536)
-        except OSError as exc:
-            raise XGenError(f"Cannot read {source}: {exc.strerror or exc}") from None
-        kind = sniff_kind(head, html=kind is None)
-    if kind not in STREAMED_KINDS:
-        raise too_large(source, st.st_size, limit)
-    return LargeTextFile(p, source=source, size=st.st_size, window_bytes=window_bytes or WINDOW_BYTES)
+    size = _regular_size(p)
+    if size is None or size <= limit:
+        return load_document(source, max_bytes=limit)  # and its one-line errors for missing files etc.
+    first_look(source, max_bytes=limit)  # its errors: not text, binary data
+    return LargeTextFile(p, source=source, size=size, window_bytes=window_bytes or WINDOW_BYTES)
 
 
 class _HeadThenRest:

@@ -22,6 +22,7 @@ from assistant.tui.events import ModelFailed, ModelLoaded
 from assistant.tui.host import ModelState
 from assistant.tui.model import EngineFactory, LoadedModel, ModelLoader, as_loaded, is_no_model, local_models
 from assistant.tui.screens.attach import ModelFileScreen
+from assistant.tui.screens.keys import KeysScreen
 from assistant.tui.chat import ChatScreen
 from assistant.tui.screens.dialogs import TextScreen
 from assistant.tui.screens.picker import PickerScreen
@@ -55,7 +56,8 @@ class XGenApp(App[None]):
     TITLE = "xgen-local"
     SUB_TITLE = "private, offline XGen-7B"
     # Keep Ctrl+P for the command palette; the footer shows it on the right.
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", tooltip="Quit xgen-local (sessions are saved)", priority=True)]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", tooltip="Quit xgen-local (sessions are saved)", priority=True),
+                Binding("f1", "keys", "Keys", tooltip="List the keys")]
 
     model_state: reactive[ModelState] = reactive(ModelState(), always_update=True)  # what the status bar shows of the model
 
@@ -277,7 +279,15 @@ class XGenApp(App[None]):
                                 chat.action_clear)
             yield SystemCommand("Toggle sidebar", "Show or hide sessions and files (F2)",
                                 chat.action_toggle_sidebar)
-        yield from super().get_system_commands(screen)
+        yield SystemCommand("Keys", "List the keys (F1)", self.action_keys)
+        # Textual's own "Keys" panel is left out: Esc did not close it and it squeezed the
+        # footer; the list above is a dialog like the others.
+        yield from (command for command in super().get_system_commands(screen)
+                    if command.callback not in (self.action_show_help_panel, self.action_hide_help_panel))
+
+    def action_keys(self) -> None:
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen(ChatScreen.BINDINGS))
 
 
 def create_app(engine_factory: EngineFactory | None = None, store: Store | None = None, *,

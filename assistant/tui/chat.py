@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import Footer, Input, OptionList, TextArea
 
 from assistant.session import SummaryForm
 from assistant.tui.events import Indexing, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
@@ -30,8 +30,7 @@ from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.conversation import ConversationView
 from assistant.tui.flows.files import FileReader
 from assistant.tui.flows.jobs import JobRunner
-from assistant.tui.widgets.messages import (CitationButton, ReplyMessage, SummaryMessage, UserMessage,
-                                            citation_title)
+from assistant.tui.widgets.messages import ReplyMessage, SummaryMessage, UserMessage, citation_title
 from assistant.tui.flows.sessions import Sessions, listed_sessions
 from assistant.tui.widgets.sidebar import FileRow, Sidebar
 from assistant.tui.widgets.status import StatusBar
@@ -407,9 +406,12 @@ class ChatScreen(Screen):
 
     def action_toggle_sidebar(self) -> None:
         # Classes, not sidebar.display, so the width breakpoints keep working after F2.
-        showing = self.query_one(Sidebar).display
+        sidebar = self.query_one(Sidebar)
+        showing = sidebar.display
         self.set_class(showing, "-hide-sidebar")
         self.set_class(not showing, "-show-sidebar")
+        if showing and sidebar.has_focus_within:  # hidden with the focus: to the input, not nowhere
+            self.composer.focus()
 
     def action_chat_page(self, direction: int) -> None:
         """PageUp/PageDown from the input scroll the conversation."""
@@ -419,7 +421,15 @@ class ChatScreen(Screen):
             self.view.scroll_page_down()
 
     def on_screen_resume(self) -> None:
-        # Back from a dialog or the command palette: to the input, whose draft is kept.
-        # A citation keeps the focus, so the next source is one Tab away.
-        if not isinstance(self.focused, CitationButton):
+        # Back from any dialog (a passage too) or the command palette: to the input, whose
+        # draft is kept; left on a citation, Enter would open the passage again.
+        self.composer.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        # Typed with the focus on a list, a citation or the conversation (none has
+        # bindings on printable keys): the text goes to the input, not nowhere.
+        if event.is_printable and event.character and not isinstance(self.focused, (Input, TextArea)):
+            event.stop()
+            event.prevent_default()
             self.composer.focus()
+            self.composer.insert(event.character)

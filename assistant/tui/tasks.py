@@ -160,7 +160,8 @@ def run_summary(conversation: Conversation, model: LoadedModel, source, form: Su
 def add_files(conversation: Conversation, paths: list[Path], model: LoadedModel | None, post: Post,
               stop: threading.Event | None = None) -> None:
     read = conversation.add_files(paths, model=model, events=IndexRelay(post), stop=stop)
-    read.problems = [f"{p.rstrip('.')}. Check the path and attach it again with Ctrl+O." for p in read.problems]
+    # Found once the dialog is closed (a damaged PDF), or given on the command line.
+    read.problems = [f"{p.rstrip('.')}. Nothing of it was attached; Ctrl+O attaches a file." for p in read.problems]
     post(FilesLoaded(read))
 
 

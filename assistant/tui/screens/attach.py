@@ -1,5 +1,6 @@
-"""Choose a file by path: type it (Tab completes, the candidates are listed under the
-input) or pick it in the tree. A wrong path keeps the dialog open and says why.
+"""Choose a file by path: type it (Tab completes as far as the matches agree, the
+candidates are listed under the input, Down reaches them) or pick it in the tree. A
+wrong path keeps the dialog open and says why.
 
 AttachScreen picks a document or a folder to attach (a folder picked in the tree is put
 in the input, so Enter takes it); ModelFileScreen a .gguf model to load."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -17,8 +18,10 @@ from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from assistant.files import summary_only_note
 from assistant.session import absolute
 from assistant.tui.text import shown
+from models.errors import XGenError
 
 MAX_CANDIDATES = 50
 
@@ -49,16 +52,20 @@ def _entries(value: str, suffixes: tuple[str, ...] = ()) -> tuple[str, str, list
 
 
 def complete_path(value: str, suffixes: tuple[str, ...] = ()) -> str | None:
-    """`value` with its last part completed from what is on disk (a folder gets a trailing
-    separator); hidden entries only when the part starts with a dot."""
+    """`value` with its last part completed from what is on disk, as a shell does: the
+    one match in full (a folder gets a trailing separator), or what several matches
+    share; None when that adds nothing. Hidden entries only when the part starts with a dot."""
     if not value:
         return None
     head, sep, names = _entries(value, suffixes)
-    for name, is_dir in names:
+    if not names:
+        return None
+    if len(names) == 1:
+        name, is_dir = names[0]
         completed = head + sep + name + (os.sep if is_dir else "")
-        if completed != value:
-            return completed
-    return None
+    else:
+        completed = head + sep + os.path.commonprefix([name for name, _ in names])
+    return completed if len(completed) > len(value) else None
 
 
 def path_candidates(value: str, suffixes: tuple[str, ...] = ()) -> list[str]:
@@ -79,7 +86,8 @@ class PathSuggester(Suggester):
 
 
 class PathInput(Input):
-    """An Input whose Tab takes the suggested completion (and moves on when there is none)."""
+    """An Input whose Tab takes the suggested completion, the one match or what the matches
+    share (and moves on when there is nothing more)."""
 
     BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
 
@@ -89,8 +97,9 @@ class PathInput(Input):
 
     def action_complete(self) -> None:
         # The completion the suggester shows, computed again (a quick listing of a folder).
+        # Nothing more to complete: on to the next widget, the candidates when listed.
         suggestion = complete_path(self.value, self.suffixes) if self.cursor_at_end else None
-        if suggestion and len(suggestion) > len(self.value):
+        if suggestion:
             self.value = suggestion
             self.cursor_position = len(suggestion)
         else:
@@ -153,6 +162,21 @@ class PathScreen(ModalScreen[str | None]):
         # Not when the only candidate is what is typed (nothing more to complete).
         candidates.display = bool(found) and found != [event.value]
 
+    def on_key(self, event: events.Key) -> None:
+        # Down from the input reaches the candidates listed under it; Up from the first
+        # candidate goes back to the input.
+        candidates = self.query_one("#path-candidates", OptionList)
+        path_input = self.query_one("#attach-path", PathInput)
+        if event.key == "down" and path_input.has_focus and candidates.display and candidates.option_count:
+            candidates.focus()
+            candidates.highlighted = 0
+        elif event.key == "up" and candidates.has_focus and candidates.highlighted in (0, None):
+            path_input.focus()
+        else:
+            return
+        event.stop()
+        event.prevent_default()
+
     @on(OptionList.OptionSelected, "#path-candidates")
     def candidate_chosen(self, event: OptionList.OptionSelected) -> None:
         path_input = self.query_one("#attach-path", PathInput)
@@ -186,13 +210,18 @@ class PathScreen(ModalScreen[str | None]):
         problem = self.problem(path)
         if problem is None:
             self.dismiss(typed)
-            return
+        else:
+            self.refuse(typed, problem)
+
+    def refuse(self, typed: str, problem: str, *, note: bool = False) -> None:
+        """Keep the dialog open on what was typed and say why (`note`: not an error, a step)."""
         path_input = self.query_one("#attach-path", PathInput)
-        if path.is_dir():  # continue from there: its files are listed under the input
+        if absolute(typed).is_dir():  # continue from there: its files are listed under the input
             path_input.value = typed.rstrip(os.sep) + os.sep
             path_input.cursor_position = len(path_input.value)
         self._error_for = path_input.value
         self.show_error(problem)
+        self.query_one("#path-error").set_class(note, "-note")
         path_input.focus()
 
     @on(Input.Submitted, "#attach-path")
@@ -214,11 +243,33 @@ class PathScreen(ModalScreen[str | None]):
 
 
 class AttachScreen(PathScreen):
+    """Also says at once, from a file's first bytes, what would only show once the dialog
+    is closed: binary data (refused), a text file over the load limit (attached, after a
+    second Enter, to be summarized in parts: it cannot be asked about)."""
+
     title_text = "Attach a file or a folder"
     placeholder = "Path of a file or folder (Tab completes)"
     hint = "Enter attaches · Tab completes · Esc cancels"
     folders = True
     dialog_id = "attach-dialog"
+
+    def __init__(self, folder: Path | None = None):
+        super().__init__(folder)
+        self._noted: str | None = None  # the large file whose note was shown: Enter again attaches it
+
+    def choose(self, typed: str) -> None:
+        path = absolute(typed)
+        if self.problem(path) is None and not path.is_dir():
+            try:
+                note = summary_only_note(path)
+            except XGenError as exc:
+                self.refuse(typed, str(exc))
+                return
+            if note and self._noted != str(path):
+                self._noted = str(path)
+                self.refuse(typed, f"{note}. Enter again attaches it to summarize (Ctrl+S).", note=True)
+                return
+        super().choose(typed)
 
 
 class ModelFileScreen(PathScreen):
