@@ -79,7 +79,8 @@ class XGenApp(App[None]):
     def run(self, *args, **kwargs):
         """Run in the terminal; without one (`xgen < /dev/null > log`, cron, a pipe) the app
         would run on unseen until killed, so it refuses, pointing to the commands that work."""
-        if not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()):
+        terminal = sys.stdin is not None and sys.stdin.isatty() and sys.stdout is not None and sys.stdout.isatty()
+        if not terminal and not kwargs.get("headless"):  # headless (snapshots) needs none
             raise XGenError("the app needs a terminal (standard input and output are not one); "
                             "without one, use `xgen ask FILE -q QUESTION` or `xgen summarize FILE`")
         return super().run(*args, **kwargs)
