@@ -107,10 +107,23 @@ NO_MODEL = ("no model found: run `xgen pull xgen-7b-8k-inst` to download and con
             "(about 27 GB download, 4.2 GB result), or `xgen demo` for a tiny offline demo model")
 
 
+def _no_usable_model() -> str:
+    """NO_MODEL, unless the models folder holds .gguf entries that cannot be used: then it
+    says which and why (an unreadable 4 GB model is not fixed by downloading 27 GB again)."""
+    folder = models_dir()
+    left_out = [(p.name, why) for p in sorted(folder.glob("*.gguf")) if (why := gguf_file_problem(p))]
+    if not left_out:
+        return NO_MODEL
+    name, why = left_out[0]
+    more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+    return (f"no usable model: {name} in {folder} is {why.lower() if why[0].isupper() else why}{more}; "
+            "fix or remove it (`xgen models` says why each file is left out)")
+
+
 def resolve_model(ref: str | None) -> ModelRef:
     ref = ref or default_model_name()
     if ref is None:
-        raise NoModel(NO_MODEL)
+        raise NoModel(_no_usable_model())
     if ref.startswith(("http://", "https://")):
         return ModelRef(ref, "url", ref.rstrip("/"), CHAT)
     path = Path(ref).expanduser()

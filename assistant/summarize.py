@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
 
 from assistant.chunking import split_document
 from assistant.documents import Document, LargeTextFile
 from assistant.engines.base import Completion, Engine, OnText, SamplingSettings
 from assistant.prompt import CHAT, PromptStyle, defuse_turn_markers, single_turn
 from assistant.replytext import clean_reply
+from assistant.summary_records import (MemoryCache, SummaryCache, SummaryFailed, SummaryForm, SummaryResult,
+                                       SummaryStats)
 from models.errors import XGenError
 
 PROMPT_VERSION = 2  # bump when the wording below changes: it invalidates cached parts
@@ -60,92 +61,6 @@ TextSource = Document | LargeTextFile
 # milliseconds: its writing rate; the parts' text is not streamed, so not counted live).
 ProgressFn = Callable[[str, int, int], None]
 CUT = ("length", "context")  # finish reasons of a reply that did not end by itself
-
-
-@dataclass(frozen=True)
-class SummaryForm:
-    """The shape of the final summary: a paragraph, bullet points, or about N words."""
-
-    kind: str = "paragraph"
-    words: int | None = None
-
-    def __post_init__(self):
-        if self.kind not in ("paragraph", "bullets", "words"):
-            raise XGenError(f"unknown summary form {self.kind!r}; use paragraph, bullets or words")
-        if self.kind == "words" and not (self.words and self.words > 0):
-            raise XGenError("a summary of N words needs a positive number of words")
-
-    def describe(self) -> str:
-        if self.kind == "bullets":
-            return "a list of concise bullet points, each on its own line starting with '- '"
-        if self.kind == "words":
-            return f"a summary of about {self.words} words"
-        return "one concise paragraph"
-
-    def answer_tokens(self, default: int) -> int:
-        # ~1.4 tokens per English word, with room to finish the sentence.
-        return max(64, int(self.words * 1.6) + 32) if self.kind == "words" else default
-
-
-class SummaryCache(Protocol):
-    def cache_get(self, key: str) -> str | None: ...
-
-    def cache_put(self, key: str, value: str, source: str | None = None) -> None: ...
-
-
-class MemoryCache:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-        self.sources: dict[str, str | None] = {}
-
-    def cache_get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def cache_put(self, key: str, value: str, source: str | None = None) -> None:
-        self.data[key] = value
-        self.sources[key] = source
-
-
-@dataclass
-class SummaryStats:
-    document_tokens: int = 0
-    parts: int = 1
-    levels: int = 0  # reduce levels above the map step (0: single pass or one final call)
-    model_calls: int = 0
-    cached_parts: int = 0
-    prompt_tokens: int = 0
-    prompt_tokens_evaluated: int = 0
-    tokens_generated: int = 0
-    seconds: float = 0.0
-    cut_parts: int = 0  # partial summaries still cut at their length after a tighter retry (not cached)
-    cut_final: bool = False  # the summary itself ended at its length limit
-
-    @property
-    def evaluated_per_document_token(self) -> float:
-        return self.prompt_tokens_evaluated / self.document_tokens if self.document_tokens else 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"evaluated_per_document_token": round(self.evaluated_per_document_token, 4)}
-
-
-@dataclass
-class SummaryResult:
-    text: str
-    stats: SummaryStats
-    stopped: bool = False
-    partials: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-class SummaryFailed(XGenError):
-    """A summary that failed after some parts were summarized (a server gone midway): the
-    message says how many part summaries are cached; `partials` holds them."""
-
-    def __init__(self, cause: XGenError, partials: list[str], cached: int, total: int):
-        of = f" of {total}" if total else ""
-        super().__init__(f"{cause}; {cached}{of} part{'s' if (total or cached) != 1 else ''} "
-                         f"{'are' if cached != 1 else 'is'} cached, so summarizing again continues from there")
-        self.partials = partials
 
 
 @dataclass
@@ -215,6 +130,7 @@ class Summarizer:
         module docstring). Only the current window or two and the partial summaries are
         held in memory. Progress is in parts when the text is one window, in bytes when
         it is several (the number of parts is then not known in advance)."""
+        self._check_length_fits(source.name, form)
         job = _Job(source, SummaryStats(parts=0), stop or threading.Event(), on_progress, on_text)
         partials: list[str] = []
         try:
@@ -226,6 +142,19 @@ class Summarizer:
                 raise
             raise SummaryFailed(exc, [clean_reply(p) for p in partials], len(partials) - job.stats.cut_parts,
                                 job.parts_total) from exc
+
+    def _check_length_fits(self, name: str, form: SummaryForm) -> None:
+        """A summary asked for in words must fit the context with its instruction and some
+        text to summarize; said up front, not as "partial summaries are too long to combine"."""
+        if form.kind != "words":
+            return
+        room = self.engine.n_ctx - self._overhead(FINAL_INSTRUCTION.format(name=name, form=form.describe())) - 64
+        need = form.answer_tokens(self.final_tokens)
+        if need > room:
+            most = max(0, int((room - 32) / 1.6) // 10 * 10)
+            raise XGenError(f"a summary of {form.words:,} words needs about {need:,} tokens to write, more than the "
+                            f"model's context ({self.engine.n_ctx:,} tokens) leaves; ask for at most about "
+                            f"{most:,} words")
 
     def _summarize(self, job: _Job, form: SummaryForm, partials: list[str]) -> SummaryResult:
         """`summarize`, collecting the part summaries in `partials` as they are done."""

@@ -55,3 +55,19 @@ def test_models_lists_files_with_hostile_hyper_parameters_as_unusable(home, conv
     assert "general.alignment is 0" in reasons["align0.gguf"]
     assert "llama.context_length is '8192'" in reasons["ctxtext.gguf"]
     assert "good.gguf" in result.output.partition("Not usable")[0]
+
+
+def test_no_usable_model_names_the_file_left_out_instead_of_a_27_gb_download(home, tmp_path):
+    """An unreadable model file said "no model found: run `xgen pull` (about 27 GB)"."""
+    models = home / "models"
+    models.mkdir()
+    (models / "xgen-7b-8k-inst-q4_k_m.gguf").symlink_to(tmp_path / "moved-away.gguf")
+    doc = tmp_path / "n.txt"
+    doc.write_text("notes\n")
+    result = cli("ask", str(doc), "-q", "hi")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: no usable model: xgen-7b-8k-inst-q4_k_m.gguf in {models} is a broken symbolic link; "
+        "fix or remove it (`xgen models` says why each file is left out)")
+    (models / "xgen-7b-8k-inst-q4_k_m.gguf").unlink()
+    assert "xgen pull xgen-7b-8k-inst" in cli("ask", str(doc), "-q", "hi").output  # a truly empty folder
