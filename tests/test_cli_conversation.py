@@ -269,3 +269,28 @@ def test_the_demo_is_named_when_used_without_being_asked_for(home, notes, conver
     assert "demo model" not in asked.output
     summary = CliRunner().invoke(main, ["summarize", str(notes)])
     assert "note: using the tiny demo model" in summary.output
+
+
+def test_a_session_deleted_while_the_answer_streams_is_not_said_to_continue(home, tmp_path, monkeypatch):
+    """It still printed "(session X: `xgen ask -s X -q ...` continues it)"."""
+    from assistant.modelref import LoadedModel
+    from assistant.store import Store
+    from tests.fake_engine import FakeEngine
+
+    class DeletingEngine(FakeEngine):
+        """Another program deletes the session while the answer is being written."""
+
+        def generate(self, *args, **kwargs):
+            with Store() as other:
+                for session in other.list_sessions():
+                    other.delete_session(session.id)
+            return super().generate(*args, **kwargs)
+
+    engine = DeletingEngine(default_reply="It rose.")
+    monkeypatch.setattr("assistant.modelref.open_model", lambda *a, **k: LoadedModel("fake", engine))
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Revenue rose 12% in Q3.\n")
+    result = CliRunner().invoke(main, ["ask", str(doc), "-q", "What rose?"])
+    assert "continues it" not in result.output, result.output
+    assert "was deleted while the answer was written; it was not kept" in result.output
+    assert "Traceback" not in result.output

@@ -113,6 +113,13 @@ def test_an_index_naming_a_shard_outside_the_folder_is_refused(copy_checkpoint, 
     assert not (tmp_path / "x.gguf").exists()
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+def test_an_output_that_is_a_folder_is_named_so_with_or_without_force(tiny_checkpoint, tmp_path, force):
+    """It said "already exists; pass --force", and with --force, "is a folder"."""
+    result = run("convert", str(tiny_checkpoint), "--out", str(tmp_path), *(["--force"] if force else []))
+    assert_clean_error(result, f"{tmp_path} is a folder; give a file name")
+
+
 def test_unknown_type(tiny_checkpoint, tmp_path):
     result = run("convert", str(tiny_checkpoint), "--out", str(tmp_path / "x.gguf"), "--type", "q3_x")
     assert_clean_error(result, "unknown type 'q3_x'", "q4_k_m")

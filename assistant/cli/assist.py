@@ -251,12 +251,18 @@ def _ask_each(conversation, model, questions, settings, max_tokens, printer) -> 
             write_stdout(json.dumps(_answer_json(session.id if session else None, answer)) + "\n")
         else:
             print_sources(Sources.of(answer))
+        kept = session is not None and conversation.store.has_session(session.id)
         if answer.stopped or interrupted:
-            click.echo(f"\nstopped; what was written is saved in session {session.short_id if session else '?'}",
+            click.echo("\nstopped; " + (f"what was written is saved in session {session.short_id}" if kept else
+                                         "what was written was not saved: the session was deleted meanwhile"),
                        err=True)
             raise SystemExit(STOPPED_EXIT)
     session = conversation.session
     assert session is not None
+    if not conversation.store.has_session(session.id):  # deleted by another program while it was written
+        click.echo(f"\n(session {session.short_id} was deleted while the answer was written; it was not kept)",
+                   err=True)
+        return
     click.echo(f"\n(session {session.short_id}: `xgen ask -s {session.short_id} -q ...` continues it)", err=True)
 
 
