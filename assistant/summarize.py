@@ -185,10 +185,9 @@ class Summarizer:
                     continue
                 summary = self._cached_call(instruction, chunk.text, job)
                 if summary is None:
-                    of = f" of {len(chunks)}" if whole else ""
                     return self._finish(job, "", stopped=True, partials=partials,
-                                        note=f"stopped after {len(partials)}{of} parts; their summaries are "
-                                             "cached, so a re-run continues from there")
+                                        note=_stopped_note(len(partials), len(chunks) if whole else 0,
+                                                           job.stats.cut_parts))
                 partials.append(summary.strip())
                 job.stats.parts = max(job.stats.parts, len(partials))
                 job.stats.document_tokens += chunk.n_tokens
@@ -377,6 +376,18 @@ def _byte_position(carry_chars: int, window_chars: int, window_start: int, windo
         return window_start + (span * inside // window_chars if window_chars else 0)
 
     return position
+
+
+def _stopped_note(done: int, total: int, cut: int) -> str:
+    """What a summary stopped after `done` parts (of `total`, if known) keeps: only the part
+    summaries that were not cut are cached (the note on cut parts says the rest)."""
+    of = f" of {total}" if total else ""
+    kept = done - cut
+    if not cut:
+        return f"stopped after {done}{of} parts; their summaries are cached, so a re-run continues from there"
+    if not kept:
+        return f"stopped after {done}{of} parts; none of their summaries is cached"
+    return f"stopped after {done}{of} parts; {kept} of their summaries are cached, so a re-run starts with those"
 
 
 def _join(texts: list[str]) -> str:

@@ -293,3 +293,26 @@ def test_a_length_in_words_the_context_cannot_hold_is_refused_with_what_fits(tmp
     assert most > 0
     engine.queue("The note is about the budget.")  # what it suggests is accepted
     assert Summarizer(engine).summarize(load_document(path), SummaryForm("words", most)).text
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["parts-kept", "parts-cut"])
+def test_a_stopped_summary_says_how_many_part_summaries_are_really_cached(long_doc, cut):
+    """Stopped with every part cut at its length, it said "their summaries are cached, so
+    a re-run continues from there", beside a note that the cut parts are not cached."""
+    reply = ("Key facts: " + "the budget rose and the chair asked for a plan. " * 40) if cut else "Key facts."
+    engine = FakeEngine(n_ctx=1024, default_reply=reply)
+    stop = threading.Event()
+    cache = MemoryCache()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "map" and done == 2:
+            stop.set()
+
+    result = Summarizer(engine, cache=cache, part_tokens=64).summarize(long_doc, stop=stop, on_progress=progress)
+    assert result.stopped
+    stopped = next(n for n in result.notes if n.startswith("stopped after 2 of"))
+    if cut:
+        assert stopped.endswith("none of their summaries is cached") and not cache.data
+    else:
+        assert stopped.endswith("their summaries are cached, so a re-run continues from there")
+        assert len(cache.data) == 2
