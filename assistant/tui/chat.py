@@ -169,7 +169,7 @@ class ChatScreen(Screen):
             if self.host.model_loading:
                 self.notify("The model is still loading; try again in a moment.", severity="warning")
             else:
-                self.notify("No model is loaded. Ctrl+P → Switch model loads one: a file, a server URL, or a retry.",
+                self.notify("No model is loaded. Ctrl+P → Switch model, or run `xgen demo` in another terminal.",
                             title="No model", severity="error")
             return False
         if self.files.reading:
