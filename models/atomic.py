@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from models import filelock
 from models.errors import XGenError
 
 
@@ -33,47 +34,24 @@ def writer_lock(target: Path) -> Iterator[None]:
     """Be the only xgen writing `target` while the block runs, or raise XGenError at once.
 
     Two conversions or pulls into one file used to write one .partial together: the first
-    said "wrote" and the file held the second's bytes. The lock is an flock on
-    `.NAME.lock` beside the target, holding the writer's pid for the refusal to name; the
-    kernel drops it when the process dies, so a killed run never blocks the next one.
+    said "wrote" and the file held the second's bytes. The lock (models/filelock.py) is
+    `.NAME.lock` beside the target, holding the writer's pid for the refusal to name.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock (the project runs on Linux and macOS)
+    if not filelock.AVAILABLE:  # Windows: no flock (the project runs on Linux and macOS)
         yield
         return
     lock = lock_path(target)
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise XGenError(f"cannot write {target}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
-            raise XGenError(f"another xgen is writing {target} (pid {holder}); "
-                            "wait for it to finish, or stop it") from None
-        # The writer before us removes the lock file as it finishes: if it did so after we
-        # opened it, we hold a lock on a file nobody else can see. Lock the one on disk.
-        try:
-            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        fd = filelock.try_hold(lock, f"{os.getpid()}\n")
+    except OSError as exc:
+        raise XGenError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if fd is None:
+        raise XGenError(f"another xgen is writing {target} (pid {filelock.note_of(lock) or '?'}); "
+                        "wait for it to finish, or stop it")
+    try:
         yield
     finally:
-        try:
-            os.unlink(lock)  # while still holding it: a waiting opener retries on the new file
-        except OSError:
-            pass
-        os.close(fd)
+        filelock.let_go(lock, fd)
 
 
 _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),

@@ -1,21 +1,16 @@
 """Which sessions an app has open right now, across processes.
 
-One lock file per open session beside the sessions database (`sessions.db.open/ID.lock`),
-held with flock: a second app on the same data folder sees the session is taken, and an
-app that crashed holds nothing (the kernel drops its locks), so no stale pid is guessed at.
-Where locks cannot be taken (no fcntl, a read-only folder), every claim succeeds: the
-check warns, it never blocks.
+One lock (models/filelock.py) per open session beside the sessions database
+(`sessions.db.open/ID.lock`): a second app on the same data folder sees the session is
+taken, and an app that crashed holds nothing. Where locks cannot be taken (no flock, a
+read-only folder), every claim succeeds: the check warns, it never blocks.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # not on POSIX: no claims, no warnings
-    fcntl = None  # type: ignore[assignment]
+from models import filelock
 
 
 class SessionClaims:
@@ -25,17 +20,14 @@ class SessionClaims:
 
     def claim(self, session_id: str) -> bool:
         """Hold `session_id` for this app; False if another app holds it."""
-        if session_id in self._held or fcntl is None:
+        if session_id in self._held or not filelock.AVAILABLE:
             return True
         try:
             self.folder.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(self.folder / f"{session_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fd = filelock.try_hold(self._lock(session_id), mode=0o600)
         except OSError:
             return True  # cannot tell: say nothing
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        if fd is None:
             return False
         self._held[session_id] = fd
         return True
@@ -43,9 +35,7 @@ class SessionClaims:
     def release(self, keep: str | None = None) -> None:
         """Let go of every session held but `keep`."""
         for session_id in [s for s in self._held if s != keep]:
-            fd = self._held.pop(session_id)
-            try:
-                (self.folder / f"{session_id}.lock").unlink()  # before unlocking: no litter, no gap
-            except OSError:
-                pass  # already gone
-            os.close(fd)
+            filelock.let_go(self._lock(session_id), self._held.pop(session_id))
+
+    def _lock(self, session_id: str) -> Path:
+        return self.folder / f"{session_id}.lock"
