@@ -107,11 +107,9 @@ class LargeTextFile:
 
 
 def over_load_limit(path: str | os.PathLike) -> bool:
-    """A regular file over the load limit (only a summary reads it, in parts)."""
-    try:
-        return Path(path).is_file() and Path(path).stat().st_size > DEFAULT_MAX_BYTES
-    except OSError:
-        return False  # whoever reads it says why it cannot be read
+    """A regular file over the load limit (only a summary reads it, in parts); anything
+    else is left to whoever reads it to explain."""
+    return (_regular_size(Path(path)) or 0) > DEFAULT_MAX_BYTES
 
 
 HEAD_BYTES = 65536
