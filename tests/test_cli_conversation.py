@@ -249,7 +249,10 @@ def test_ctrl_c_during_ask_on_a_local_engine(kind, home, notes, tmp_path, conver
     with Store(home / "sessions.db") as store:
         (session,) = store.list_sessions()
         reply = store.messages(session.id)[1]
-    assert reply.meta["finish"] == "stopped" and len(reply.content) >= 40
+    # At least 40 characters were shown before the signal. The saved reply may be a few
+    # short of that (once 39 in CI): it is kept cleaned (clean_reply) and stripped, and the
+    # random model's whitespace and stray bytes count on the terminal.
+    assert reply.meta["finish"] == "stopped" and len(reply.content) >= 30
     assert shown.strip().startswith(reply.content)
 
 
