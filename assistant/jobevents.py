@@ -25,7 +25,8 @@ class JobEvents:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         """Where a summary is: stage "map" (parts), "combine level N", "final", or "read"
-        (bytes of a file read in parts; total 0 while the size is unknown, for stdin)."""
+        (bytes of a file read in parts; total 0 while the size is unknown, for stdin); and
+        per call "call", "prompt" and "speed" (assistant/summarize.py ProgressFn)."""
 
     def withdrawn(self) -> None:
         """The question and its reply, saved before, were taken back out of the store: the

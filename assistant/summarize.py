@@ -56,7 +56,8 @@ TextSource = Document | LargeTextFile
 # (stage, done, total). Stages: "map" (parts done, of a text read in one window), "read"
 # (bytes read, of a text read in windows; total 0 while unknown, for standard input),
 # "combine level N" (groups), "final" (0 then 1), and within any of them "prompt" (tokens
-# of the current call's prompt read so far, of its length, from engines that report it)
+# of the current call's prompt read so far, of its length, from engines that report it),
+# "call" as each call starts (its prompt's tokens, of the engine's context: any engine)
 # and "speed" after each call (the tokens it wrote after its first, in how many
 # milliseconds: its writing rate; the parts' text is not streamed, so not counted live).
 ProgressFn = Callable[[str, int, int], None]
@@ -251,6 +252,7 @@ class Summarizer:
 
     def _call(self, job: _Job, prompt: list[int], max_tokens: int, on_text: OnText | None = None) -> Completion:
         settings = SamplingSettings(**{**asdict(self.settings), "max_tokens": max_tokens})
+        job.report("call", len(prompt), self.engine.n_ctx)
         done = self.engine.generate(prompt, settings, stop=job.stop, on_text=on_text, on_prefill=job.on_prefill())
         job.stats.model_calls += 1
         writing = done.stats.seconds - done.stats.seconds_to_first_token

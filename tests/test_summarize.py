@@ -259,9 +259,21 @@ def test_the_prompt_read_inside_a_part_is_reported(long_doc):
     assert ends == lengths and len(ends) == result.stats.model_calls
     assert all(0 < done <= total for done, total in prompt_events)
     assert len(prompt_events) > len(lengths)  # parts of ~800 tokens take several batches
-    # They come inside a part: after the map step's "part i" event, before "part i + 1".
+    # They come inside a part: after the map step's "part i" event and the call's start,
+    # before "part i + 1".
     stages = [stage for stage, _, _ in seen]
-    assert stages[0] == "map" and stages[1] == "prompt"
+    assert stages[:3] == ["map", "call", "prompt"]
+
+
+def test_each_call_starts_with_its_prompt_length_for_any_engine(long_doc):
+    """"call" gives each call's prompt over the context before the engine reads it, so the
+    context in use is known from an engine that reports nothing while it reads (a server)."""
+    engine = make_engine()
+    seen: list[tuple[str, int, int]] = []
+    result = Summarizer(engine).summarize(long_doc, on_progress=lambda *event: seen.append(event))
+    assert [(done, total) for stage, done, total in seen if stage == "call"] == \
+        [(len(p), engine.n_ctx) for p in engine.prompts]
+    assert result.stats.model_calls == len(engine.prompts) > 2
 
 
 def test_each_part_prompt_shares_its_instruction_with_the_one_before(long_doc):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from assistant.tui.widgets.messages import SummaryMessage
 
 from tests.tui_helpers import AUDIT, SIZE, SMALL, SummaryEngine, app_with, sync, wait_for, wait_idle, write
@@ -67,6 +69,28 @@ async def test_a_summary_shows_progress_inside_a_part(store, tmp_path):
         parts = summary.meta["stats"]["parts"]
         assert details.startswith(f"stopped after 1 of {parts} parts; their summaries are cached")
         assert details.count("stopped") == 1 and details.count("parts") == 1
+
+
+@pytest.mark.parametrize("reports_prefill", [True, False], ids=["local", "remote"])
+@sync
+async def test_the_status_bar_shows_the_context_of_the_summary_call_running(store, tmp_path, reports_prefill):
+    """ctx is the running call's prompt over the window, from any engine: a remote server
+    reports nothing while it reads, and the status bar used to show the conversation's 0."""
+    audit = write(tmp_path, "audit.txt", AUDIT)
+    engine = SummaryEngine(n_ctx=512, hold_from_part=2, reports_prefill=reports_prefill)
+    app = app_with(engine, store, files=[str(audit)])
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await wait_for(pilot, lambda: app.conversation.documents)
+        assert app.conversation.context_used == 0
+        await pilot.press("ctrl+s")
+        held = len(await wait_for(pilot, lambda: engine.held_prompt, what="part 2 held"))
+        context = app.chat.query_one("#context")
+        shown = f"ctx {held:,}/512 {held / 512:.0%}"
+        await wait_for(pilot, lambda: str(context.render()) == shown, what=shown)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=5)
+        assert str(context.render()) == "ctx 0/512 0%"  # the summary's call is over
 
 
 @sync

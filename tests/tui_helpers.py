@@ -139,14 +139,16 @@ class SummaryEngine(FakeEngine):
     its prompt as a real engine would be: its first batch read and reported."""
 
     def __init__(self, final: str = "The auditors counted pallets at every site and serviced the cooling units.",
-                 hold_from_part: int | None = None, **kwargs):
+                 hold_from_part: int | None = None, reports_prefill: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.final = final
         self.hold_from_part = hold_from_part
+        self.reports_prefill = reports_prefill  # False: as a remote server, which says nothing until it writes
         self.held_prompt: list[int] = []
         self.calls = 0
 
     def generate(self, prompt_ids, settings, *, stop=None, on_text=None, on_prefill=None):
+        on_prefill = on_prefill if self.reports_prefill else None
         prompt = self.detokenize(prompt_ids)
         part = "Summarize this part" in prompt or "into one paragraph" in prompt
         final = "Summarize the document" in prompt or "Combine them" in prompt and not part

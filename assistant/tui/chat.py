@@ -325,6 +325,9 @@ class ChatScreen(Screen):
         if event.stage == "speed":  # a call of the summary is done: its writing rate
             self.status.measured(event.done / event.total * 1000 if event.total else 0.0)
             return
+        if event.stage == "call":  # a call of the summary starts: its prompt fills the context
+            self.status.count(context=event.done)
+            return
         widget = self.view.reply(event.message_id)
         if isinstance(widget, SummaryMessage):
             widget.set_progress(event.stage, event.done, event.total)

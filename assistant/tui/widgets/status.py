@@ -39,7 +39,7 @@ class LiveRun:
     generated: int = 0
     first: tuple[float, int] | None = None  # (time, tokens) of the first streamed text
     last: tuple[float, int] | None = None  # ... and of the latest
-    context: int = 0  # a summary's current call: tokens read + written, when reported
+    context: int = 0  # a summary's current call: the tokens of its prompt
 
     def speed(self) -> float:
         """Tokens per second since the first streamed text (0 until half a second of it)."""
