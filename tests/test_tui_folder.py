@@ -123,12 +123,46 @@ async def test_indexing_shows_progress_in_the_sidebar_and_esc_stops_it(store, tm
         assert any(t.startswith("Indexing stopped") for t in toast_texts(app))
         (row,) = file_rows(app)
         indexed = int(row.split()[1])
-        assert row == f"slow/  {indexed} files" and 0 < indexed < 8
+        assert row == f"slow/  {indexed} file{'' if indexed == 1 else 's'}" and 0 < indexed < 8
         assert str(hint.render()) == "Enter/^S: summary"
         await send(pilot, "What about the harbour budget?")  # goes on with the rest first
         await wait_for(pilot, lambda: replies(app) and not app.chat.busy, timeout=30, what="the answer")
         await pilot.pause()
         assert file_rows(app) == ["slow/  8 files"]
+
+
+@sync
+async def test_a_folder_still_indexing_when_a_reply_ends_is_named_as_the_activity(store, tmp_path, monkeypatch):
+    """A folder attached mid-reply is read alongside it; when the reply ends first, the
+    status says the files are still being read (it said nothing), and clears when done."""
+    from assistant.library import job
+
+    folder = tmp_path / "held"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The harbour budget rose.\n")
+    real = job.extract
+    gate, reading = threading.Event(), threading.Event()
+
+    def held_extract(task, *args, **kwargs):
+        reading.set()
+        gate.wait(30)
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(job, "extract", held_extract)
+    app = app_with(FakeEngine(["One two three four five six seven eight."], step_delay=0.05), store)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_idle(pilot, app)
+        await send(pilot, "Hello?")
+        await wait_for(pilot, lambda: app.chat.busy, what="the reply to start")
+        app.chat.attach_paths([str(folder)])
+        await wait_for(pilot, reading.is_set, what="the folder to be read")
+        assert app.chat.activity != "reading files…"  # the reply's activity shows while it runs
+        await wait_for(pilot, lambda: not app.chat.busy, timeout=20, what="the reply to end")
+        assert app.chat.files.reading and app.chat.activity == "reading files…"
+        gate.set()
+        await wait_for(pilot, lambda: not app.chat.files.reading, timeout=20, what="the folder")
+        await wait_for(pilot, lambda: app.chat.activity == "", what="the activity to clear")
+        assert file_rows(app) == ["held/  1 file"]
 
 
 async def keystroke_costs(pilot, screen, keys: str) -> list[float]:

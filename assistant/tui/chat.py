@@ -151,6 +151,7 @@ class ChatScreen(Screen):
         self.refresh_bindings()
         if not busy:
             self.activity = ""
+            self._reading_activity()  # files attached mid-reply may still be read
 
     def _reading_activity(self) -> None:
         self.refresh_bindings()  # Esc stops the indexing while files are read
