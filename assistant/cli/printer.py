@@ -62,7 +62,8 @@ class EventPrinter(JobEvents):
         """A summary's progress on one stderr line; inside a part, the tokens of its prompt
         read so far follow the part (engines that report them). The final call has no
         line: its text streams to stdout."""
-        if self.quiet or stage in ("speed", "call"):  # the speed is in the summary's stats at the end
+        # The speed is in the summary's stats at the end; a call's context is for the app's status bar.
+        if self.quiet or stage in ("speed", "call"):
             return
         if stage == "prompt":
             if self._stage_line:

@@ -40,7 +40,8 @@ class FileRow:
         if Path(f.path).is_absolute() and not Path(f.path).exists():
             return cls(f.path, f.name + "/" * f.is_folder, "missing", missing=True)
         if f.is_folder:
-            return cls(f.path, f.name + "/", "…" if n_files is None else f"{short_count(n_files)} file{'' if n_files == 1 else 's'}")
+            files = "…" if n_files is None else f"{short_count(n_files)} file{'' if n_files == 1 else 's'}"
+            return cls(f.path, f.name + "/", files)
         return cls(f.path, f.name, f"{short_count(f.n_tokens)} tok")
 
     def fitted(self, width: int) -> Content:
