@@ -148,15 +148,31 @@ async def test_a_folder_still_indexing_when_a_reply_ends_is_named_as_the_activit
         gate.wait(30)
         return real(task, *args, **kwargs)
 
+    class HeldReply(FakeEngine):
+        """Replies once let go: the folder is attached while the reply runs, however
+        slowly the test's loop polls on a loaded machine."""
+
+        def __init__(self):
+            super().__init__(["One two three."])
+            self.replying, self.go = threading.Event(), threading.Event()
+
+        def generate(self, prompt_ids, settings, **kwargs):
+            self.replying.set()
+            self.go.wait(30)
+            return super().generate(prompt_ids, settings, **kwargs)
+
     monkeypatch.setattr(job, "extract", held_extract)
-    app = app_with(FakeEngine(["One two three four five six seven eight."], step_delay=0.05), store)
+    engine = HeldReply()
+    app = app_with(engine, store)
     async with app.run_test(size=SMALL) as pilot:
         await wait_idle(pilot, app)
         await send(pilot, "Hello?")
-        await wait_for(pilot, lambda: app.chat.busy, what="the reply to start")
+        await wait_for(pilot, engine.replying.is_set, what="the reply to start")
         app.chat.attach_paths([str(folder)])
         await wait_for(pilot, reading.is_set, what="the folder to be read")
+        await wait_for(pilot, lambda: app.chat.busy, what="the reply shown as running")
         assert app.chat.activity != "reading files…"  # the reply's activity shows while it runs
+        engine.go.set()
         await wait_for(pilot, lambda: not app.chat.busy, timeout=20, what="the reply to end")
         assert app.chat.files.reading and app.chat.activity == "reading files…"
         gate.set()
