@@ -27,6 +27,7 @@ from assistant.tui.chat import ChatScreen
 from assistant.tui.screens.dialogs import TextScreen
 from assistant.tui.screens.picker import PickerScreen
 from assistant.tui.screens.welcome import NoModelScreen
+from assistant.tui.text import full_stop, sentence
 from models.errors import XGenError
 from models.paths import data_dir
 
@@ -34,15 +35,6 @@ from models.paths import data_dir
 BROWSE = "browse:"  # the model picker's option to choose a .gguf file anywhere
 CONNECT = "connect:"  # ... to type a server's URL
 RETRY = "retry:"  # ... to load again the model that failed (a server down then)
-
-
-def _full_stop(text: str) -> str:
-    """`text` ending as a sentence: no stop added after "?", "!" or "." (no "running?.")."""
-    return text if text.endswith((".", "?", "!")) else text + "."
-
-
-def _sentence(text: str) -> str:
-    return _full_stop(text[0].upper() + text[1:])
 
 
 def _build_demo(echo) -> Path:
@@ -153,23 +145,23 @@ class XGenApp(App[None]):
         self.conversation.use_model(model)
         self._show_model(model)
         if is_demo(model.location):
-            self.notify(_sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
+            self.notify(sentence(DEMO_NOTE), title="Demo model", severity="warning", timeout=30)
         if model.note:  # how it was fitted (a smaller context, a q8_0 KV cache)
-            self.notify(_sentence(model.note), title="Model", timeout=15)
+            self.notify(sentence(model.note), title="Model", timeout=15)
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.model_loading = False
         self.failed = (event.ref,)
         if self.loaded is not None:  # a switch that failed: the model in use stays
             self._show_model(self.loaded)
-            self.notify(f"{_full_stop(event.error)} Still using {self.loaded.name}.", title="Cannot load the model",
+            self.notify(f"{full_stop(event.error)} Still using {self.loaded.name}.", title="Cannot load the model",
                         severity="error", timeout=15)
             return
         self.model_state = ModelState("no model")
         if event.no_model:
             self.push_screen(NoModelScreen(_build_demo), callback=self._no_model_choice)
         else:
-            self.notify(f"{_full_stop(event.error)} Ctrl+P → Switch model to retry, connect to a server or "
+            self.notify(f"{full_stop(event.error)} Ctrl+P → Switch model to retry, connect to a server or "
                         "pick another model.", title="Cannot load the model", severity="error", timeout=15)
 
     def _no_model_choice(self, choice: str | None) -> None:

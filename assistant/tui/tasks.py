@@ -19,6 +19,7 @@ from assistant.modelref import LoadedModel
 from assistant.session import Conversation, JobEvents, SummaryForm
 from assistant.store import Message as StoredMessage
 from assistant.tui.events import FilesLoaded, Indexing, ReplyDone, ReplyText, SummaryProgress, TurnFailed, TurnStarted
+from assistant.tui.text import full_stop
 from models.errors import XGenError
 
 Post = Callable[[Message], object]
@@ -161,7 +162,7 @@ def add_files(conversation: Conversation, paths: list[Path], model: LoadedModel 
               stop: threading.Event | None = None) -> None:
     read = conversation.add_files(paths, model=model, events=IndexRelay(post), stop=stop)
     # Found once the dialog is closed (a damaged PDF), or given on the command line.
-    read.problems = [f"{p.rstrip('.')}. Nothing of it was attached; Ctrl+O attaches a file." for p in read.problems]
+    read.problems = [f"{full_stop(p)} Nothing of it was attached; Ctrl+O attaches a file." for p in read.problems]
     post(FilesLoaded(read))
 
 

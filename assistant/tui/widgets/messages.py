@@ -13,7 +13,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from assistant.safetext import printable
 from assistant.sources import Sources
-from assistant.tui.text import shown
+from assistant.tui.text import plural, shown
 from assistant.tui.widgets import status as status_clock
 from assistant.tui.widgets.status import clock
 
@@ -51,10 +51,6 @@ def megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:,.1f} MB"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
     """The details line under a reply, and whether it reports a problem."""
     finish = str(meta.get("finish") or "")
@@ -70,8 +66,8 @@ def describe(meta: dict[str, Any], role: str = "assistant") -> tuple[str, bool]:
     stats = meta.get("stats") or {}
     if role == "summary" and stats.get("parts"):
         calls, cached = stats.get("model_calls", 0), stats.get("cached_parts", 0)
-        parts.append(("" if stopped_summary else f"{_plural(stats['parts'], 'part')} · ")
-                     + _plural(calls, "model call")
+        parts.append(("" if stopped_summary else f"{plural(stats['parts'], 'part')} · ")
+                     + plural(calls, "model call")
                      + (f" · {cached} cached" if cached else "") + f" · {stats.get('seconds', 0):.1f} s")
     elif stats.get("generated"):
         speed = stats.get("tokens_per_second") or 0

@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from assistant.store import AttachedFile, Session
 from assistant.safetext import printable
-from assistant.tui.text import shown
+from assistant.tui.text import plural, shown
 
 NEW_SESSION = "(new session)"
 
@@ -40,7 +40,7 @@ class FileRow:
         if Path(f.path).is_absolute() and not Path(f.path).exists():
             return cls(f.path, f.name + "/" * f.is_folder, "missing", missing=True)
         if f.is_folder:
-            files = "…" if n_files is None else f"{short_count(n_files)} file{'' if n_files == 1 else 's'}"
+            files = "…" if n_files is None else plural(n_files, "file", short_count(n_files))
             return cls(f.path, f.name + "/", files)
         return cls(f.path, f.name, f"{short_count(f.n_tokens)} tok")
 
