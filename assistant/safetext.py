@@ -35,11 +35,19 @@ def shown_name(name: str | bytes | os.PathLike) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def valid_text(text: str) -> str:
-    """`text` as UTF-8 can hold it: a byte that was not UTF-8 (a question typed in a Latin-1
-    terminal arrives surrogate-escaped) becomes U+FFFD, which tokenizers and SQLite take."""
+def encodes_as_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (Python hands them over
+    surrogate-escaped), which UTF-8 streams, tokenizers and SQLite text cannot take."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text
+        return False
+    return True
+
+
+def valid_text(text: str) -> str:
+    """`text` as UTF-8 can hold it: a byte that was not UTF-8 (a question typed in a Latin-1
+    terminal arrives surrogate-escaped) becomes U+FFFD, which tokenizers and SQLite take."""
+    if encodes_as_utf8(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

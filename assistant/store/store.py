@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from assistant.safetext import encodes_as_utf8
 from assistant.store.db import Database
 from assistant.store.export import render_markdown
 from assistant.store.records import SHORT_ID, AttachedFile, Message, Session, Summary
@@ -55,11 +56,7 @@ def _stored_path(path: str | Path) -> str | bytes:
     """A path as the database keeps it: text, or the bytes the OS gave when they are not
     UTF-8 (a Latin-1 name arrives surrogate-escaped, which SQLite text cannot hold)."""
     text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(text)
-    return text
+    return text if encodes_as_utf8(text) else os.fsencode(text)
 
 
 def _loaded_path(value: str | bytes) -> str:
@@ -72,11 +69,7 @@ def _meta_json(meta: dict | None) -> str | None:
     if not meta:
         return None
     text = json.dumps(meta, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(meta)
-    return text
+    return text if encodes_as_utf8(text) else json.dumps(meta)
 
 
 def _attached(row) -> AttachedFile:
