@@ -152,10 +152,9 @@ class Summarizer:
         room = self.engine.n_ctx - self._overhead(FINAL_INSTRUCTION.format(name=name, form=form.describe())) - 64
         need = form.answer_tokens(self.final_tokens)
         if need > room:
-            most = max(0, int((room - 32) / 1.6) // 10 * 10)
             raise XGenError(f"a summary of {form.words:,} words needs about {need:,} tokens to write, more than the "
                             f"model's context ({self.engine.n_ctx:,} tokens) leaves; ask for at most about "
-                            f"{most:,} words")
+                            f"{SummaryForm.words_within(room):,} words")
 
     def _summarize(self, job: _Job, form: SummaryForm, partials: list[str]) -> SummaryResult:
         """`summarize`, collecting the part summaries in `partials` as they are done."""

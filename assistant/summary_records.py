@@ -33,6 +33,11 @@ class SummaryForm:
         # ~1.4 tokens per English word, with room to finish the sentence.
         return max(64, int(self.words * 1.6) + 32) if self.kind == "words" else default
 
+    @staticmethod
+    def words_within(tokens: int) -> int:
+        """The most words (a round ten) whose summary answer_tokens keeps within `tokens`."""
+        return max(0, int((tokens - 32) / 1.6) // 10 * 10)
+
 
 class SummaryCache(Protocol):
     def cache_get(self, key: str) -> str | None: ...
