@@ -169,14 +169,19 @@ class RemoteEngine(TiktokenVocab, Engine):
 
     # -- HTTP ----------------------------------------------------------------------
 
+    def _went_away(self) -> XGenError:
+        """The server was reached and answering, then closed the connection (the stream cut,
+        or ended with no finish reason after some words)."""
+        return XGenError(f"{self.base_url}: the server closed the connection in the middle of the answer "
+                         "(did it stop or crash?)")
+
     def _connection_error(self, exc: Exception) -> XGenError:
         import httpx
 
         if isinstance(exc, httpx.TimeoutException):
             return XGenError(f"{self.base_url} did not answer in time ({one_line(type(exc).__name__)})")
         if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):  # it was reached, then went away
-            return XGenError(f"{self.base_url}: the server closed the connection in the middle of the answer "
-                             f"(did it stop or crash?)")
+            return self._went_away()
         reason = one_line(str(exc)) or type(exc).__name__
         return XGenError(f"cannot reach {self.base_url}: {reason}; is the server running?")
 
@@ -366,8 +371,7 @@ class RemoteEngine(TiktokenVocab, Engine):
                 continue
             if not done and reason is None:
                 if answered:  # words came, then the stream ended: the server went away mid-answer
-                    raise XGenError(f"{self.base_url}: the server closed the connection in the middle of "
-                                    f"the answer (did it stop or crash?)")
+                    raise self._went_away()
                 # llama-cpp-python's server reports an error raised before the first token
                 # (such as a prompt longer than its context) by just ending the stream.
                 raise XGenError(f"{self.base_url}/v1/completions: the server closed the connection without "
