@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from models.errors import XGenError
+from models.paths import leaves_folder
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,9 @@ def check_listed_names(repo_id: str, names: list[str]) -> None:
     """Refuse a listing with a file name that would land outside the download folder
     (`../x`, `/etc/x`): huggingface_hub stops at it with a ValueError traceback."""
     for name in names:
+        # Stricter than a checkpoint index: no empty or "." parts, no NUL, either.
         parts = name.replace("\\", "/").split("/")
-        if not name or name.startswith("/") or "\0" in name or any(part in ("", ".", "..") for part in parts):
+        if leaves_folder(name) or "\0" in name or any(part in ("", ".") for part in parts):
             raise XGenError(f"{repo_id}: the Hub lists a file named {name!r}, which would be written outside "
                             "the download folder; refused (is this the repository you meant?)")
 

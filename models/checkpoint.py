@@ -13,11 +13,12 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import torch
 
 from models.errors import XGenError, unsafe_pickle_error
+from models.paths import leaves_folder
 
 # Buffers that HF stores beside the weights; recomputed, never converted.
 NON_WEIGHT_SUFFIXES = ("rotary_emb.inv_freq", "rotary_emb.cos_cached", "rotary_emb.sin_cached")
@@ -69,9 +70,7 @@ def _shards_from_index(index: Path) -> tuple[Path, ...]:
         raise XGenError(f"{index}: not a valid checkpoint index (its weight_map does not name files)")
     names = sorted(set(weight_map.values()))
     for name in names:
-        # Judged by the name, not by resolving it: a Hugging Face cache snapshot's shards
-        # are links into its blobs folder, outside the snapshot, and are fine.
-        if not name or PurePath(name).is_absolute() or ".." in PurePath(name.replace("\\", "/")).parts:
+        if leaves_folder(name):
             raise XGenError(f"{index}: shard {name!r} is outside the checkpoint folder; refused "
                             "(an index names files beside it)")
     shards = tuple(index.parent / n for n in names)

@@ -39,3 +39,11 @@ def data_dir() -> Path:
 
 def models_dir() -> Path:
     return _make_folder(data_dir() / "models", "models folder")
+
+
+def leaves_folder(name: str) -> bool:
+    """Whether a file name that a listing or an index gives (a Hub repository's, a
+    checkpoint's index.json) would land outside the folder it is read into: absolute, or
+    with a `..` part (backslashes read as separators too). Judged by the name alone: a
+    Hugging Face cache snapshot's files are links out of it, and are fine."""
+    return not name or name.startswith("/") or ".." in name.replace("\\", "/").split("/")
