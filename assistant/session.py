@@ -238,8 +238,9 @@ class Conversation(AttachedFiles):
         chat = self.chat(model, answer_tokens=answer_tokens, settings=settings)
         self.scope.refresh(on_event=events.indexing, stop=stop)  # files changed since the last question
         prepared = chat.prepare(question)
-        created = self.session is None or self.deleted_elsewhere
+        before = self.session_id
         session = self._ensure_session(model)
+        created = session.id != before  # new, or made anew for a session deleted elsewhere
         user, reply = self.store.add_exchange(session.id, prepared.question, {"finish": "streaming"})
         events.saved(user)
         events.saved(reply)
