@@ -30,10 +30,10 @@ from assistant.library import IndexDatabase, names, update_library
 from assistant.library.catalog import resolve
 from assistant.library.scope import indexed_files
 from assistant.modelref import LoadedModel
+from assistant.safetext import shown_name
 from assistant.session import SUMMARY_SETTINGS, Conversation, SamplingSettings, SummaryForm
 from assistant.store import Store
 from models.errors import XGenError
-from assistant.safetext import shown_name
 
 FILE_FORM = SummaryForm("paragraph")  # each file's summary; the folder's takes the form asked for
 COMBINE_NAME = "{folder}: the summaries of its {n} files, each under its path; name the files in the summary"

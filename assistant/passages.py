@@ -29,8 +29,8 @@ from assistant.library.events import Event
 from assistant.library.memory import MemoryIndex
 from assistant.library.scope import every, file_state, indexed_files, size
 from assistant.library.search import Hit, query_words
-from models.errors import XGenError
 from assistant.safetext import shown_name
+from models.errors import XGenError
 
 STDIN = "<stdin>"
 _STDIN_KEY = b"/<stdin>"  # its name in the memory index (an absolute-looking key, as paths are)

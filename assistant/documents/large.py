@@ -30,8 +30,8 @@ from assistant.documents.errors import one_line
 from assistant.documents.load import DEFAULT_MAX_BYTES, document_from_bytes, load_document, open_regular
 from assistant.documents.mislabel import mislabelled
 from assistant.documents.model import Document
-from models.errors import XGenError
 from assistant.safetext import shown_name
+from models.errors import XGenError
 
 WINDOW_BYTES = 4 << 20
 STREAMED_KINDS = ("text", "markdown", "code")

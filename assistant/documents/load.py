@@ -25,8 +25,8 @@ from assistant.documents.kinds import KINDS, kind_from_name, sniff_kind
 from assistant.documents.mislabel import mislabelled
 from assistant.documents.model import Document
 from assistant.documents.pdf import pdf_text
-from models.errors import XGenError
 from assistant.safetext import shown_name
+from models.errors import XGenError
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 

@@ -15,9 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from assistant.safetext import printable
+from assistant.safetext import printable, shown_name
 from assistant.store.records import AttachedFile, Message, Session
-from assistant.safetext import shown_name
 
 
 def parse_time(text: str) -> datetime:
